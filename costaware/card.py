@@ -1,0 +1,201 @@
+"""The model card: the JSON written beside every exported ``model.onnx``.
+
+Training writes it, the service reads it. It is the one contract between the two
+roles, so it lives here, in the package both install, and imports no TensorFlow
+and no FastAPI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CARD_FILENAME = "model-card.json"
+MODEL_FILENAME = "model.onnx"
+CARD_SCHEMA_VERSION = 1
+
+
+class CardError(ValueError):
+    """A card that is missing, unreadable or inconsistent with its model file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LossSpec(_Strict):
+    type: Literal["builtin", "custom"]
+    fn_cost: float = Field(ge=0)
+    fp_cost: float = Field(ge=0)
+
+
+class OutcomeValues(_Strict):
+    """Dollar value of each outcome (negative for a loss), relative to a true negative."""
+
+    tp: float
+    fp: float
+    tn: float
+    fn: float
+
+
+class OnnxSpec(_Strict):
+    file: str = MODEL_FILENAME
+    input_name: str
+    output_name: str
+    opset: int
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DataSpec(_Strict):
+    source: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    n_rows: int
+    n_train: int
+    n_test: int
+    test_size: float
+    split_seed: int
+    positive_label: str = "1"
+
+
+class TrainingSpec(_Strict):
+    seed: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    learning_rate: float
+    data: DataSpec
+    library_versions: dict[str, str]
+
+
+class ClassReport(_Strict):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class ConfusionCounts(_Strict):
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+
+class HeldOutMetrics(_Strict):
+    threshold: float
+    accuracy: float
+    auc: float
+    per_class: dict[Literal["0", "1"], ClassReport]
+    confusion: ConfusionCounts
+    # Expected dollar value per instance under the reference QALY values; a
+    # convenience for people reading the card, the service recomputes its own.
+    reference_expected_value: float | None = None
+
+
+class HeldOut(_Strict):
+    scores: list[float]
+    labels: list[Literal[0, 1]]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> HeldOut:
+        if len(self.scores) != len(self.labels):
+            raise ValueError(
+                f"held_out has {len(self.scores)} scores but {len(self.labels)} labels"
+            )
+        return self
+
+
+class ScoreCorrection(_Strict):
+    """How served scores relate to what the network learned.
+
+    ``prior_shift``: the model was trained on a subsample keeping negatives at rate
+    ``beta``; the ONNX graph itself maps the raw score ``p_s`` to
+    ``beta*p_s / (beta*p_s - p_s + 1)``, so served scores are on the true base rate.
+    """
+
+    kind: Literal["none", "prior_shift"] = "none"
+    beta: float = Field(default=1.0, gt=0, le=1)
+    applied: Literal["in_graph"] = "in_graph"
+
+
+class ModelCard(BaseModel):
+    """Everything a reader or the service needs to know about one exported model.
+
+    Optional sections (``subsample``, ``tuning``) are free-form objects written by
+    the features that produce them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = CARD_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    version: str
+    created_at: str
+    description: str = ""
+    loss: LossSpec
+    cost_matrix: OutcomeValues | None = None
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    margin: float = Field(default=0.1, ge=0, le=1)
+    features: list[str] = Field(min_length=1)
+    onnx: OnnxSpec
+    training: TrainingSpec
+    metrics: HeldOutMetrics
+    held_out: HeldOut
+    score_correction: ScoreCorrection = ScoreCorrection()
+    subsample: dict[str, Any] | None = None
+    tuning: dict[str, Any] | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The card without the held-out score arrays (what ``GET /models/{name}`` shows)."""
+        return self.model_dump(exclude={"held_out"})
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_card(folder: Path) -> ModelCard:
+    """Read and validate ``folder/model-card.json``; raise :class:`CardError` naming the problem."""
+    path = folder / CARD_FILENAME
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CardError(f"{path}: no model card") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CardError(f"{path}: unreadable model card ({exc})") from exc
+    try:
+        return ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise CardError(
+            f"{path}: malformed model card at {where}: {first['msg']}"
+            + (f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else "")
+        ) from exc
+
+
+def verify_model_file(folder: Path, card: ModelCard) -> Path:
+    """Return the model path after checking it exists and matches the card's sha256."""
+    model_path = folder / card.onnx.file
+    if not model_path.is_file():
+        raise CardError(f"{model_path}: model file named by the card does not exist")
+    actual = sha256_file(model_path)
+    if actual != card.onnx.sha256:
+        raise CardError(
+            f"{model_path}: sha256 {actual[:12]}… does not match the card's {card.onnx.sha256[:12]}…"
+        )
+    return model_path
+
+
+def write_card(folder: Path, card: ModelCard) -> Path:
+    path = folder / CARD_FILENAME
+    path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    return path
