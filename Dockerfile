@@ -11,11 +11,12 @@ ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ENV UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=/usr/local/bin/python3.11 \
-    UV_PROJECT_ENVIRONMENT=/app/.venv \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy
 RUN pip install --no-cache-dir uv==0.13.8
-WORKDIR /src
+# The same path as in the final images: the venv's scripts and the editable install point
+# here, and the service finds the baked-in models/ beside its own package.
+WORKDIR /app
 
 FROM builder AS serve-deps
 # The lock first and the source after: a code change reuses the dependency layer.
@@ -26,10 +27,8 @@ COPY README.md ./
 COPY costaware/ costaware/
 COPY service/ service/
 COPY training/ training/
-# --no-editable: the project goes into the venv as a wheel, so the runtime stage needs
-# only the venv, not /src.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+    uv sync --locked --no-dev
 
 FROM builder AS train-deps
 COPY pyproject.toml uv.lock ./
@@ -40,15 +39,14 @@ COPY costaware/ costaware/
 COPY service/ service/
 COPY training/ training/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --extra train --no-editable
+    uv sync --locked --no-dev --extra train
 
 # ---------------------------------------------------------------- common runtime
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/app/.venv/bin:$PATH \
-    MPLCONFIGDIR=/tmp/matplotlib \
-    COSTAWARE_BAKED_MODELS=/app/models
+    MPLCONFIGDIR=/tmp/matplotlib
 # uid 1000 so that a compose volume first filled from this image is writable by both the
 # api and the trainer. /opt/ml exists for `docker run` without SageMaker's mounts.
 RUN groupadd --gid 1000 app \
@@ -60,7 +58,7 @@ COPY docker/ /app/docker/
 
 # ---------------------------------------------------------------- train target
 FROM runtime AS train
-COPY --from=train-deps /app/.venv /app/.venv
+COPY --from=train-deps /app /app
 ENV TF_CPP_MIN_LOG_LEVEL=2
 USER 1000:1000
 ENTRYPOINT ["/app/docker/entrypoint"]
@@ -69,7 +67,7 @@ CMD ["train"]
 # ---------------------------------------------------------------- serve target (default)
 # Last stage, so `docker build .` without --target builds this one.
 FROM runtime AS serve
-COPY --from=serve-deps /app/.venv /app/.venv
+COPY --from=serve-deps /app /app
 # Owned by the app user: a named volume mounted here starts as a copy of these files with
 # this ownership, and the trainer (same uid) can later overwrite them with retrained models.
 COPY --chown=1000:1000 models/ /app/models/

@@ -100,21 +100,39 @@ class Dockerfile:
         return None
 
     def image_path_to_repo(self, name: str, image_path: str) -> Path | None:
-        """Map a path inside the image to the repository file a COPY put there."""
+        """Map a path inside the image to the repository file a COPY put there.
+
+        Relative COPY paths are taken against ``/app``, the WORKDIR of all our stages.
+        """
         target = PurePosixPath(image_path)
         for stage in self.lineage(name):
             for copy in reversed(stage.of("COPY")):
                 flags, operands = copy.flags_and_operands()
-                if "from" in flags or len(operands) < 2:
+                if len(operands) < 2:
                     continue
                 *sources, dest = operands
+                base = PurePosixPath("/app") / dest
+                if target != base and base not in target.parents:
+                    continue
+                rest = target.relative_to(base)
                 for source in sources:
-                    if source.endswith("/") or dest.endswith("/"):
-                        base = PurePosixPath(dest)
-                        if target == base or base in target.parents:
-                            return REPO / source / target.relative_to(base)
-                    elif target == PurePosixPath(dest):
-                        return REPO / source
+                    if "from" in flags:
+                        if self.has_stage(flags["from"]):
+                            found = self.image_path_to_repo(
+                                flags["from"], str(PurePosixPath("/app") / source / rest)
+                            )
+                            if found is not None:
+                                return found
+                        continue
+                    origin = REPO / source
+                    if origin.is_dir():
+                        candidate = origin / rest
+                    elif dest.endswith("/") or len(sources) > 1:
+                        candidate = origin if rest == PurePosixPath(origin.name) else None
+                    else:
+                        candidate = origin if rest == PurePosixPath(".") else None
+                    if candidate is not None and candidate.exists():
+                        return candidate
         return None
 
 

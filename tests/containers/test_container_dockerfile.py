@@ -153,3 +153,23 @@ def test_runs_as_a_non_root_user(target):
     assert user is not None
     name = user.args.split(":")[0]
     assert name not in ("root", "0"), user.args
+
+
+def test_every_stage_works_in_app():
+    # image_path_to_repo resolves relative COPY paths against /app; keep that true.
+    for stage in DOCKERFILE.stages:
+        workdirs = [ins.args for s in DOCKERFILE.lineage(stage.name) for ins in s.of("WORKDIR")]
+        assert workdirs and workdirs[0] == "/app", (stage.name, workdirs)
+
+
+def test_serve_image_lays_out_app_like_the_checkout():
+    # service/settings.py finds the baked-in models/ beside its own package, so the image
+    # must keep the checkout's layout under /app.
+    assert DOCKERFILE.image_path_to_repo("serve", "/app/models") == REPO / "models"
+    assert DOCKERFILE.image_path_to_repo("serve", "/app/service/__init__.py") == (
+        REPO / "service/__init__.py"
+    )
+    assert DOCKERFILE.image_path_to_repo("serve", "/app/pyproject.toml") == REPO / "pyproject.toml"
+    assert DOCKERFILE.image_path_to_repo("train", "/app/training/__init__.py") == (
+        REPO / "training/__init__.py"
+    )
