@@ -1,0 +1,408 @@
+"""Negative subsampling for unbalanced data, the audit that it is unbiased, and the
+prior-shift correction of the scores a model trained on it produces.
+
+A subsample of the negatives is biased exactly when some classifier can tell the
+selected negatives from the unselected ones better than chance. The audit asks two
+flexible classifiers (gradient boosting for non-linear selection, a logistic
+regression for selection along a direction in feature space) and a per-feature
+Kolmogorov–Smirnov test, and controls the family-wise false-alarm rate with a
+weighted Bonferroni correction, so the verdict's false-alarm rate is at most
+``alpha`` on a uniform subsample.
+
+numpy, scipy and scikit-learn only: no TensorFlow here, so the audit is usable
+(and testable) without the training stack.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "AuditResult",
+    "ClassifierTest",
+    "FeatureDrift",
+    "Subsample",
+    "SubsampleError",
+    "audit_subsample",
+    "correct_scores",
+    "draw_negatives",
+    "subsample_negatives",
+]
+
+DEFAULT_ALPHA = 0.01
+DEFAULT_SPLITS = 5
+# A stratification column with more distinct values than this is treated as
+# continuous and cut into quantile bins; fewer are taken as categories.
+MAX_CATEGORIES = 20
+QUANTILE_BINS = 10
+
+Sampler = Literal["uniform", "stratified", "given"]
+
+
+class SubsampleError(ValueError):
+    """A subsample request that cannot be honoured (sizes, labels, shapes)."""
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    feature: str
+    statistic: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class ClassifierTest:
+    """One classifier two-sample test: out-of-fold scores for "was this negative selected?"."""
+
+    name: str
+    auc: float
+    accuracy: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The verdict on one subsample of negatives, plus the evidence behind it.
+
+    ``p_value`` is family-wise adjusted (weighted Bonferroni over both classifiers
+    and every feature's KS test), so ``biased = p_value <= alpha`` has a
+    false-alarm rate of at most ``alpha``. ``auc`` and ``accuracy`` are those of
+    the classifier with the strongest evidence; ``accuracy`` is the seed's
+    statistic, to be read against ``chance_accuracy = max(r, 1 - r)`` with
+    ``r = k / n_negatives``.
+    """
+
+    biased: bool
+    p_value: float
+    alpha: float
+    auc: float
+    accuracy: float
+    chance_accuracy: float
+    n_negatives: int
+    k: int
+    drift: list[FeatureDrift]
+    classifiers: list[ClassifierTest]
+    n_splits: int
+    seed: int | None = None
+    draws: int = 1
+    sampler: Sampler = "uniform"
+    stratify_by: str | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "biased": self.biased,
+            "p_value": self.p_value,
+            "alpha": self.alpha,
+            "auc": self.auc,
+            "accuracy": self.accuracy,
+            "chance_accuracy": self.chance_accuracy,
+            "n_negatives": self.n_negatives,
+            "k": self.k,
+            "selection_rate": self.k / self.n_negatives,
+            "seed": self.seed,
+            "draws": self.draws,
+            "sampler": self.sampler,
+            "stratify_by": self.stratify_by,
+            "drift": [asdict(d) for d in self.drift],
+            "classifiers": [asdict(c) for c in self.classifiers],
+            "method": {
+                "two_sample_test": (
+                    "classifier two-sample test: selected negatives labelled 1, the rest 0; "
+                    f"stratified {self.n_splits}-fold out-of-fold scores; one-sided "
+                    "Mann-Whitney U p-value (AUC > 0.5)"
+                ),
+                "classifiers": [c.name for c in self.classifiers],
+                "drift": "two-sample Kolmogorov-Smirnov per feature, selected vs unselected",
+                "combination": (
+                    "weighted Bonferroni: p_value = min(1, min_i p_i / w_i), "
+                    "sum of weights 1, so P(false alarm) <= alpha"
+                ),
+                "weights": self.weights,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Subsample:
+    """A drawn subsample: which rows to train on, the selection rate, and the audit."""
+
+    keep: np.ndarray  # sorted row indices into the input: every positive + selected negatives
+    selected: np.ndarray  # bool mask over the negatives (in row order)
+    n_positives: int
+    beta: float
+    audit: AuditResult
+
+    def card_section(self) -> dict[str, Any]:
+        """What goes into the model card's ``subsample`` section."""
+        return {
+            "beta": self.beta,
+            "k": self.audit.k,
+            "n_negatives": self.audit.n_negatives,
+            "n_positives": self.n_positives,
+            "seed": self.audit.seed,
+            "draws": self.audit.draws,
+            "sampler": self.audit.sampler,
+            "stratify_by": self.audit.stratify_by,
+            "split": "training split only; validation and test data are not subsampled",
+            "audit": self.audit.to_dict(),
+        }
+
+
+def correct_scores(scores: np.ndarray, beta: float) -> np.ndarray:
+    """Map scores learned on a subsample (negatives kept at rate ``beta``) to the true base rate.
+
+    ``p = beta * p_s / (beta * p_s - p_s + 1)`` (Dal Pozzolo et al., 2015). The
+    exported ONNX graph applies the same formula; this is its numpy reference.
+    """
+    if not 0 < beta <= 1:
+        raise SubsampleError(f"beta must be in (0, 1], got {beta}")
+    p = np.asarray(scores, dtype=np.float64)
+    return beta * p / (beta * p - p + 1.0)
+
+
+def draw_negatives(
+    n_negatives: int,
+    k: int,
+    rng: np.random.Generator,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
+    """Choose ``k`` of ``n_negatives`` uniformly, or proportionally within strata.
+
+    Returns a bool mask of length ``n_negatives``. With ``strata`` (one value per
+    negative), each stratum gets its proportional share of ``k`` (largest
+    remainders round) and is sampled uniformly inside; a stratum column with more
+    than ``MAX_CATEGORIES`` distinct values is cut into ``QUANTILE_BINS`` quantile bins.
+    """
+    _check_k(n_negatives, k)
+    mask = np.zeros(n_negatives, dtype=bool)
+    if strata is None:
+        mask[rng.choice(n_negatives, size=k, replace=False)] = True
+        return mask
+    groups = _strata_groups(np.asarray(strata))
+    if groups.shape != (n_negatives,):
+        raise SubsampleError(
+            f"stratification column has {groups.shape[0]} values for {n_negatives} negatives"
+        )
+    labels, counts = np.unique(groups, return_counts=True)
+    exact = k * counts / n_negatives
+    quota = np.floor(exact).astype(int)
+    short = k - int(quota.sum())
+    quota[np.argsort(-(exact - quota), kind="stable")[:short]] += 1
+    for label, q in zip(labels, quota, strict=True):
+        members = np.flatnonzero(groups == label)
+        mask[rng.choice(members, size=int(q), replace=False)] = True
+    return mask
+
+
+def _strata_groups(values: np.ndarray) -> np.ndarray:
+    if np.unique(values).size <= MAX_CATEGORIES:
+        return values
+    edges = np.quantile(values, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1])
+    return np.searchsorted(edges, values, side="right")
+
+
+def _check_k(n_negatives: int, k: int) -> None:
+    if n_negatives < 4:
+        raise SubsampleError(f"need at least 4 negatives to subsample, found {n_negatives}")
+    if not 2 <= k <= n_negatives - 2:
+        raise SubsampleError(
+            f"number of negatives to keep must be between 2 and {n_negatives - 2} "
+            f"(there are {n_negatives} negatives; at least 2 must be left out to audit), got {k}"
+        )
+
+
+def audit_subsample(
+    negatives: np.ndarray,
+    selected: np.ndarray,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    feature_names: Sequence[str] | None = None,
+    seed: int = 0,
+    n_splits: int = DEFAULT_SPLITS,
+) -> AuditResult:
+    """Audit a subsample: can selected negatives be told from unselected ones?
+
+    ``negatives`` is ``[n_negatives, n_features]``; ``selected`` a bool (or 0/1)
+    mask of the same length. ``seed`` fixes the cross-validation shuffle and the
+    classifiers, so the audit of a given subsample is reproducible.
+    """
+    x = np.asarray(negatives, dtype=np.float64)
+    if x.ndim != 2:
+        raise SubsampleError(f"negatives must be a 2-D array, got shape {x.shape}")
+    s = np.asarray(selected)
+    if s.shape != (x.shape[0],):
+        raise SubsampleError(f"selection mask has shape {s.shape}, expected ({x.shape[0]},)")
+    if s.dtype != bool:
+        if not np.isin(s, (0, 1)).all():
+            raise SubsampleError("selection mask must hold only 0 and 1")
+        s = s.astype(bool)
+    n, d = x.shape
+    k = int(s.sum())
+    _check_k(n, k)
+    if not 0 < alpha < 1:
+        raise SubsampleError(f"alpha must be between 0 and 1, got {alpha}")
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(d)]
+    if len(names) != d:
+        raise SubsampleError(f"{len(names)} feature names for {d} features")
+
+    splits = max(2, min(n_splits, k, n - k))
+    tests = [
+        _classifier_test(name, x, s, splits, seed) for name in ("gradient_boosting", "logistic")
+    ]
+    drift = _drift(x, s, names)
+
+    # Weighted Bonferroni: a third of alpha to each classifier, a third shared by
+    # the d KS tests. The classifiers carry the power (they see all features at
+    # once); the KS tests are there to say *where* the bias is.
+    w_clf = 1.0 / 3.0
+    w_ks = (1.0 / 3.0) / d
+    adjusted = [t.p_value / w_clf for t in tests] + [f.p_value / w_ks for f in drift]
+    p_value = min(1.0, min(adjusted))
+    strongest = min(tests, key=lambda t: (t.p_value, -t.auc))
+    rate = k / n
+    return AuditResult(
+        biased=p_value <= alpha,
+        p_value=p_value,
+        alpha=alpha,
+        auc=strongest.auc,
+        accuracy=strongest.accuracy,
+        chance_accuracy=max(rate, 1.0 - rate),
+        n_negatives=n,
+        k=k,
+        drift=drift,
+        classifiers=tests,
+        n_splits=splits,
+        seed=seed,
+        weights={"per_classifier": w_clf, "per_feature_ks": w_ks},
+    )
+
+
+def _make_classifier(name: str, seed: int) -> Any:
+    # Imported here so that importing this module stays cheap.
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "gradient_boosting":
+        # Shallow trees and early stopping on a held-out tenth: with no signal the
+        # fit stops after a few rounds, which keeps the uniform case fast.
+        return HistGradientBoostingClassifier(
+            max_iter=100,
+            learning_rate=0.1,
+            max_leaf_nodes=15,
+            min_samples_leaf=40,
+            early_stopping=True,
+            validation_fraction=0.1,
+            n_iter_no_change=5,
+            random_state=seed,
+        )
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+
+
+def _classifier_test(
+    name: str, x: np.ndarray, s: np.ndarray, n_splits: int, seed: int
+) -> ClassifierTest:
+    from scipy.stats import mannwhitneyu
+    from sklearn.model_selection import StratifiedKFold
+
+    scores = np.empty(x.shape[0])
+    predicted = np.empty(x.shape[0], dtype=bool)
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for train, test in folds.split(x, s):
+        model = _make_classifier(name, seed).fit(x[train], s[train])
+        proba = model.predict_proba(x[test])[:, 1]
+        scores[test] = proba
+        predicted[test] = proba >= 0.5
+    sel, rest = scores[s], scores[~s]
+    result = mannwhitneyu(sel, rest, alternative="greater", method="asymptotic")
+    auc = float(result.statistic) / (sel.size * rest.size)
+    # All scores tied (a classifier that found nothing): no evidence at all.
+    p = float(result.pvalue) if math.isfinite(result.pvalue) else 1.0
+    return ClassifierTest(
+        name=name, auc=auc, accuracy=float(np.mean(predicted == s)), p_value=min(1.0, p)
+    )
+
+
+def _drift(x: np.ndarray, s: np.ndarray, names: list[str]) -> list[FeatureDrift]:
+    from scipy.stats import ks_2samp
+
+    result = ks_2samp(x[s], x[~s], axis=0)
+    stats = np.atleast_1d(result.statistic)
+    pvals = np.atleast_1d(result.pvalue)
+    rows = [
+        FeatureDrift(feature=names[j], statistic=float(stats[j]), p_value=float(pvals[j]))
+        for j in range(x.shape[1])
+    ]
+    rows.sort(key=lambda r: (-r.statistic, r.p_value))
+    return rows
+
+
+def subsample_negatives(
+    x: np.ndarray,
+    y: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    strata: np.ndarray | None = None,
+    stratify_by: str | None = None,
+    max_draws: int = 1,
+    alpha: float = DEFAULT_ALPHA,
+    feature_names: Sequence[str] | None = None,
+) -> Subsample:
+    """Keep every positive and ``k`` negatives, audited; re-draw up to ``max_draws`` times.
+
+    ``strata`` (one value per row of ``x``) switches to a stratified draw. Draws
+    come one after another from ``numpy.random.default_rng(seed)``, so ``seed`` and
+    the recorded number of draws reproduce the kept subsample. If no draw passes,
+    the last draw is returned with its (biased) audit; the caller decides.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise SubsampleError(f"features {x.shape} and labels {y.shape} do not match")
+    if not np.isin(y, (0, 1)).all():
+        raise SubsampleError("labels must be 0 or 1")
+    if max_draws < 1:
+        raise SubsampleError(f"max draws must be at least 1, got {max_draws}")
+    negatives = np.flatnonzero(y == 0)
+    positives = np.flatnonzero(y == 1)
+    _check_k(negatives.size, k)
+    neg_strata = None if strata is None else np.asarray(strata)[negatives]
+    rng = np.random.default_rng(seed)
+    draws = 0
+    while True:
+        draws += 1
+        selected = draw_negatives(negatives.size, k, rng, neg_strata)
+        audit = audit_subsample(
+            x[negatives], selected, alpha=alpha, feature_names=feature_names, seed=seed
+        )
+        if not audit.biased or draws == max_draws:
+            break
+    audit = _with_provenance(audit, draws, strata is not None, stratify_by)
+    keep = np.sort(np.concatenate([positives, negatives[selected]]))
+    return Subsample(
+        keep=keep,
+        selected=selected,
+        n_positives=int(positives.size),
+        beta=k / negatives.size,
+        audit=audit,
+    )
+
+
+def _with_provenance(
+    audit: AuditResult, draws: int, stratified: bool, stratify_by: str | None
+) -> AuditResult:
+    return replace(
+        audit,
+        draws=draws,
+        sampler="stratified" if stratified else "uniform",
+        stratify_by=stratify_by,
+    )
