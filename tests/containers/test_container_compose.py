@@ -8,6 +8,7 @@ import json
 import re
 
 import jsonschema
+import numpy as np
 import pytest
 import yaml
 from _containerfiles import REPO, parse_dockerfile
@@ -92,4 +93,19 @@ def test_trainer_is_behind_a_profile_and_writes_the_same_volume(compose):
     (inputs,) = [v for v in trainer["volumes"] if v["target"] == f"{base}/input"]
     host_dir = REPO / _default(inputs["source"])
     assert (host_dir / "config/hyperparameters.json").is_file()
-    assert list((host_dir / "data/train").glob("*.csv")) or (host_dir / "data/README.md").is_file()
+    hyperparameters = json.loads((host_dir / "config/hyperparameters.json").read_text())
+    assert all(isinstance(value, str) for value in hyperparameters.values()), (
+        "SageMaker sends strings"
+    )
+    assert list((host_dir / "data/train").glob("*.csv"))
+
+
+def test_trainer_sample_input_is_the_reference_data_label_first():
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    table = np.loadtxt(
+        REPO / "docker/train-input/data/train/reference.csv", delimiter=",", dtype=np.float64
+    )
+    np.testing.assert_array_equal(table[:, 0], 1 - data.target)  # malignant = 1
+    np.testing.assert_array_equal(table[:, 1:], data.data)

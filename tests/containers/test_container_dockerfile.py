@@ -173,3 +173,8 @@ def test_serve_image_lays_out_app_like_the_checkout():
     assert DOCKERFILE.image_path_to_repo("train", "/app/training/__init__.py") == (
         REPO / "training/__init__.py"
     )
+
+
+def test_trainer_sample_input_stays_out_of_the_images():
+    assert IGNORE.excluded("docker/train-input/data/train/reference.csv")
+    assert not IGNORE.excluded("docker/healthcheck.py")
