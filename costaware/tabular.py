@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["TabularError", "parse_numeric_csv"]
+__all__ = ["TabularError", "data_line_numbers", "parse_numeric_csv"]
 
 
 class TabularError(ValueError):
@@ -73,14 +73,7 @@ def parse_numeric_csv(
     Raises :class:`TabularError` for empty input, ragged rows, non-numeric cells
     and NaN/inf, naming the row and column of the first problem.
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
-    # (line number, line) of every non-blank line; the common case has no blanks
-    # except the trailing newline, which we handle without a per-line strip.
-    if lines and lines[-1] == "":
-        lines.pop()
-    numbered = [(i, line) for i, line in enumerate(lines, start=1) if line and not line.isspace()]
+    numbered = _numbered_lines(text)
 
     names: list[str] | None = None
     if header:
@@ -130,6 +123,24 @@ def parse_numeric_csv(
             column_name=names[c] if names else None,
         )
     return names, values
+
+
+def _numbered_lines(text: str) -> list[tuple[int, str]]:
+    """(1-based line number, line) of every non-blank line."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    return [(i, line) for i, line in enumerate(lines, start=1) if line and not line.isspace()]
+
+
+def data_line_numbers(text: str, *, header: bool = False) -> list[int]:
+    """The line number of each data row :func:`parse_numeric_csv` returns, in order.
+
+    For callers that find a problem in the parsed array (e.g. a label that is not
+    0/1) and need to name the line it came from.
+    """
+    numbers = [i for i, _ in _numbered_lines(text)]
+    return numbers[1:] if header else numbers
 
 
 def _clean_name(cell: str) -> str:

@@ -4,7 +4,7 @@ import io
 import numpy as np
 import pytest
 
-from costaware.tabular import TabularError, parse_numeric_csv
+from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
 
 
 @pytest.fixture
@@ -117,3 +117,9 @@ def test_long_garbage_is_truncated_in_the_message():
 
 def test_is_a_value_error():
     assert issubclass(TabularError, ValueError)
+
+
+def test_data_line_numbers_skip_blanks_and_header():
+    text = "a,b\r\n\r\n1,2\n  \n3,4\n"
+    assert data_line_numbers(text, header=True) == [3, 5]
+    assert data_line_numbers(text) == [1, 3, 5]
