@@ -1,0 +1,260 @@
+"""ONNX export with the scaling (and any prior-shift correction) inside the graph.
+
+The exported graph maps raw features to the served score:
+``score = correct(sigmoid(((features - mean) / scale) @ W + b))`` with
+``correct(p) = beta*p / (beta*p - p + 1)`` (identity at ``beta = 1``). The export
+is checked: onnxruntime's scores must equal the Keras model's (after the same
+correction) within :data:`PARITY_TOLERANCE` on the held-out split, or nothing is
+written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from costaware.card import (
+    CARD_FILENAME,
+    MODEL_FILENAME,
+    ClassReport,
+    ConfusionCounts,
+    DataSpec,
+    HeldOut,
+    HeldOutMetrics,
+    LossSpec,
+    ModelCard,
+    OnnxSpec,
+    OutcomeValues,
+    ScoreCorrection,
+    TrainingSpec,
+    sha256_file,
+    write_card,
+)
+from costaware.economics import (
+    REFERENCE_QALY_VALUES,
+    CostMatrix,
+    classification_report,
+    confusion,
+    expected_value,
+    roc_auc,
+)
+from training.data import REFERENCE_SOURCE, Dataset, Split
+from training.fit import FittedModel, import_keras
+
+INPUT_NAME = "features"
+OUTPUT_NAME = "score"
+OPSET = 17
+PARITY_TOLERANCE = 1e-5
+# The card's optional free-form sections other features may add at export time.
+EXTRA_SECTIONS = ("subsample", "tuning")
+_LIBRARIES = ("numpy", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "scikit-learn")
+
+
+class ExportError(RuntimeError):
+    """The exported model disagrees with the trained one, or cannot be written."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    card: ModelCard
+    scores: np.ndarray  # onnxruntime scores on the held-out split, float32 [n]
+
+
+def prior_shift(p: np.ndarray, beta: float) -> np.ndarray:
+    """Map scores learned with negatives kept at rate ``beta`` back to the true base rate."""
+    p = np.asarray(p, dtype=np.float64)
+    return beta * p / (beta * p - p + 1.0)
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            # tensorflow-cpu installs the `tensorflow` module under another dist name
+            if name == "tensorflow":
+                versions[name] = metadata.version("tensorflow-cpu")
+    return versions
+
+
+def to_onnx(fitted: FittedModel, *, beta: float = 1.0) -> bytes:
+    """The serialized ONNX model for ``fitted`` (scaling and correction folded in)."""
+    import_keras()
+    import tensorflow as tf
+    import tf2onnx
+
+    kernel, bias = fitted.weights
+    n_features = kernel.shape[0]
+    # numpy arrays, not tf.constant: tf2onnx turns captured tensors into graph inputs
+    mean = fitted.scaler.mean.astype(np.float32)
+    scale = fitted.scaler.scale.astype(np.float32)
+    w = np.asarray(kernel, dtype=np.float32)
+    b = np.asarray(bias, dtype=np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, n_features], tf.float32, name=INPUT_NAME)])
+    def score(features: Any) -> dict[str, Any]:
+        p = tf.sigmoid(tf.matmul((features - mean) / scale, w) + b)
+        if beta != 1.0:
+            p = beta * p / (beta * p - p + 1.0)
+        # a dict output is how tf2onnx names the graph output
+        return {OUTPUT_NAME: p}
+
+    proto, _ = tf2onnx.convert.from_function(
+        score, input_signature=score.input_signature, opset=OPSET
+    )
+    # tf2onnx names the batch dimension unk__N; give it a readable, stable name
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    return proto.SerializeToString()
+
+
+def onnx_scores(model: bytes | Path, x: np.ndarray) -> np.ndarray:
+    """Scores from onnxruntime for raw features, float32 [n]."""
+    import onnxruntime as ort
+
+    source = str(model) if isinstance(model, Path) else model
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(x, dtype=np.float32)})
+    return out.reshape(-1)
+
+
+def held_out_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> HeldOutMetrics:
+    counts = confusion(labels, scores, threshold)
+    report = classification_report(labels, np.asarray(scores) >= threshold)
+    auc = roc_auc(labels, scores)
+    if auc is None:
+        raise ExportError("held-out split has a single class; AUC is undefined")
+    return HeldOutMetrics(
+        threshold=threshold,
+        accuracy=counts.accuracy,
+        auc=auc,
+        per_class={cls: ClassReport(**report[cls]) for cls in ("0", "1")},
+        confusion=ConfusionCounts(**counts.counts()),
+        reference_expected_value=expected_value(labels, scores, threshold, REFERENCE_QALY_VALUES),
+    )
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # the service may be loading this folder; never let it see half a file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; models are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_model(
+    fitted: FittedModel,
+    dataset: Dataset,
+    data: Split,
+    models_dir: Path,
+    *,
+    beta: float = 1.0,
+    threshold: float = 0.5,
+    margin: float = 0.1,
+    cost_matrix: CostMatrix | None = None,
+    extra_sections: dict[str, dict[str, Any]] | None = None,
+    n_train: int | None = None,
+) -> ExportResult:
+    """Export ``fitted`` to ``models_dir/<name>/`` (model.onnx + model-card.json).
+
+    ``beta < 1`` folds the prior-shift correction for a negative subsample into the
+    graph; ``extra_sections`` adds the card's optional sections (``subsample``,
+    ``tuning``); ``n_train`` overrides the training-row count when the model was
+    fitted on something other than ``data.x_train`` (e.g. a subsample of it).
+    ``cost_matrix`` (outcome values) goes into the card; by default the variant's own
+    matrix, or the reference QALY values for the reference data.
+    """
+    spec = fitted.spec
+    if not 0 < beta <= 1:
+        raise ExportError(f"beta {beta} must be in (0, 1]")
+    unknown = sorted(set(extra_sections or {}) - set(EXTRA_SECTIONS))
+    if unknown:
+        raise ExportError(f"unknown card section {unknown[0]!r} (allowed: {EXTRA_SECTIONS})")
+
+    model_bytes = to_onnx(fitted, beta=beta)
+    scores = onnx_scores(model_bytes, data.x_test)
+    expected = prior_shift(fitted.predict(data.x_test), beta)
+    gap = float(np.max(np.abs(scores - expected)))
+    if not gap <= PARITY_TOLERANCE:
+        raise ExportError(
+            f"{spec.name}: onnxruntime scores differ from Keras by {gap:.3g} "
+            f"(> {PARITY_TOLERANCE:g}) on the held-out split; not exported"
+        )
+
+    folder = models_dir / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = folder / MODEL_FILENAME
+    _write_atomically(model_path, model_bytes)
+
+    if cost_matrix is None:
+        cost_matrix = spec.cost_matrix
+    if cost_matrix is None and dataset.source == REFERENCE_SOURCE:
+        cost_matrix = REFERENCE_QALY_VALUES
+    card = ModelCard(
+        name=spec.name,
+        version=sha256_file(model_path)[:12],
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        description=spec.description,
+        loss=LossSpec(
+            type=spec.loss,
+            fn_cost=spec.fn_cost if spec.loss == "custom" else 1.0,
+            fp_cost=spec.fp_cost if spec.loss == "custom" else 1.0,
+        ),
+        cost_matrix=(
+            OutcomeValues(**{k: float(v) for k, v in cost_matrix.to_dict().items()})
+            if cost_matrix is not None
+            else None
+        ),
+        threshold=threshold,
+        margin=margin,
+        features=list(dataset.feature_names),
+        onnx=OnnxSpec(
+            file=MODEL_FILENAME,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            opset=OPSET,
+            sha256=sha256_file(model_path),
+        ),
+        training=TrainingSpec(
+            seed=spec.seed,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            optimizer=type(fitted.model.optimizer).__name__,
+            learning_rate=spec.learning_rate,
+            data=DataSpec(
+                source=dataset.source,
+                sha256=dataset.sha256,
+                n_rows=len(dataset.y),
+                n_train=len(data.y_train) if n_train is None else n_train,
+                n_test=len(data.y_test),
+                test_size=data.test_size,
+                split_seed=data.seed,
+            ),
+            library_versions=library_versions(),
+        ),
+        metrics=held_out_metrics(data.y_test, scores, threshold),
+        held_out=HeldOut(
+            scores=[float(s) for s in scores],
+            labels=[int(v) for v in data.y_test],
+        ),
+        score_correction=ScoreCorrection(kind="none" if beta == 1.0 else "prior_shift", beta=beta),
+        **(extra_sections or {}),
+    )
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
+        os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)
+    return ExportResult(folder=folder, card=card, scores=scores)

@@ -1,0 +1,161 @@
+"""Build and fit the one-unit Keras model of the reference, deterministically."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from training.data import Split
+from training.variants import VariantSpec
+
+Progress = Callable[[str], None]
+PROGRESS_EVERY = 10
+# Runs several SGD steps per graph call; the same updates in the same order (the
+# weights are bit-identical to steps_per_execution=1), a fraction of the Python overhead.
+STEPS_PER_EXECUTION = 64
+
+
+def stderr_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def import_keras() -> Any:
+    """Import Keras with TensorFlow's C++ start-up chatter kept off stderr.
+
+    TF_CPP_MIN_LOG_LEVEL silences most of it, but absl prints a few lines before
+    its logging is initialised, straight to file descriptor 2; those are
+    swallowed for the duration of the import only (a failing import still raises).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            import keras
+            import tensorflow  # noqa: F401  # loaded here so its chatter is swallowed too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return keras
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """The StandardScaler fitted on the training split (``scale`` has zeros replaced by 1)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+
+
+@dataclass
+class FittedModel:
+    spec: VariantSpec
+    model: Any  # keras.Model
+    scaler: Scaler
+    loss_history: list[float]
+
+    @property
+    def weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel [f, 1] and bias [1] of the single Dense unit."""
+        kernel, bias = self.model.layers[-1].get_weights()
+        return kernel, bias
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Keras scores (float32 [n]) for raw features, i.e. what the network learned."""
+        scaled = self.scaler.transform(x).astype(np.float32)
+        return np.asarray(self.model(scaled, training=False)).reshape(-1)
+
+
+def fit_scaler(x_train: np.ndarray) -> Scaler:
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    return Scaler(mean=scaler.mean_.copy(), scale=scaler.scale_.copy())
+
+
+def set_determinism(seed: int) -> None:
+    """Seed Python, numpy and TensorFlow and make TF ops deterministic."""
+    keras = import_keras()
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_model(n_features: int, spec: VariantSpec) -> Any:
+    """Dense(1, sigmoid) with SGD and the variant's loss, compiled."""
+    keras = import_keras()
+    from training.losses import cost_weighted_loss
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(n_features,), name="features"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    loss = (
+        keras.losses.BinaryCrossentropy()
+        if spec.loss == "builtin"
+        else cost_weighted_loss(spec.fn_cost, spec.fp_cost)
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate),
+        loss=loss,
+        metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    return model
+
+
+def fit_variant(
+    spec: VariantSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    progress: Progress | None = stderr_progress,
+) -> FittedModel:
+    """Scale, seed, build and fit one variant on raw training features and 0/1 labels."""
+    keras = import_keras()
+    scaler = fit_scaler(x_train)
+    set_determinism(spec.seed)
+    model = build_model(x_train.shape[1], spec)
+    history: list[float] = []
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            loss = float((logs or {}).get("loss", float("nan")))
+            history.append(loss)
+            done = epoch + 1
+            if progress and (done % PROGRESS_EVERY == 0 or done == spec.epochs):
+                acc = float((logs or {}).get("accuracy", float("nan")))
+                progress(
+                    f"[{spec.name}] epoch {done:>3}/{spec.epochs}  loss {loss:.4f}  "
+                    f"accuracy {acc:.3f}"
+                )
+
+    model.fit(
+        scaler.transform(x_train).astype(np.float32),
+        np.asarray(y_train, dtype=np.float32).reshape(-1, 1),
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        verbose=0,
+        callbacks=[_Report()],
+    )
+    return FittedModel(spec=spec, model=model, scaler=scaler, loss_history=history)
+
+
+def fit_on_split(
+    spec: VariantSpec, data: Split, *, progress: Progress | None = stderr_progress
+) -> FittedModel:
+    return fit_variant(spec, data.x_train, data.y_train, progress=progress)

@@ -1,0 +1,210 @@
+"""The HTML report (with PNG figures) that reproduces the blog's analysis.
+
+Everything is computed from the exported cards' held-out scores (i.e. what
+onnxruntime serves), with the shared economics core and figures, so the report
+and the service agree by construction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from costaware import economics, figures
+from costaware.card import ModelCard
+from training.data import Split
+
+if TYPE_CHECKING:
+    from training.pipeline import VariantResult
+
+INDEX = "index.html"
+# The notebook's published figures for the reference variants (for comparison only).
+PUBLISHED = {
+    "builtin": {"accuracy": 0.951, "auc": 0.9888, "expected_value": -21164.86},
+    "custom-5to1": {"accuracy": 0.944, "auc": 0.9895, "expected_value": -18160.83},
+    "medical": {"accuracy": 0.846, "auc": 0.9891, "expected_value": -15273.85},
+}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+caption { text-align: left; font-weight: bold; padding-bottom: 0.3em; }
+img { max-width: 100%; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _money(value: float | None) -> str:
+    return "—" if value is None else f"${value:,.2f}"
+
+
+def _table(caption: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><caption>{_e(caption)}</caption><tr>{head}</tr>{body}</table>"
+
+
+def _costs(card: ModelCard) -> economics.CostMatrix:
+    if card.cost_matrix is None:
+        return economics.REFERENCE_QALY_VALUES
+    return economics.CostMatrix(**card.cost_matrix.model_dump())
+
+
+def _summary_table(cards: Sequence[ModelCard]) -> str:
+    rows = []
+    for card in cards:
+        m = card.metrics
+        published = PUBLISHED.get(card.name, {})
+        rows.append(
+            (
+                card.name,
+                card.loss.type,
+                f"{card.loss.fn_cost:g}:{card.loss.fp_cost:g}",
+                f"{m.accuracy:.3f}",
+                f"{m.auc:.4f}",
+                f"{m.per_class['1'].recall:.2f}",
+                f"{m.per_class['1'].precision:.2f}",
+                m.confusion.fn,
+                m.confusion.fp,
+                _money(m.reference_expected_value),
+                _money(published.get("expected_value")),
+            )
+        )
+    return _table(
+        "Held-out accuracy, AUC and expected value (threshold as in each card)",
+        (
+            "model",
+            "loss",
+            "fn:fp",
+            "accuracy",
+            "AUC",
+            "recall (1)",
+            "precision (1)",
+            "FN",
+            "FP",
+            "EV $/patient (reference QALY values)",
+            "EV, published notebook",
+        ),
+        rows,
+    )
+
+
+def _value_table(cards: Sequence[ModelCard], labels: np.ndarray) -> str:
+    rows = []
+    for card in cards:
+        scores = np.asarray(card.held_out.scores)
+        costs = _costs(card)
+        elkan = economics.elkan_threshold(costs)
+        at_elkan = float(economics.outcome_values(labels, elkan.decide(scores), costs).mean())
+        rows.append(
+            (
+                card.name,
+                _money(economics.expected_value(labels, scores, card.threshold, costs)),
+                _money(economics.total_value(labels, scores, card.threshold, costs)),
+                "—" if elkan.value is None else f"{elkan.value:.4f}",
+                _money(at_elkan),
+            )
+        )
+    return _table(
+        "Expected value in dollars per patient (held-out split)",
+        (
+            "model",
+            "EV at the card threshold",
+            "total over the split",
+            "Elkan's t*",
+            "EV at t*",
+        ),
+        rows,
+    )
+
+
+def _confusion_table(card: ModelCard) -> str:
+    c = card.metrics.confusion
+    return _table(
+        f"Confusion matrix at threshold {card.threshold:g}",
+        ("", "predicted 0", "predicted 1"),
+        (("actual 0", c.tn, c.fp), ("actual 1", c.fn, c.tp)),
+    )
+
+
+def _class_report_table(card: ModelCard) -> str:
+    rows = [
+        (cls, f"{r.precision:.2f}", f"{r.recall:.2f}", f"{r.f1:.2f}", r.support)
+        for cls, r in sorted(card.metrics.per_class.items())
+    ]
+    return _table("Classification report", ("class", "precision", "recall", "f1", "support"), rows)
+
+
+def _close_table(card: ModelCard, labels: np.ndarray) -> str:
+    close = economics.close_confusions(labels, card.held_out.scores, card.threshold, card.margin)
+    return _table(
+        f"Close confusions: |score − {card.threshold:g}| < {card.margin:g}",
+        ("", "TP", "FP", "TN", "FN", "total"),
+        (("count", close["tp"], close["fp"], close["tn"], close["fn"], close["total"]),),
+    )
+
+
+def write_report(results: Sequence[VariantResult], data: Split, report_dir: Path) -> Path:
+    """Write ``report_dir/index.html`` plus one PNG per figure; return the index path."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    cards = [result.export.card for result in results]
+    labels = np.asarray(data.y_test)
+    (report_dir / "roc.png").write_bytes(
+        figures.roc_png({card.name: (labels, card.held_out.scores) for card in cards})
+    )
+    sections = []
+    for card in cards:
+        figure = f"close-confusion-{card.name}.png"
+        (report_dir / figure).write_bytes(
+            figures.distribution_png(
+                labels,
+                card.held_out.scores,
+                card.threshold,
+                margin=card.margin,
+                title=f"{card.name}: held-out scores by actual class",
+            )
+        )
+        sections.append(
+            f"<h2 id='{_e(card.name)}'>{_e(card.name)}</h2>"
+            f"<p>{_e(card.description)} Loss: {_e(card.loss.type)}, fn_cost "
+            f"{card.loss.fn_cost:g}, fp_cost {card.loss.fp_cost:g}; "
+            f"{card.training.epochs} epochs, seed {card.training.seed}; model "
+            f"<code>{_e(card.onnx.sha256[:12])}</code>.</p>"
+            + _class_report_table(card)
+            + _confusion_table(card)
+            + _close_table(card, labels)
+            + f"<img src='{_e(figure)}' alt='close confusions for {_e(card.name)}'>"
+        )
+    first = cards[0].training.data
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>costaware training report</title><style>{_STYLE}</style></head><body>"
+        "<h1>Cost-aware training report</h1>"
+        f"<p class='note'>Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}. "
+        f"Data: {_e(first.source)} ({first.n_rows} rows, sha256 "
+        f"<code>{_e(first.sha256[:12])}</code>); held-out split of {first.n_test} rows "
+        f"(test size {first.test_size:g}, seed {first.split_seed}). All figures below are "
+        "computed from the exported ONNX models' held-out scores.</p>"
+        + _summary_table(cards)
+        + _value_table(cards, labels)
+        + "<p class='note'>Outcome values per patient (reference, $100,000 per QALY): "
+        "TP −$35,280, FP −$1,287.67, TN $0, FN −$252,000. Elkan's t* is the threshold "
+        "that is optimal for calibrated scores under those values.</p>"
+        + "<h2>ROC curves</h2><img src='roc.png' alt='ROC curves'>"
+        + "".join(sections)
+        + "</body></html>\n"
+    )
+    index = report_dir / INDEX
+    index.write_text(page, encoding="utf-8")
+    return index
