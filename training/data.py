@@ -95,7 +95,16 @@ def _read_text(path: Path) -> str:
 def parse_labelled_csv(text: str, *, source: str, label: str | None) -> Dataset:
     """Parse CSV text: label column named ``label`` (header required) or, with
     ``label=None``, the SageMaker convention (label first, no header)."""
-    names, table = parse_numeric_csv(text, source=source, header=label is not None)
+    try:
+        names, table = parse_numeric_csv(text, source=source, header=label is not None)
+    except TabularError as exc:
+        raise DataError(
+            exc.message,
+            source=exc.source,
+            row=exc.row,
+            column=exc.column,
+            column_name=exc.column_name,
+        ) from None
     if names is not None:
         if label not in names:
             shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")

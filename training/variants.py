@@ -121,6 +121,7 @@ def reference_variants(epochs: int = DEFAULT_EPOCHS, seed: int = DEFAULT_SEED) -
     ]
 
 
+_OUTCOMES = ("tp", "fp", "tn", "fn")
 _FIELDS = {"name", "loss", "fn_cost", "fp_cost", "epochs", "seed", "batch_size", "learning_rate"}
 
 
@@ -138,7 +139,7 @@ def parse_variant(
         if key in fields:
             raise VariantError(f"variant {text!r}: {key} given twice")
         fields[key] = value.strip()
-    unknown = sorted(set(fields) - _FIELDS - {"tp", "tn"})
+    unknown = sorted(set(fields) - _FIELDS - set(_OUTCOMES))
     if unknown:
         raise VariantError(
             f"variant {text!r}: unknown field {unknown[0]!r} (known: name, loss, fn_cost, "
@@ -155,9 +156,9 @@ def parse_variant(
     ):
         if key in fields:
             options[key] = _number(text, key, fields[key], kind)
-    matrix_keys = {"tp", "tn"} & set(fields)
+    matrix_keys = set(_OUTCOMES) & set(fields)
     if matrix_keys:
-        missing = [k for k in ("tp", "fp", "tn", "fn") if k not in fields]
+        missing = [k for k in _OUTCOMES if k not in fields]
         if missing:
             raise VariantError(
                 f"variant {text!r}: cost matrix needs tp, fp, tn and fn; {missing[0]} missing"
