@@ -1,0 +1,128 @@
+"""``serve`` / ``python -m service``: run the API under uvicorn.
+
+SageMaker starts the container as ``serve`` (and the image's entrypoint may pass it on),
+so a leading ``serve`` word is accepted and ignored, as are options we do not know (with a
+warning). Options are turned into ``COSTAWARE_*`` variables before the settings are read,
+so worker processes, which read the environment themselves, see the same configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import logging.config
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+log = logging.getLogger("service.cli")
+
+_OPTIONS = {
+    "host": "COSTAWARE_HOST",
+    "port": "COSTAWARE_PORT",
+    "workers": "COSTAWARE_WORKERS",
+    "model_dir": "COSTAWARE_MODEL_DIR",
+    "default_model": "COSTAWARE_DEFAULT_MODEL",
+    "log_level": "COSTAWARE_LOG_LEVEL",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serve",
+        description="Serve the cost-aware models (settings also come from COSTAWARE_* "
+        "variables; SAGEMAKER_BIND_TO_PORT and SAGEMAKER_MODEL_SERVER_WORKERS win).",
+    )
+    parser.add_argument("command", nargs="?", help="ignored; SageMaker passes 'serve'")
+    parser.add_argument("--host")
+    parser.add_argument("--port")
+    parser.add_argument("--workers")
+    parser.add_argument("--model-dir")
+    parser.add_argument("--default-model")
+    parser.add_argument("--log-level")
+    return parser
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming the setting (and its variable) and what is wrong with it."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "settings"
+    if field.upper().startswith(("COSTAWARE_", "SAGEMAKER_")):
+        variable = field.upper()
+    else:
+        variable = f"COSTAWARE_{field.upper()}"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"serve: invalid setting {variable}={first.get('input')!r}: {first['msg']}{more}"
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus our ``service`` loggers; uvicorn applies it in every
+    worker process, where a basicConfig in this process would not reach."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["service"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, unknown = _parser().parse_known_args(argv)
+    for option, variable in _OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            os.environ[variable] = str(value)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(describe_settings_error(exc), file=sys.stderr)
+        return 2
+    logging.config.dictConfig(log_config(settings.log_level))
+    if unknown:
+        log.warning("ignoring unknown arguments: %s", " ".join(unknown))
+
+    import uvicorn
+
+    from service.metrics import MULTIPROC_ENV
+
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": log_config(settings.log_level),
+        "access_log": settings.access_log,
+        "timeout_graceful_shutdown": 20,
+    }
+    if settings.workers == 1:
+        from service.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+        return 0
+
+    # Several workers: Prometheus samples go to a shared directory so that /metrics,
+    # whichever worker answers it, reports all of them.
+    own_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        own_dir = tempfile.mkdtemp(prefix="costaware-metrics-")
+        os.environ[MULTIPROC_ENV] = own_dir
+    try:
+        uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **common)
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Request decoding and response encoding, shared by every route that takes instances.
+
+Decoders turn a body (JSON, JSON lines, CSV) into a float64 matrix ``[N, n_features]``
+or raise a :class:`~service.errors.ServiceError` whose detail names the row, column or
+field at fault. Encoders turn :class:`Predictions` into JSON, CSV or JSON lines.
+No FastAPI here: these are plain functions the bench also runs in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from costaware.tabular import TabularError, parse_numeric_csv
+from service.errors import (
+    InvalidInputError,
+    MalformedRequestError,
+    NotAcceptableError,
+    UnsupportedMediaTypeError,
+)
+
+JSON = "application/json"
+CSV = "text/csv"
+JSONLINES = "application/jsonlines"
+# Spellings of JSON lines seen in the wild (SageMaker documents both of the first two).
+JSONLINES_ALIASES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl"})
+RESPONSE_TYPES = (JSON, CSV, JSONLINES)
+REQUEST_KEYS = frozenset({"model", "instances", "threshold", "margin"})
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+# ---------------------------------------------------------------------------------------
+# Media types
+
+
+def parse_media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """``'text/csv; label_size=0'`` -> ``('text/csv', {'label_size': '0'})`` (lower-cased)."""
+    if not header or not header.strip():
+        return "", {}
+    main, *rest = header.split(";")
+    params: dict[str, str] = {}
+    for part in rest:
+        key, sep, value = part.partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip().strip('"')
+    return main.strip().lower(), params
+
+
+def request_format(content_type: str | None) -> str:
+    """The decoder to use for a ``Content-Type`` header: one of JSON, CSV, JSONLINES."""
+    media, params = parse_media_type(content_type)
+    if media == JSON:
+        return JSON
+    if media in JSONLINES_ALIASES:
+        return JSONLINES
+    if media == CSV:
+        label_size = params.get("label_size", "0")
+        if label_size != "0":
+            raise UnsupportedMediaTypeError(
+                f"Content-Type {content_type!r}: label_size={label_size} is not supported; "
+                "send features only (label_size=0)"
+            )
+        return CSV
+    shown = repr(content_type) if media else "missing"
+    raise UnsupportedMediaTypeError(
+        f"Content-Type {shown} is not supported; send {JSON}, {CSV} or {JSONLINES}"
+    )
+
+
+def _accept_ranges(accept: str) -> list[tuple[float, int, str]]:
+    ranges = []
+    for order, item in enumerate(accept.split(",")):
+        media, params = parse_media_type(item)
+        if not media:
+            continue
+        try:
+            quality = float(params.get("q", "1"))
+        except ValueError:
+            quality = 0.0
+        ranges.append((quality, order, media))
+    return ranges
+
+
+def _matches(media_range: str, offered: str) -> bool:
+    if media_range in ("*/*", "*"):
+        return True
+    if media_range.endswith("/*"):
+        return offered.split("/")[0] == media_range[:-2]
+    if media_range in JSONLINES_ALIASES:
+        return offered == JSONLINES
+    return media_range == offered
+
+
+def negotiate(accept: str | None, offered: Sequence[str] = RESPONSE_TYPES) -> str:
+    """Pick the response type for an ``Accept`` header; the first offer is the default.
+
+    Explicit types beat wildcards at equal quality; ``q=0`` excludes a type.
+    """
+    if accept is None or not accept.strip():
+        return offered[0]
+    ranges = _accept_ranges(accept)
+    best: tuple[float, int, int] | None = None
+    chosen = None
+    for quality, order, media_range in ranges:
+        if quality <= 0:
+            continue
+        specificity = 0 if "*" in media_range else 1
+        for preference, offer in enumerate(offered):
+            excluded = any(q <= 0 and _matches(r, offer) and "*" not in r for q, _, r in ranges)
+            if excluded or not _matches(media_range, offer):
+                continue
+            key = (quality, specificity, -order * 100 - preference)
+            if best is None or key > best:
+                best, chosen = key, offer
+    if chosen is None:
+        raise NotAcceptableError(f"Accept {accept!r} allows none of {', '.join(offered)}")
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _convert_row(row: Any, where: str, features: Sequence[str]) -> list[float]:
+    """One instance (array or object) as floats, or an error naming where it went wrong;
+    ``where`` names the instance (``instances[3]``, ``body line 4``)."""
+    n = len(features)
+    if isinstance(row, dict):
+        unknown = [key for key in row if key not in features]
+        if unknown:
+            raise InvalidInputError(
+                f"{where}: unknown feature {unknown[0]!r}"
+                + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            )
+        missing = [name for name in features if name not in row]
+        if missing:
+            raise InvalidInputError(
+                f"{where}: missing feature {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        values = [row[name] for name in features]
+    elif isinstance(row, list):
+        if len(row) != n:
+            raise InvalidInputError(f"{where}: expected {n} values, got {len(row)}")
+        values = row
+    else:
+        raise InvalidInputError(
+            f"{where}: an instance must be an array of {n} numbers or an object keyed "
+            f"by feature name, got {_describe(row)}"
+        )
+    out = []
+    for c, value in enumerate(values):
+        # bool is an int to Python, but true/false in a feature vector is a client bug.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInputError(
+                f"{where}[{c}] ({features[c]}): {_describe(value)} is not a number"
+            )
+        number = float(value)
+        if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
+            raise InvalidInputError(
+                f"{where}[{c}] ({features[c]}): {_describe(value)} is not a finite number "
+                "within float32 range"
+            )
+        out.append(number)
+    return out
+
+
+def instances_to_matrix(
+    instances: Any,
+    features: Sequence[str],
+    source: str,
+    row_names: Callable[[int], str] | None = None,
+) -> np.ndarray:
+    """A list of instances (arrays or objects keyed by feature name) as float64 [N, F].
+
+    Errors name an instance as ``row_names(i)``, by default ``source[i]``.
+    """
+    if not isinstance(instances, list):
+        raise InvalidInputError(
+            f"{source}: expected a list of instances, got {_describe(instances)}"
+        )
+    if not instances:
+        raise InvalidInputError(f"{source}: empty batch, send at least one instance")
+    n = len(features)
+    # Fast path for the common all-arrays case: one bulk conversion, then a full check
+    # only if it failed or let something odd through (strings, booleans, null).
+    if all(type(row) is list for row in instances):
+        try:
+            matrix = np.array(instances, dtype=np.float64)
+        except (ValueError, TypeError):
+            matrix = None
+        if (
+            matrix is not None
+            and matrix.shape == (len(instances), n)
+            and _plain_numbers(instances)
+            and _in_range(matrix)
+        ):
+            return matrix
+    name = row_names or (lambda r: f"{source}[{r}]")
+    rows = [_convert_row(row, name(r), features) for r, row in enumerate(instances)]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), n)
+
+
+def _plain_numbers(instances: list[list[Any]]) -> bool:
+    return all(type(value) is float or type(value) is int for row in instances for value in row)
+
+
+def _in_range(matrix: np.ndarray) -> bool:
+    return bool(np.isfinite(matrix).all() and (np.abs(matrix) <= _FLOAT32_MAX).all())
+
+
+def _reject_constant(name: str) -> float:
+    # Python's json accepts NaN/Infinity, which are not JSON; refuse them while parsing so
+    # the error can say so (a later finiteness check could only say "not finite").
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise MalformedRequestError(
+            f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except ValueError as exc:
+        raise InvalidInputError(f"{source}: {exc} (send finite numbers only)") from None
+
+
+def _text(body: bytes, source: str) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedRequestError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+
+
+@dataclass(frozen=True)
+class JsonRequest:
+    """The ``/predict`` body: instances still undecoded, because objects need the model's
+    feature names and the model is named in the same body."""
+
+    instances: Any
+    model: str | None = None
+    threshold: float | None = None
+    margin: float | None = None
+
+
+def unit_interval(value: Any, field: str) -> float:
+    """``value`` as a float in [0, 1], or an InvalidInputError naming ``field``."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidInputError(f"{field}: {_describe(value)} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{field}: {_describe(value)} is not a number")
+    if not 0.0 <= float(value) <= 1.0:
+        raise InvalidInputError(f"{field}: {value} is outside [0, 1]")
+    return float(value)
+
+
+def decode_json_request(body: bytes, source: str = "body") -> JsonRequest:
+    """Parse a ``/predict`` body; a bare JSON array is taken as the instances."""
+    payload = _load_json(_text(body, source), source)
+    if isinstance(payload, list):
+        return JsonRequest(instances=payload)
+    if not isinstance(payload, dict):
+        raise InvalidInputError(
+            f"{source}: expected an object with 'instances' (or an array of instances), "
+            f"got {_describe(payload)}"
+        )
+    unknown = sorted(set(payload) - REQUEST_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            f"{source}.{unknown[0]}: unknown field; allowed: {', '.join(sorted(REQUEST_KEYS))}"
+        )
+    if "instances" not in payload:
+        raise InvalidInputError(f"{source}.instances: field required")
+    model = payload.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidInputError(f"{source}.model: expected a model name, got {_describe(model)}")
+    threshold = payload.get("threshold")
+    margin = payload.get("margin")
+    return JsonRequest(
+        instances=payload["instances"],
+        model=model,
+        threshold=None if threshold is None else unit_interval(threshold, f"{source}.threshold"),
+        margin=None if margin is None else unit_interval(margin, f"{source}.margin"),
+    )
+
+
+def decode_jsonlines(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
+    """One instance (array or object) per non-blank line."""
+    instances, line_numbers = [], []
+    for line_no, line in enumerate(_text(body, source).splitlines(), start=1):
+        if line.strip():
+            instances.append(_load_json(line, f"{source} line {line_no}"))
+            line_numbers.append(line_no)
+    if not instances:
+        raise InvalidInputError(f"{source}: empty batch, send at least one JSON line")
+    return instances_to_matrix(
+        instances, features, source, row_names=lambda r: f"{source} line {line_numbers[r]}"
+    )
+
+
+def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
+    """Headerless CSV, one instance per line, in the card's feature order."""
+    try:
+        _, matrix = parse_numeric_csv(_text(body, source), source=source, n_columns=len(features))
+    except TabularError as exc:
+        if exc.column is not None and exc.column_name is None:
+            exc.column_name = features[exc.column - 1]
+        raise InvalidInputError(str(exc)) from None
+    too_big = np.abs(matrix) > _FLOAT32_MAX
+    if too_big.any():
+        r, c = np.argwhere(too_big)[0]
+        raise InvalidInputError(
+            f"{source}, row {r + 1}, column {c + 1} ({features[c]}): "
+            f"{matrix[r, c]!r} is outside float32 range"
+        )
+    return matrix
+
+
+# ---------------------------------------------------------------------------------------
+# Predictions and encoding
+
+
+@dataclass(frozen=True)
+class Predictions:
+    model: str
+    version: str
+    threshold: float
+    margin: float
+    scores: np.ndarray  # float64 [N]
+    labels: np.ndarray  # bool [N]
+    close: np.ndarray  # bool [N]
+
+    @classmethod
+    def from_scores(
+        cls, model: str, version: str, scores: np.ndarray, threshold: float, margin: float
+    ) -> Predictions:
+        return cls(
+            model=model,
+            version=version,
+            threshold=threshold,
+            margin=margin,
+            scores=scores,
+            labels=scores >= threshold,
+            close=np.abs(scores - threshold) < margin,
+        )
+
+    def score_text(self) -> list[str]:
+        """Scores as the shortest decimal that round-trips the model's float32 output."""
+        return np.asarray(self.scores, dtype=np.float32).astype(str).tolist()
+
+
+_BOOL = ("false", "true")
+_RECORD = '{{"score":{},"label":{},"close_confusion":{}}}'
+_CSV_LINE = "{},{},{}"
+
+
+def _lines(predictions: Predictions, template: str) -> list[str]:
+    """One ``template``-formatted line (score, label 0/1, close true/false) per instance."""
+    return [
+        template.format(score, int(label), _BOOL[close])
+        for score, label, close in zip(
+            predictions.score_text(),
+            predictions.labels.tolist(),
+            predictions.close.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def encode_json(predictions: Predictions) -> bytes:
+    head = json.dumps(
+        {
+            "model": predictions.model,
+            "version": predictions.version,
+            "threshold": predictions.threshold,
+            "margin": predictions.margin,
+        },
+        separators=(",", ":"),
+    )
+    records = ",".join(_lines(predictions, _RECORD))
+    return (head[:-1] + ',"predictions":[' + records + "]}").encode()
+
+
+def encode_jsonlines(predictions: Predictions) -> bytes:
+    return ("\n".join(_lines(predictions, _RECORD)) + "\n").encode()
+
+
+def encode_csv(predictions: Predictions) -> bytes:
+    return ("\n".join(_lines(predictions, _CSV_LINE)) + "\n").encode()
+
+
+ENCODERS = {JSON: encode_json, CSV: encode_csv, JSONLINES: encode_jsonlines}

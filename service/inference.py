@@ -1,0 +1,106 @@
+"""The parse-infer-format pipeline behind ``/predict`` and ``/invocations``.
+
+Plain functions over bytes and the registry, so the load benchmark can run exactly the
+same pipeline in-process and compare it with the HTTP path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.codecs import (
+    CSV,
+    ENCODERS,
+    JSON,
+    JSONLINES,
+    Predictions,
+    decode_csv,
+    decode_json_request,
+    decode_jsonlines,
+    instances_to_matrix,
+    unit_interval,
+)
+from service.registry import ModelRegistry
+
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Per-request choices that arrive outside the body (SageMaker headers)."""
+
+    model: str | None = None
+    threshold: float | None = None
+    margin: float | None = None
+
+
+def target_model_name(header: str | None) -> str | None:
+    """A multi-model endpoint names an artefact (``prefix/medical.tar.gz``); we serve by
+    model name, so keep only the last path part without the archive suffix."""
+    if header is None or not header.strip():
+        return None
+    name = header.strip().rsplit("/", 1)[-1]
+    for suffix in (".tar.gz", ".tgz"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def parse_custom_attributes(header: str | None) -> Overrides:
+    """``model=``, ``threshold=``, ``margin=`` from ``key=value`` pairs separated by ``,``
+    or ``;``; anything else in the header belongs to someone else and is ignored."""
+    if header is None:
+        return Overrides()
+    found: dict[str, str] = {}
+    for part in header.replace(";", ",").split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if sep and key in ("model", "threshold", "margin"):
+            found[key] = value.strip()
+    where = CUSTOM_ATTRIBUTES_HEADER
+    return Overrides(
+        model=found.get("model") or None,
+        threshold=(
+            unit_interval(found["threshold"], f"{where} threshold")
+            if "threshold" in found
+            else None
+        ),
+        margin=unit_interval(found["margin"], f"{where} margin") if "margin" in found else None,
+    )
+
+
+def first_set(*values: float | str | None) -> float | str | None:
+    return next((value for value in values if value is not None), None)
+
+
+def run_pipeline(
+    registry: ModelRegistry,
+    body: bytes,
+    request_format: str,
+    response_format: str,
+    overrides: Overrides | None = None,
+) -> tuple[bytes, Predictions]:
+    """Decode ``body``, score it with the chosen model and encode the answer.
+
+    Precedence for the model, threshold and margin: headers (``overrides``), then the
+    JSON body, then the settings' default model and the card's threshold and margin.
+    """
+    overrides = overrides or Overrides()
+    if request_format == JSON:
+        request = decode_json_request(body)
+        model = registry.get(overrides.model or request.model)
+        x = instances_to_matrix(request.instances, model.card.features, "instances")
+        threshold = first_set(overrides.threshold, request.threshold, model.card.threshold)
+        margin = first_set(overrides.margin, request.margin, model.card.margin)
+    else:
+        model = registry.get(overrides.model)
+        decode = decode_csv if request_format == CSV else decode_jsonlines
+        assert request_format in (CSV, JSONLINES)
+        x = decode(body, model.card.features)
+        threshold = first_set(overrides.threshold, model.card.threshold)
+        margin = first_set(overrides.margin, model.card.margin)
+    assert isinstance(threshold, float) and isinstance(margin, float)
+    predictions = Predictions.from_scores(
+        model.name, model.card.version, model.score(x), threshold, margin
+    )
+    return ENCODERS[response_format](predictions), predictions

@@ -1,0 +1,147 @@
+"""Prometheus metrics: requests and latency by endpoint and model, predictions by label,
+and the close-confusion rate per model.
+
+Each app owns a :class:`Metrics` with its own registry, so several apps (tests) never
+collide. With several uvicorn workers the CLI sets ``PROMETHEUS_MULTIPROC_DIR`` before any
+worker starts; every worker then writes its samples there and ``/metrics`` aggregates all
+workers, whichever one answers the scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+UNMATCHED = "unmatched"
+
+
+class _CloseConfusionRate(Collector):
+    """Derives the per-model rate at scrape time from the two counters, which (unlike a
+    gauge) aggregate correctly across worker processes."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        # Registering must not collect: the source may not be scrapable yet.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[str, float] = {}
+        close: dict[str, float] = {}
+        for family in self.source.collect():
+            for sample in family.samples:
+                if sample.name == "costaware_predictions_total":
+                    model = sample.labels["model"]
+                    totals[model] = totals.get(model, 0.0) + sample.value
+                elif sample.name == "costaware_close_confusions_total":
+                    close[sample.labels["model"]] = sample.value
+        gauge = GaugeMetricFamily(
+            "costaware_close_confusion_rate",
+            "Share of predictions with |score - threshold| < margin, per model",
+            labels=["model"],
+        )
+        for model, total in sorted(totals.items()):
+            if total:
+                gauge.add_metric([model], close.get(model, 0.0) / total)
+        yield gauge
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.requests = Counter(
+            "costaware_requests",
+            "HTTP requests by endpoint, model and status",
+            ["endpoint", "model", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "costaware_request_duration_seconds",
+            "Request latency by endpoint and model",
+            ["endpoint", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "costaware_predictions",
+            "Predictions served, by model and label",
+            ["model", "label"],
+            registry=self.registry,
+        )
+        self.close_confusions = Counter(
+            "costaware_close_confusions",
+            "Predictions with |score - threshold| < margin, by model",
+            ["model"],
+            registry=self.registry,
+        )
+
+    def observe_predictions(self, model: str, labels: np.ndarray, close: np.ndarray) -> None:
+        positives = int(np.count_nonzero(labels))
+        self.predictions.labels(model=model, label="1").inc(positives)
+        self.predictions.labels(model=model, label="0").inc(len(labels) - positives)
+        self.close_confusions.labels(model=model).inc(int(np.count_nonzero(close)))
+
+    def render(self) -> tuple[bytes, str]:
+        source = self.registry
+        if self.multiprocess:
+            # Imported here: the module reads the multiprocess directory when used.
+            from prometheus_client import multiprocess
+
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source)
+        # The rate lives in its own registry because it reads the source's counters; in
+        # the source itself it would collect itself.
+        derived = CollectorRegistry(auto_describe=False)
+        derived.register(_CloseConfusionRate(source))
+        return generate_latest(source) + generate_latest(derived), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Times every HTTP request; the endpoint label is the matched route's path template
+    (bounded cardinality), the model label whatever the route put in ``request.state``."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        status = 500
+        start = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or UNMATCHED
+            model = str(state.get("model", ""))
+            self.metrics.latency.labels(endpoint=endpoint, model=model).observe(
+                time.perf_counter() - start
+            )
+            self.metrics.requests.labels(endpoint=endpoint, model=model, status=str(status)).inc()

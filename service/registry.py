@@ -1,0 +1,197 @@
+"""The model registry: every servable model folder, loaded once into an onnxruntime session.
+
+A folder is refused (one log line, the others still served) when its card is missing or
+malformed, its ``model.onnx`` does not match the card's sha256, or the graph's input and
+output do not match the card's ``features`` and ONNX names.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import onnxruntime as ort
+from fastapi import Depends, Request
+
+from costaware.card import CARD_FILENAME, CardError, ModelCard, read_card, verify_model_file
+from service.errors import NotFoundError, NotReadyError
+
+log = logging.getLogger(__name__)
+
+
+class ModelRefusedError(Exception):
+    """A model folder that cannot be served; the message names the folder and the reason."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    card: ModelCard
+    folder: Path
+    session: ort.InferenceSession
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def n_features(self) -> int:
+        return len(self.card.features)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Positive-class scores (1-D float64) for raw feature rows ``x`` of shape [N, F]."""
+        batch = np.ascontiguousarray(x, dtype=np.float32)
+        (out,) = self.session.run([self.card.onnx.output_name], {self.card.onnx.input_name: batch})
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # Spinning worker threads burn a core waiting for work that, for these models,
+    # never needs more than one thread; the CPU is better left to the other workers.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return options
+
+
+def _check_signature(card: ModelCard, session: ort.InferenceSession, path: Path) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise ModelRefusedError(f"{path}: graph has {len(inputs)} inputs, the contract is one")
+    graph_input = inputs[0]
+    if graph_input.name != card.onnx.input_name:
+        raise ModelRefusedError(
+            f"{path}: graph input is named {graph_input.name!r}, "
+            f"the card says {card.onnx.input_name!r}"
+        )
+    if graph_input.type != "tensor(float)":
+        raise ModelRefusedError(
+            f"{path}: graph input is {graph_input.type}, expected tensor(float)"
+        )
+    shape = graph_input.shape
+    width = shape[1] if len(shape) == 2 else None
+    if len(shape) != 2 or width != len(card.features):
+        raise ModelRefusedError(
+            f"{path}: graph input shape {shape} does not match the card's "
+            f"{len(card.features)} features (expected [N, {len(card.features)}])"
+        )
+    if card.onnx.output_name not in {output.name for output in outputs}:
+        raise ModelRefusedError(
+            f"{path}: graph has no output named {card.onnx.output_name!r} "
+            f"(outputs: {[output.name for output in outputs]})"
+        )
+
+
+def load_model(folder: Path, options: ort.SessionOptions) -> LoadedModel:
+    """Load one model folder, or raise :class:`ModelRefusedError` saying why not."""
+    try:
+        card = read_card(folder)
+        model_path = verify_model_file(folder, card)
+    except CardError as exc:
+        raise ModelRefusedError(str(exc)) from exc
+    try:
+        session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad graph
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelRefusedError(f"{model_path}: onnxruntime cannot load it ({message})") from exc
+    _check_signature(card, session, model_path)
+    return LoadedModel(card=card, folder=folder, session=session)
+
+
+def model_folders(model_dir: Path) -> list[Path]:
+    """The candidate model folders: ``model_dir`` itself when it holds a card (SageMaker
+    unpacks a single model there), else its visible subfolders."""
+    if (model_dir / CARD_FILENAME).is_file():
+        return [model_dir]
+    return sorted(
+        child for child in model_dir.iterdir() if child.is_dir() and not child.name.startswith(".")
+    )
+
+
+@dataclass
+class ModelRegistry:
+    """The loaded models by name, plus why each refused folder was refused."""
+
+    model_dir: Path
+    default_name: str
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        default_name: str,
+        options: ort.SessionOptions | None = None,
+    ) -> ModelRegistry:
+        registry = cls(model_dir=model_dir, default_name=default_name)
+        if not model_dir.is_dir():
+            registry.refused[str(model_dir)] = "model directory does not exist"
+            log.error("model directory %s does not exist; no model is served", model_dir)
+            return registry
+        options = options or session_options()
+        for folder in model_folders(model_dir):
+            try:
+                model = load_model(folder, options)
+            except ModelRefusedError as exc:
+                registry.refused[str(folder)] = str(exc)
+                log.warning("refused model folder %s: %s", folder, exc)
+                continue
+            if model.name in registry.models:
+                reason = f"{folder}: a model named {model.name!r} is already loaded"
+                registry.refused[str(folder)] = reason
+                log.warning("refused model folder %s: %s", folder, reason)
+                continue
+            registry.models[model.name] = model
+            log.info("loaded model %s %s from %s", model.name, model.card.version, folder)
+        if not registry.models:
+            log.error("no loadable model under %s; the service is not ready", model_dir)
+        elif default_name not in registry.models:
+            log.warning(
+                "default model %r is not loaded; requests must name one of %s",
+                default_name,
+                registry.names(),
+            )
+        return registry
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.models)
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+    def get(self, name: str | None = None) -> LoadedModel:
+        """The named model, or the default one; a single loaded model is everyone's default."""
+        if not self.models:
+            raise NotReadyError(f"no model is loaded from {self.model_dir}")
+        if name is None:
+            if self.default_name in self.models:
+                return self.models[self.default_name]
+            if len(self.models) == 1:
+                return next(iter(self.models.values()))
+            raise NotFoundError(
+                f"the default model {self.default_name!r} is not loaded; name one of {self.names()}"
+            )
+        try:
+            return self.models[name]
+        except KeyError:
+            raise NotFoundError(f"unknown model {name!r}; loaded models: {self.names()}") from None
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        raise NotReadyError("the model registry has not been built (the app is still starting)")
+    return registry
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per topic, each exposing ``router``; ``create_app`` includes them."""

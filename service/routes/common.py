@@ -1,0 +1,54 @@
+"""What several routes share: dependencies for settings and metrics, and the one way a
+prediction request is run and answered."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from service.inference import Overrides, run_pipeline
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.settings import Settings
+
+# Below this size decoding and scoring take less time than a hop to the thread pool; above
+# it they run there, so a multi-MB CSV does not stall /ping on the event loop.
+INLINE_BODY_BYTES = 64 * 1024
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+async def answer_predictions(
+    request: Request,
+    registry: ModelRegistry,
+    metrics: Metrics,
+    request_format: str,
+    response_format: str,
+    overrides: Overrides | None = None,
+) -> Response:
+    # The body size limit is enforced while this reads (service.body_limit).
+    body = await request.body()
+    if len(body) > INLINE_BODY_BYTES:
+        encoded, predictions = await run_in_threadpool(
+            run_pipeline, registry, body, request_format, response_format, overrides
+        )
+    else:
+        encoded, predictions = run_pipeline(
+            registry, body, request_format, response_format, overrides
+        )
+    request.state.model = predictions.model
+    metrics.observe_predictions(predictions.model, predictions.labels, predictions.close)
+    return Response(encoded, media_type=response_format)

@@ -1,0 +1,96 @@
+"""The SageMaker hosting and Batch Transform contract: /ping, /invocations,
+/execution-parameters."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from service.codecs import CSV, JSON, JSONLINES, RESPONSE_TYPES, negotiate, request_format
+from service.errors import error_response
+from service.inference import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    TARGET_MODEL_HEADER,
+    Overrides,
+    parse_custom_attributes,
+    target_model_name,
+)
+from service.registry import RegistryDep
+from service.routes.common import MetricsDep, SettingsDep, answer_predictions
+from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest
+
+router = APIRouter(tags=["sagemaker"])
+
+
+@router.get("/ping", responses={503: {"description": "No model loaded"}})
+async def ping(registry: RegistryDep) -> Response:
+    """200 with an empty body once a model is loaded, else 503."""
+    if registry.ready:
+        return Response(status_code=200)
+    return error_response(503, "not_ready", f"no model loaded from {registry.model_dir}")
+
+
+@router.get("/execution-parameters", response_model=ExecutionParameters)
+async def execution_parameters(settings: SettingsDep) -> dict[str, int | str]:
+    """What Batch Transform should send: concurrency, MultiRecord batches, payload size."""
+    return {
+        "MaxConcurrentTransforms": settings.effective_max_concurrent_transforms(),
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": settings.max_payload_mb(),
+    }
+
+
+_INVOCATIONS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            CSV: {
+                "schema": {"type": "string"},
+                "example": "17.99,10.38,122.8,...\n",
+            },
+            JSON: {"schema": PredictRequest.model_json_schema()},
+            JSONLINES: {"schema": {"type": "string"}},
+        },
+    },
+    "parameters": [
+        {
+            "name": TARGET_MODEL_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Model name (a trailing .tar.gz and any path are ignored).",
+        },
+        {
+            "name": CUSTOM_ATTRIBUTES_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Comma-separated model=, threshold=, margin=; other keys ignored.",
+        },
+    ],
+}
+
+
+@router.post(
+    "/invocations",
+    responses={
+        200: {
+            "content": {CSV: {}, JSONLINES: {}},
+            "description": "One prediction per instance, in the Accept-ed format.",
+        },
+        **ERROR_RESPONSES,
+    },
+    openapi_extra=_INVOCATIONS_BODY,
+)
+async def invocations(request: Request, registry: RegistryDep, metrics: MetricsDep) -> Response:
+    """Score a CSV, JSON or JSON-lines batch; answer as JSON, CSV or JSON lines (Accept)."""
+    in_format = request_format(request.headers.get("content-type"))
+    out_format = negotiate(request.headers.get("accept"), RESPONSE_TYPES)
+    attributes = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES_HEADER))
+    target = target_model_name(request.headers.get(TARGET_MODEL_HEADER))
+    overrides = Overrides(
+        model=target or attributes.model,
+        threshold=attributes.threshold,
+        margin=attributes.margin,
+    )
+    return await answer_predictions(request, registry, metrics, in_format, out_format, overrides)

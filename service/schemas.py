@@ -1,0 +1,85 @@
+"""Pydantic shapes of the JSON the service speaks, for the OpenAPI document.
+
+Request bodies are decoded by :mod:`service.codecs` (errors must name rows and columns,
+and CSV shares the path), so these models document the wire format rather than parse it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class PredictRequest(BaseModel):
+    model: str | None = Field(default=None, description="Model name; default from settings.")
+    instances: list[list[float] | dict[str, float]] = Field(
+        description="Raw feature rows in the card's feature order, or objects keyed by "
+        "feature name.",
+        min_length=1,
+    )
+    threshold: float | None = Field(default=None, ge=0, le=1, description="Default: card's.")
+    margin: float | None = Field(default=None, ge=0, le=1, description="Default: card's.")
+
+
+class Prediction(BaseModel):
+    score: float
+    label: int = Field(description="1 when score >= threshold")
+    close_confusion: bool = Field(description="|score - threshold| < margin")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    threshold: float
+    margin: float
+    predictions: list[Prediction]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="The kind of error, e.g. invalid_input, not_found.")
+    detail: str = Field(description="What was wrong and where (row, column, field).")
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: str
+    loss: dict[str, Any]
+    threshold: float
+    margin: float
+    features: list[str]
+
+
+class ModelList(BaseModel):
+    default: str
+    models: list[ModelSummary]
+
+
+class ExecutionParameters(BaseModel):
+    MaxConcurrentTransforms: int  # SageMaker's field names
+    BatchStrategy: str
+    MaxPayloadInMB: int
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Malformed body",
+        404: "Unknown model",
+        406: "Unsatisfiable Accept",
+        413: "Body over the size limit",
+        415: "Unsupported Content-Type",
+        422: "Invalid input (the detail names the row, column or field)",
+        503: "No model loaded",
+    }.items()
+}
+
+
+def json_request_body(description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+        }
+    }

@@ -1,0 +1,174 @@
+"""Fixture models for the service tests: real ONNX logistic-regression graphs built with
+``onnx.helper``, with real cards written by ``costaware.card``.
+
+The weights are known, so numpy computes the expected scores independently of both the
+service and onnxruntime; the refusal cases (bad card, wrong sha256, wrong input) are made
+by damaging a good folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from costaware.card import (
+    MODEL_FILENAME,
+    ClassReport,
+    ConfusionCounts,
+    DataSpec,
+    HeldOut,
+    HeldOutMetrics,
+    LossSpec,
+    ModelCard,
+    OnnxSpec,
+    TrainingSpec,
+    sha256_file,
+    write_card,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"
+N_FEATURES = 30
+FEATURES = [f"feature {i:02d}" for i in range(N_FEATURES)]
+
+
+@dataclass(frozen=True)
+class LogisticSpec:
+    """score = sigmoid(((x - mean) / scale) @ weights + bias), all float32 in the graph."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    @classmethod
+    def random(cls, seed: int, n_features: int = N_FEATURES) -> LogisticSpec:
+        rng = np.random.default_rng(seed)
+        return cls(
+            mean=rng.uniform(-5, 5, n_features).astype(np.float32),
+            scale=rng.uniform(0.5, 3, n_features).astype(np.float32),
+            weights=(rng.normal(size=n_features) / np.sqrt(n_features)).astype(np.float32),
+            bias=float(rng.normal()),
+        )
+
+    def expected_scores(self, x: np.ndarray) -> np.ndarray:
+        """The oracle: the same arithmetic in float64 numpy, no onnxruntime involved."""
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        return 1.0 / (1.0 + np.exp(-(z @ self.weights.astype(np.float64) + self.bias)))
+
+
+def logistic_graph(
+    spec: LogisticSpec, input_name: str = "features", output_name: str = "score"
+) -> onnx.ModelProto:
+    n = len(spec.weights)
+    nodes = [
+        helper.make_node("Sub", [input_name, "mean"], ["centred"]),
+        helper.make_node("Div", ["centred", "scale"], ["z"]),
+        helper.make_node("MatMul", ["z", "w"], ["logit0"]),
+        helper.make_node("Add", ["logit0", "b"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], [output_name]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "logistic",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", n])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", 1])],
+        [
+            numpy_helper.from_array(spec.mean, "mean"),
+            numpy_helper.from_array(spec.scale, "scale"),
+            numpy_helper.from_array(spec.weights.reshape(n, 1), "w"),
+            numpy_helper.from_array(np.array([spec.bias], dtype=np.float32), "b"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def make_card(
+    name: str,
+    sha256: str,
+    features: list[str],
+    *,
+    threshold: float = 0.5,
+    margin: float = 0.1,
+    fn_cost: float = 1.0,
+) -> ModelCard:
+    report = ClassReport(precision=0.9, recall=0.9, f1=0.9, support=10)
+    return ModelCard(
+        name=name,
+        version="test-1",
+        created_at="2026-01-01T00:00:00Z",
+        description=f"fixture model {name}",
+        loss=LossSpec(type="custom" if fn_cost != 1.0 else "builtin", fn_cost=fn_cost, fp_cost=1),
+        threshold=threshold,
+        margin=margin,
+        features=features,
+        onnx=OnnxSpec(input_name="features", output_name="score", opset=13, sha256=sha256),
+        training=TrainingSpec(
+            seed=0,
+            epochs=1,
+            batch_size=32,
+            optimizer="sgd",
+            learning_rate=0.01,
+            data=DataSpec(
+                source="fixture",
+                sha256=hashlib.sha256(b"fixture").hexdigest(),
+                n_rows=20,
+                n_train=10,
+                n_test=10,
+                test_size=0.5,
+                split_seed=1,
+            ),
+            library_versions={"onnx": onnx.__version__},
+        ),
+        metrics=HeldOutMetrics(
+            threshold=threshold,
+            accuracy=0.9,
+            auc=0.95,
+            per_class={"0": report, "1": report},
+            confusion=ConfusionCounts(tp=5, fp=1, tn=4, fn=0),
+        ),
+        held_out=HeldOut(scores=[0.1, 0.9], labels=[0, 1]),
+    )
+
+
+def write_model(
+    folder: Path,
+    name: str,
+    spec: LogisticSpec,
+    *,
+    features: list[str] | None = None,
+    threshold: float = 0.5,
+    margin: float = 0.1,
+    fn_cost: float = 1.0,
+) -> ModelCard:
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(logistic_graph(spec), folder / MODEL_FILENAME)
+    card = make_card(
+        name,
+        sha256_file(folder / MODEL_FILENAME),
+        features or FEATURES,
+        threshold=threshold,
+        margin=margin,
+        fn_cost=fn_cost,
+    )
+    write_card(folder, card)
+    return card
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def csv_body(x: np.ndarray) -> bytes:
+    return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in x).encode()
