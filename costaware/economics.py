@@ -241,7 +241,7 @@ def as_labels(labels: ArrayLike, field: str = "labels") -> NDArray[np.int8]:
     ok = (array == 0) | (array == 1)
     if not ok.all():
         index = int(np.argmin(ok))
-        raise EconomicsError(f"{field}[{index}]", f"{array[index]!r} is not 0 or 1")
+        raise EconomicsError(f"{field}[{index}]", f"{array[index].item()!r} is not 0 or 1")
     return array.astype(np.int8)
 
 
