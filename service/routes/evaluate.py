@@ -14,6 +14,7 @@ block the event loop.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -146,15 +147,21 @@ def _check_cost_length(costs: CostMatrix, target: Target) -> None:
         )
 
 
+def _checked_list(
+    raw: Any, field: str, expected: str, convert: Callable[[Any], np.ndarray]
+) -> np.ndarray:
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"{field}: expected {expected}")
+    try:
+        return convert(raw)
+    except EconomicsError as exc:
+        raise _invalid(exc) from None
+
+
 def _labels(raw: Any, n: int, what: str) -> np.ndarray:
     if raw is None:
         raise InvalidInputError(f"labels: required with {what}")
-    if not isinstance(raw, list):
-        raise InvalidInputError("labels: expected a list of 0/1")
-    try:
-        labels = economics.as_labels(raw)
-    except EconomicsError as exc:
-        raise _invalid(exc) from None
+    labels = _checked_list(raw, "labels", "a list of 0/1", economics.as_labels)
     if len(labels) != n:
         raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
     return labels
@@ -189,12 +196,9 @@ def _json_targets(
                 "models: posted scores were produced elsewhere; leave models out "
                 "or post instances instead"
             )
-        if not isinstance(scores, list):
-            raise InvalidInputError("scores: expected a list of probabilities in [0, 1]")
-        try:
-            values = economics.as_scores(scores)
-        except EconomicsError as exc:
-            raise _invalid(exc) from None
+        values = _checked_list(
+            scores, "scores", "a list of probabilities in [0, 1]", economics.as_scores
+        )
         target = Target(
             model=None,
             labels=_labels(labels, len(values), "scores"),
