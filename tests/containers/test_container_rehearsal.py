@@ -234,6 +234,7 @@ def _reference_data() -> tuple[np.ndarray, np.ndarray]:
 
 def _lay_out_opt_ml(base: Path, model_folder: Path, hyperparameters: dict[str, str]) -> None:
     """What SageMaker does before it starts the container."""
+    base.mkdir(parents=True)
     archive = base.parent / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(model_folder, arcname=model_folder.name)
