@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -386,3 +388,24 @@ def test_model_distribution_png_bad_input(client, url, status, field):
     response = client.get(url)
     assert response.status_code == status
     assert response.json()["detail"].startswith(field)
+
+
+def test_openapi_documents_the_routes(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "post" in paths["/evaluate"]
+    assert "get" in paths["/models/{name}/distribution.png"]
+
+
+def test_json_evaluation_draws_nothing_and_imports_no_matplotlib():
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from service.app import create_app\n"
+        "from service.settings import Settings\n"
+        f"with TestClient(create_app(Settings(model_dir={str(MODELS)!r}))) as client:\n"
+        f"    body = {{'cost_matrix': {QALY!r}}}\n"
+        "    assert client.post('/evaluate', json=body).status_code == 200\n"
+        "print(sorted(m for m in ('matplotlib', 'tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
