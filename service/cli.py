@@ -14,6 +14,7 @@ import logging
 import logging.config
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -104,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": 20,
     }
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal under the
+    # handler that was in place before it started; making that handler a normal exit lets
+    # `docker stop` and SageMaker see status 0 instead of death by signal (143).
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     if settings.workers == 1:
         from service.app import create_app
 
