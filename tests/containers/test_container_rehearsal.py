@@ -256,14 +256,19 @@ def _batch_csv(n_bytes: int, seed: int) -> bytes:
     """About ``n_bytes`` of CSV rows like the reference data, each row a plausible patient."""
     features, _ = _reference_data()
     rng = np.random.default_rng(seed)
-    sample = io.BytesIO()
-    np.savetxt(sample, features[:50], delimiter=",", fmt="%.7g")
-    n_rows = int(n_bytes / (len(sample.getvalue()) / 50)) + 1
-    rows = features[rng.integers(0, len(features), n_rows)]
-    rows = rows * rng.lognormal(0.0, 0.05, size=rows.shape)
-    out = io.BytesIO()
-    np.savetxt(out, rows, delimiter=",", fmt="%.7g")
-    return out.getvalue()
+
+    def rows(n: int) -> bytes:
+        picked = features[rng.integers(0, len(features), n)]
+        out = io.BytesIO()
+        np.savetxt(
+            out, picked * rng.lognormal(0.0, 0.05, size=picked.shape), delimiter=",", fmt="%.7g"
+        )
+        return out.getvalue()
+
+    per_row = len(rows(1000)) / 1000
+    body = rows(int(n_bytes / per_row * 1.05))
+    # Whole lines only, just under n_bytes.
+    return body[: body.rindex(b"\n", 0, n_bytes) + 1]
 
 
 def _split_payloads(body: bytes, max_bytes: int) -> list[bytes]:
@@ -370,6 +375,7 @@ def test_sagemaker_training_then_hosting_and_batch_transform(
     max_bytes = int(parameters["MaxPayloadInMB"]) * 1024 * 1024
 
     csv_body = _batch_csv(PAYLOAD_TOTAL_BYTES, seed=20)
+    assert len(csv_body) > 0.99 * PAYLOAD_TOTAL_BYTES
     payloads = _split_payloads(csv_body, max_bytes)
     assert len(payloads) >= 2 and all(len(p) <= max_bytes for p in payloads)
     assert b"".join(payloads) == csv_body
