@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # Two images from one file:
 #   docker build --target serve -t costaware-serve .   (also what plain `docker build .` gives)
 #   docker build --target train -t costaware-train .
