@@ -52,10 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = None
     install_error_handlers(app)
 
+    # Routes match in order: the prediction endpoints first, they carry the traffic.
+    app.include_router(predict.router)
     app.include_router(sagemaker.router)
     app.include_router(health.router)
     app.include_router(models.router)
-    app.include_router(predict.router)
     app.include_router(evaluate.router)
     app.include_router(metrics.router)
     app.include_router(docs.router)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from prometheus_client import (
@@ -66,6 +67,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.requests = Counter(
             "costaware_requests",
             "HTTP requests by endpoint, model and status",
@@ -92,11 +94,23 @@ class Metrics:
             registry=self.registry,
         )
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() costs more than the increment itself; children are cached per label set.
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_predictions(self, model: str, labels: np.ndarray, close: np.ndarray) -> None:
         positives = int(np.count_nonzero(labels))
-        self.predictions.labels(model=model, label="1").inc(positives)
-        self.predictions.labels(model=model, label="0").inc(len(labels) - positives)
-        self.close_confusions.labels(model=model).inc(int(np.count_nonzero(close)))
+        self._child(self.predictions, model, "1").inc(positives)
+        self._child(self.predictions, model, "0").inc(len(labels) - positives)
+        self._child(self.close_confusions, model).inc(int(np.count_nonzero(close)))
+
+    def observe_request(self, endpoint: str, model: str, status: int, seconds: float) -> None:
+        self._child(self.latency, endpoint, model).observe(seconds)
+        self._child(self.requests, endpoint, model, str(status)).inc()
 
     def render(self) -> tuple[bytes, str]:
         source = self.registry
@@ -140,8 +154,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or UNMATCHED
-            model = str(state.get("model", ""))
-            self.metrics.latency.labels(endpoint=endpoint, model=model).observe(
-                time.perf_counter() - start
+            self.metrics.observe_request(
+                endpoint, str(state.get("model", "")), status, time.perf_counter() - start
             )
-            self.metrics.requests.labels(endpoint=endpoint, model=model, status=str(status)).inc()

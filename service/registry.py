@@ -187,7 +187,7 @@ class ModelRegistry:
             raise NotFoundError(f"unknown model {name!r}; loaded models: {self.names()}") from None
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     registry = getattr(request.app.state, "registry", None)
     if registry is None:
         raise NotReadyError("the model registry has not been built (the app is still starting)")

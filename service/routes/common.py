@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from service.inference import Overrides, run_pipeline
 from service.metrics import Metrics
-from service.registry import ModelRegistry
+from service.registry import get_registry
 from service.settings import Settings
 
 # Below this size decoding and scoring take less time than a hop to the thread pool; above
@@ -19,11 +19,11 @@ from service.settings import Settings
 INLINE_BODY_BYTES = 64 * 1024
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -33,12 +33,14 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 async def answer_predictions(
     request: Request,
-    registry: ModelRegistry,
-    metrics: Metrics,
     request_format: str,
     response_format: str,
     overrides: Overrides | None = None,
 ) -> Response:
+    # The hot path skips dependency injection, which costs more per request than the
+    # whole single-instance pipeline; these are the same functions the dependencies use.
+    registry = await get_registry(request)
+    metrics = await get_metrics(request)
     # The body size limit is enforced while this reads (service.body_limit).
     body = await request.body()
     if len(body) > INLINE_BODY_BYTES:

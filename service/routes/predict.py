@@ -7,8 +7,7 @@ from starlette.responses import Response
 
 from service.codecs import JSON, negotiate, parse_media_type
 from service.errors import UnsupportedMediaTypeError
-from service.registry import RegistryDep
-from service.routes.common import MetricsDep, answer_predictions
+from service.routes.common import answer_predictions
 from service.schemas import ERROR_RESPONSES, PredictResponse, json_request_body
 
 router = APIRouter(tags=["predictions"])
@@ -19,7 +18,7 @@ router = APIRouter(tags=["predictions"])
     responses={200: {"model": PredictResponse}, **ERROR_RESPONSES},
     openapi_extra=json_request_body("Instances to score, plus optional model/threshold/margin."),
 )
-async def predict(request: Request, registry: RegistryDep, metrics: MetricsDep) -> Response:
+async def predict(request: Request) -> Response:
     """Score instances: ``label = score >= threshold``,
     ``close_confusion = |score - threshold| < margin``."""
     content_type = request.headers.get("content-type")
@@ -28,4 +27,4 @@ async def predict(request: Request, registry: RegistryDep, metrics: MetricsDep) 
     if media not in ("", JSON):
         raise UnsupportedMediaTypeError(f"Content-Type {content_type!r}: /predict takes {JSON}")
     negotiate(request.headers.get("accept"), [JSON])
-    return await answer_predictions(request, registry, metrics, JSON, JSON)
+    return await answer_predictions(request, JSON, JSON)

@@ -16,7 +16,7 @@ from service.inference import (
     target_model_name,
 )
 from service.registry import RegistryDep
-from service.routes.common import MetricsDep, SettingsDep, answer_predictions
+from service.routes.common import SettingsDep, answer_predictions
 from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest
 
 router = APIRouter(tags=["sagemaker"])
@@ -82,7 +82,7 @@ _INVOCATIONS_BODY = {
     },
     openapi_extra=_INVOCATIONS_BODY,
 )
-async def invocations(request: Request, registry: RegistryDep, metrics: MetricsDep) -> Response:
+async def invocations(request: Request) -> Response:
     """Score a CSV, JSON or JSON-lines batch; answer as JSON, CSV or JSON lines (Accept)."""
     in_format = request_format(request.headers.get("content-type"))
     out_format = negotiate(request.headers.get("accept"), RESPONSE_TYPES)
@@ -93,4 +93,4 @@ async def invocations(request: Request, registry: RegistryDep, metrics: MetricsD
         threshold=attributes.threshold,
         margin=attributes.margin,
     )
-    return await answer_predictions(request, registry, metrics, in_format, out_format, overrides)
+    return await answer_predictions(request, in_format, out_format, overrides)
