@@ -22,6 +22,8 @@ from costaware.tabular import TabularError
 from training.data import DEFAULT_SPLIT_SEED, DEFAULT_TEST_SIZE, Split
 from training.export import ExportError
 from training.fit import Progress, stderr_progress
+from training.subsample import SubsampleError
+from training.subsample_cli import add_training_arguments, subsample_training_rows
 from training.variants import (
     DEFAULT_EPOCHS,
     DEFAULT_SEED,
@@ -64,16 +66,21 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 # Extension point for options that change the rows each variant is fitted on
 # (e.g. --subsample-negatives K / --allow-biased): a hook adds its arguments to the
 # training parser, and :func:`training_rows` turns them into a TrainingRows.
-TRAIN_ARGUMENT_HOOKS: list[Callable[[argparse.ArgumentParser], None]] = []
+TRAIN_ARGUMENT_HOOKS: list[Callable[[argparse.ArgumentParser], None]] = [add_training_arguments]
 
 
-def training_rows(args: argparse.Namespace, data: Split, progress: Progress) -> TrainingRows | None:
+def training_rows(
+    args: argparse.Namespace,
+    data: Split,
+    progress: Progress,
+    feature_names: list[str] | None = None,
+) -> TrainingRows | None:
     """The rows every variant is fitted on, or None for the whole training split.
 
     The extension point for negative subsampling: return a :class:`TrainingRows`
     holding the subsample, its ``beta`` and a ``subsample`` card section.
     """
-    return None
+    return subsample_training_rows(args, data, progress, feature_names)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -229,7 +236,7 @@ def run_training(args: argparse.Namespace) -> int:
         f"data: {dataset.source}: {len(dataset.y)} rows, {dataset.x.shape[1]} features, "
         f"{len(data.y_train)} train / {len(data.y_test)} held out"
     )
-    rows = training_rows(args, data, stderr_progress)
+    rows = training_rows(args, data, stderr_progress, dataset.feature_names)
     results = [
         train_variant(
             spec,
@@ -274,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_training(args)
-    except (TabularError, VariantError) as exc:
+    except (TabularError, VariantError, SubsampleError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ExportError, OSError) as exc:
