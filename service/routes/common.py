@@ -3,9 +3,12 @@ prediction request is run and answered."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -29,6 +32,38 @@ async def get_metrics(request: Request) -> Metrics:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+class DirectRoute(APIRoute):
+    """An APIRoute that calls an ``async def endpoint(request: Request) -> Response``
+    directly.
+
+    FastAPI's generic handler solves dependencies and validates and serialises the
+    response even for an endpoint that takes nothing but the request; on a one-instance
+    prediction that machinery costs more than parsing, scoring and encoding together. The
+    route stays an APIRoute, so the OpenAPI document still describes it. Endpoints with
+    any other parameter get the generic handler.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        dependant = self.dependant
+        takes_only_request = dependant.request_param_name is not None and not (
+            dependant.path_params
+            or dependant.query_params
+            or dependant.header_params
+            or dependant.cookie_params
+            or dependant.body_params
+            or dependant.dependencies
+        )
+        if not (takes_only_request and inspect.iscoroutinefunction(dependant.call)):
+            return super().get_route_handler()
+        endpoint = dependant.call
+        parameter = dependant.request_param_name
+
+        async def handle(request: Request) -> Response:
+            return await endpoint(**{parameter: request})
+
+        return handle
 
 
 async def answer_predictions(

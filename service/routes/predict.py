@@ -7,10 +7,10 @@ from starlette.responses import Response
 
 from service.codecs import JSON, negotiate, parse_media_type
 from service.errors import UnsupportedMediaTypeError
-from service.routes.common import answer_predictions
+from service.routes.common import DirectRoute, answer_predictions
 from service.schemas import ERROR_RESPONSES, PredictResponse, json_request_body
 
-router = APIRouter(tags=["predictions"])
+router = APIRouter(tags=["predictions"], route_class=DirectRoute)
 
 
 @router.post(

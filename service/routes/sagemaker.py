@@ -16,10 +16,10 @@ from service.inference import (
     target_model_name,
 )
 from service.registry import RegistryDep
-from service.routes.common import SettingsDep, answer_predictions
+from service.routes.common import DirectRoute, SettingsDep, answer_predictions
 from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest
 
-router = APIRouter(tags=["sagemaker"])
+router = APIRouter(tags=["sagemaker"], route_class=DirectRoute)
 
 
 @router.get("/ping", responses={503: {"description": "No model loaded"}})
