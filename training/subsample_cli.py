@@ -55,9 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="audit a subsample drawn elsewhere: 0/1 column marking the selected negatives "
         "(ignored on positive rows; not used as a feature)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draw and the audit")
     parser.add_argument(
-        "--alpha", type=float, default=DEFAULT_ALPHA, help="significance level (default 0.01)"
+        "--seed", type=int, default=0, metavar="S", help="seed of the draw and the audit"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        metavar="A",
+        help="significance level (default 0.01)",
     )
     parser.add_argument(
         "--stratify-by", metavar="COL", help="draw proportionally within the values of COL"
@@ -198,9 +204,14 @@ def format_audit(audit: AuditResult, *, source: str) -> str:
     lines.append(f"    {'(chance)':<20}{0.5:>8.4f}{audit.chance_accuracy:>10.4f}")
     lines += ["", "  per-feature drift, selected vs unselected (KS, largest first)"]
     width = max(12, *(len(d.feature) for d in audit.drift)) + 2
-    lines.append(f"    {'feature':<{width}}{'statistic':>10}{'p-value':>11}")
+    lines.append(
+        f"    {'feature':<{width}}{'KS':>8}{'p-value':>11}{'AUC alone':>11}{'p-value':>11}"
+    )
     for d in audit.drift:
-        lines.append(f"    {d.feature:<{width}}{d.statistic:>10.4f}{d.p_value:>11.3g}")
+        lines.append(
+            f"    {d.feature:<{width}}{d.statistic:>8.4f}{d.p_value:>11.3g}"
+            f"{d.auc:>11.4f}{d.auc_p_value:>11.3g}"
+        )
     return "\n".join(lines)
 
 
@@ -222,11 +233,16 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="train even if the audit finds the subsample biased (recorded in the card)",
     )
     group.add_argument(
-        "--subsample-seed", type=int, default=0, help="seed of the draw (default %(default)s)"
+        "--subsample-seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the draw (default %(default)s)",
     )
     group.add_argument(
         "--subsample-alpha",
         type=float,
+        metavar="A",
         default=DEFAULT_ALPHA,
         help="significance level of the audit (default %(default)s)",
     )
