@@ -84,6 +84,14 @@ def mc_error(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-12) / n)
 
 
+def lower_bound(p: float, n: int) -> float:
+    """Clopper-Pearson one-sided 95% lower confidence bound for a rate of p over n trials."""
+    from scipy.stats import beta
+
+    hits = round(p * n)
+    return 0.0 if hits == 0 else float(beta.ppf(0.05, hits, n - hits + 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--null-trials", type=int, default=400)
@@ -111,7 +119,8 @@ def main() -> None:
         print(
             f"power, logistic slope {slope} per SD of x{BIASED_FEATURE} "
             f"(selection weight at +2 SD vs -2 SD: {ratio:.2f}x): {res['rate']:.3f} over "
-            f"{args.power_trials} trials (MC s.e. {mc_error(res['rate'], args.power_trials):.3f}); "
+            f"{args.power_trials} trials (MC s.e. {mc_error(res['rate'], args.power_trials):.3f}, "
+            f"one-sided 95% lower bound {lower_bound(res['rate'], args.power_trials):.3f}); "
             f"drift table names x{BIASED_FEATURE} first in {res['named']:.0%}; "
             f"mean AUC {res['mean_auc']:.4f}"
         )
