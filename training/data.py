@@ -77,7 +77,8 @@ def load_reference() -> Dataset:
     )
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """The text of a user's data file, or a DataError naming the file."""
     try:
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -136,7 +137,7 @@ def parse_labelled_csv(text: str, *, source: str, label: str | None) -> Dataset:
 
 def load_csv(path: Path, label: str | None = None) -> Dataset:
     """Load one CSV file and check it is fit for training (see :func:`check_trainable`)."""
-    dataset = parse_labelled_csv(_read_text(path), source=str(path), label=label)
+    dataset = parse_labelled_csv(read_text(path), source=str(path), label=label)
     check_trainable(dataset, label_column=label or "label")
     return dataset
 
@@ -145,7 +146,7 @@ def load_csvs(paths: Sequence[Path], label: str | None = None) -> Dataset:
     """Load and concatenate several CSV files with the same columns, in the given order."""
     if not paths:
         raise DataError("no CSV files found", source="training data")
-    parts = [parse_labelled_csv(_read_text(p), source=str(p), label=label) for p in paths]
+    parts = [parse_labelled_csv(read_text(p), source=str(p), label=label) for p in paths]
     first = parts[0]
     for part in parts[1:]:
         if part.x.shape[1] != first.x.shape[1]:

@@ -48,6 +48,7 @@ from costaware.economics import (
 )
 from training.data import REFERENCE_SOURCE, Dataset, Split
 from training.fit import FittedModel, import_keras
+from training.subsample import correct_scores
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "score"
@@ -67,12 +68,6 @@ class ExportResult:
     folder: Path
     card: ModelCard
     scores: np.ndarray  # onnxruntime scores on the held-out split, float32 [n]
-
-
-def prior_shift(p: np.ndarray, beta: float) -> np.ndarray:
-    """Map scores learned with negatives kept at rate ``beta`` back to the true base rate."""
-    p = np.asarray(p, dtype=np.float64)
-    return beta * p / (beta * p - p + 1.0)
 
 
 def library_versions() -> dict[str, str]:
@@ -188,7 +183,7 @@ def export_model(
 
     model_bytes = to_onnx(fitted, beta=beta)
     scores = onnx_scores(model_bytes, data.x_test)
-    expected = prior_shift(fitted.predict(data.x_test), beta)
+    expected = correct_scores(fitted.predict(data.x_test), beta)
     gap = float(np.max(np.abs(scores - expected)))
     if not gap <= PARITY_TOLERANCE:
         raise ExportError(

@@ -96,12 +96,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> AuditResult:
-    from training.data import DataError, _read_text, parse_labelled_csv
+    from training.data import DataError, parse_labelled_csv, read_text
 
     if args.selected_column is not None and (args.stratify_by or args.max_draws != 1):
         raise SubsampleError("--stratify-by and --max-draws only apply to a draw (--negatives)")
     source = str(args.data)
-    text = _read_text(args.data)
+    text = read_text(args.data)
     data = parse_labelled_csv(text, source=source, label=args.label)
     names = list(data.feature_names)
     x = data.x

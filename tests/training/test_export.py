@@ -14,7 +14,8 @@ from sklearn.metrics import (
 )
 
 from costaware.card import read_card, verify_model_file
-from training.export import PARITY_TOLERANCE, ExportError, export_model, prior_shift
+from training.export import PARITY_TOLERANCE, ExportError, export_model
+from training.subsample import correct_scores
 
 
 def _ort_scores(path, x):
@@ -118,7 +119,7 @@ def test_prior_shift_correction_is_inside_the_graph(fitted, reference, reference
 
 
 def test_prior_shift_helper_fixed_points():
-    np.testing.assert_allclose(prior_shift(np.array([0.0, 1.0, 0.5]), 0.5), [0.0, 1.0, 1 / 3])
+    np.testing.assert_allclose(correct_scores(np.array([0.0, 1.0, 0.5]), 0.5), [0.0, 1.0, 1 / 3])
 
 
 @pytest.mark.parametrize(
