@@ -189,8 +189,9 @@ def verify_model_file(folder: Path, card: ModelCard) -> Path:
         raise CardError(f"{model_path}: model file named by the card does not exist")
     actual = sha256_file(model_path)
     if actual != card.onnx.sha256:
+        expected = card.onnx.sha256
         raise CardError(
-            f"{model_path}: sha256 {actual[:12]}… does not match the card's {card.onnx.sha256[:12]}…"
+            f"{model_path}: sha256 {actual[:12]}… does not match the card's {expected[:12]}…"
         )
     return model_path
 
