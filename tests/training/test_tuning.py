@@ -1,0 +1,314 @@
+"""Cost tuning: the held-out split stays sealed, fold thresholds travel honestly, end to end.
+
+Oracles are independent of the code under test: expected values are recomputed by
+hand from the reference QALY values, the in-sample best threshold by brute force
+over every candidate cut, fold membership with plain set arithmetic, scores of the
+exported model with onnxruntime, and serving with the real service's TestClient.
+"""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from costaware.card import read_card, verify_model_file
+from costaware.economics import REFERENCE_QALY_VALUES
+from training.tuning import (
+    BUILTIN,
+    HeldOutAccessError,
+    SealedSplit,
+    TuningError,
+    default_grid,
+    parse_grid,
+    ratio_setting,
+    tune,
+)
+
+V_TP, V_FP, V_TN, V_FN = -35280.0, -1287.67, 0.0, -252000.0
+TINY_EPOCHS = 3
+TINY_K = 3
+
+
+def hand_ev(labels, scores, threshold):
+    """Mean outcome value per instance when treating score >= threshold (by counting)."""
+    y = np.asarray(labels) == 1
+    treat = np.asarray(scores, dtype=np.float64) >= threshold
+    tp, fp = np.sum(y & treat), np.sum(~y & treat)
+    fn, tn = np.sum(y & ~treat), np.sum(~y & ~treat)
+    return (tp * V_TP + fp * V_FP + tn * V_TN + fn * V_FN) / len(y)
+
+
+def brute_force_best(labels, scores):
+    """The highest in-sample value over every distinct score as a cut, plus treating no one."""
+    candidates = [*np.unique(np.asarray(scores, dtype=np.float64)), np.inf]
+    return max(hand_ev(labels, scores, t) for t in candidates)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid():
+    return [BUILTIN, ratio_setting(10.0)]
+
+
+@pytest.fixture(scope="session")
+def guard(reference_split):
+    return SealedSplit(reference_split)
+
+
+@pytest.fixture(scope="session")
+def sealed_during_fits():
+    return []
+
+
+@pytest.fixture(scope="session")
+def outcome(reference, guard, tiny_grid, sealed_during_fits, tmp_path_factory):
+    def on_fit(done, total, setting, fold):
+        sealed_during_fits.append(guard.sealed)
+
+    return tune(
+        reference,
+        guard,
+        REFERENCE_QALY_VALUES,
+        tmp_path_factory.mktemp("tuned-models"),
+        grid=tiny_grid,
+        k=TINY_K,
+        seed=1,
+        epochs=TINY_EPOCHS,
+        on_fit=on_fit,
+    )
+
+
+@pytest.fixture(scope="session")
+def search(outcome):
+    return outcome.tuned.search
+
+
+@pytest.fixture(scope="session")
+def card(outcome):
+    return read_card(outcome.export.folder)
+
+
+# ---------------------------------------------------------------------------
+# The guard
+
+
+def test_sealed_split_raises_on_any_read_of_the_held_out_part(reference_split):
+    sealed = SealedSplit(reference_split)
+    with pytest.raises(HeldOutAccessError, match="x_test"):
+        _ = sealed.x_test
+    with pytest.raises(HeldOutAccessError, match="y_test"):
+        _ = sealed.y_test
+    assert sealed.attempts == 2
+    assert sealed.x_train is reference_split.x_train
+    assert sealed.unseal() is reference_split
+    assert sealed.x_test is reference_split.x_test
+
+
+def test_the_search_never_reads_the_held_out_split(outcome, guard, sealed_during_fits, search):
+    # Every fit of the search ran with the split sealed, and nothing tried to read it
+    # (attempts counts reads even if a caller had swallowed the exception).
+    assert len(sealed_during_fits) == len(search.settings) * TINY_K
+    assert all(sealed_during_fits)
+    assert guard.attempts == 0
+    assert not guard.sealed  # unsealed afterwards, for the export only
+
+
+def test_folds_partition_the_training_split_only(search, reference_split):
+    n_train = len(reference_split.y_train)
+    for result in search.settings:
+        validation = np.concatenate([f.val_index for f in result.folds])
+        assert sorted(validation.tolist()) == list(range(n_train))
+        for fold in result.folds:
+            assert set(fold.train_index) | set(fold.val_index) == set(range(n_train))
+            assert not set(fold.train_index) & set(fold.val_index)
+        # stratified: each validation part has the training split's positives within one row
+        positives = [int(reference_split.y_train[f.val_index].sum()) for f in result.folds]
+        assert max(positives) - min(positives) <= 1
+    # every setting saw the same folds, so they differ only in the loss
+    first = [f.val_index.tolist() for f in search.settings[0].folds]
+    assert all([f.val_index.tolist() for f in r.folds] == first for r in search.settings)
+
+
+# ---------------------------------------------------------------------------
+# Fold thresholds
+
+
+def test_each_fold_threshold_is_best_on_its_training_part(search, reference_split):
+    y = reference_split.y_train
+    for result in search.settings:
+        for fold in result.folds:
+            y_fit = y[fold.train_index]
+            best = brute_force_best(y_fit, fold.train_scores)
+            achieved = hand_ev(y_fit, fold.train_scores, fold.threshold)
+            assert achieved == pytest.approx(best, rel=1e-12)
+            assert fold.train_value == pytest.approx(achieved, rel=1e-12)
+
+
+def test_the_fold_threshold_is_the_one_applied_to_its_validation_part(search, reference_split):
+    y = reference_split.y_train
+    for result in search.settings:
+        by_hand = [hand_ev(y[f.val_index], f.val_scores, f.threshold) for f in result.folds]
+        assert [f.val_value for f in result.folds] == pytest.approx(by_hand, rel=1e-12)
+        assert result.mean == pytest.approx(np.mean(by_hand), rel=1e-12)
+        assert result.std == pytest.approx(np.std(by_hand, ddof=1), rel=1e-9)
+
+
+def test_fold_scores_come_from_a_model_fitted_on_that_folds_training_part(search, reference_split):
+    from training.fit import fit_variant
+
+    result = search.settings[1]
+    fold = result.folds[1]
+    spec = result.setting.spec("refit", epochs=TINY_EPOCHS, seed=search.seed)
+    x, y = reference_split.x_train, reference_split.y_train
+    refit = fit_variant(spec, x[fold.train_index], y[fold.train_index], progress=None)
+    # fits are deterministic for a seed, so the refit reproduces the recorded scores
+    np.testing.assert_array_equal(refit.predict(x[fold.val_index]), fold.val_scores)
+    np.testing.assert_array_equal(refit.predict(x[fold.train_index]), fold.train_scores)
+
+
+def test_winner_has_the_highest_cv_mean(search):
+    means = [r.mean for r in search.settings]
+    assert search.winner.mean == max(means)
+
+
+# ---------------------------------------------------------------------------
+# End to end
+
+
+def test_tuned_model_is_exported_with_its_search_in_the_card(outcome, card, search):
+    assert card.name == "tuned"
+    verify_model_file(outcome.export.folder, card)
+    tuning = card.tuning
+    assert tuning is not None
+    assert tuning["k"] == TINY_K and tuning["seed"] == 1 and tuning["epochs"] == TINY_EPOCHS
+    assert [g["label"] for g in tuning["grid"]] == ["builtin", "10:1"]
+    assert tuning["winner"] == search.winner.setting.label
+    assert tuning["chosen_threshold"] == card.threshold
+    for entry, result in zip(tuning["grid"], search.settings, strict=True):
+        assert entry["cv_mean"] == result.mean and entry["cv_std"] == result.std
+        assert [f["threshold"] for f in entry["folds"]] == [f.threshold for f in result.folds]
+    assert card.cost_matrix is not None
+    assert card.cost_matrix.fn == V_FN and card.cost_matrix.fp == V_FP
+    won = search.winner.setting
+    assert (card.loss.type, card.training.epochs) == (won.loss, TINY_EPOCHS)
+
+
+def test_card_threshold_is_best_in_sample_for_the_served_model(outcome, card, reference_split):
+    folder = outcome.export.folder
+    session = ort.InferenceSession(
+        str(verify_model_file(folder, card)), providers=["CPUExecutionProvider"]
+    )
+
+    def served(x):
+        return session.run(["score"], {"features": x.astype(np.float32)})[0].ravel()
+
+    y_train = reference_split.y_train
+    train_scores = served(reference_split.x_train)
+    assert hand_ev(y_train, train_scores, card.threshold) == pytest.approx(
+        brute_force_best(y_train, train_scores), rel=1e-12
+    )
+    test_scores = served(reference_split.x_test)
+    np.testing.assert_allclose(card.held_out.scores, test_scores, atol=1e-6)
+    assert card.metrics.reference_expected_value == pytest.approx(
+        hand_ev(reference_split.y_test, test_scores, card.threshold), rel=1e-9
+    )
+
+
+def test_service_serves_the_tuned_model(outcome, card, reference_split):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    with TestClient(create_app(Settings(model_dir=outcome.export.folder.parent))) as client:
+        listed = client.get("/models").json()
+        assert [m["name"] for m in listed["models"]] == ["tuned"]
+        assert listed["models"][0]["threshold"] == card.threshold
+        rows = reference_split.x_test[:5].tolist()
+        answer = client.post("/predict", json={"model": "tuned", "instances": rows}).json()
+    labels = [p["label"] for p in answer["predictions"]]
+    assert labels == [int(s >= card.threshold) for s in card.held_out.scores[:5]]
+
+
+# ---------------------------------------------------------------------------
+# Grid and options
+
+
+def test_default_grid_spans_one_to_a_thousand_and_includes_the_matrix_weights():
+    grid = default_grid(REFERENCE_QALY_VALUES)
+    ratios = [s.ratio for s in grid if s.source == "ratio"]
+    assert grid[0].loss == "builtin"
+    assert ratios[0] == pytest.approx(1.0) and ratios[-1] == pytest.approx(1000.0)
+    assert np.allclose(np.diff(np.log10(ratios)), 0.5)
+    matrix = [s for s in grid if s.source == "matrix"]
+    assert len(matrix) == 1
+    # fn_cost = v_tp - v_fn, fp_cost = v_tn - v_fp, by hand
+    assert (matrix[0].fn_cost, matrix[0].fp_cost) == pytest.approx((V_TP - V_FN, V_TN - V_FP))
+
+
+def test_parse_grid_entries():
+    grid = parse_grid("builtin, 5, 3:2, matrix", REFERENCE_QALY_VALUES)
+    assert [(s.loss, s.fn_cost, s.fp_cost) for s in grid[:3]] == [
+        ("builtin", 1.0, 1.0),
+        ("custom", 5.0, 1.0),
+        ("custom", 3.0, 2.0),
+    ]
+    assert grid[3].source == "matrix"
+    for bad in ("builtin,abc", "5,5", "-1", "0:0"):
+        with pytest.raises(TuningError, match="--grid"):
+            parse_grid(bad, REFERENCE_QALY_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--cost-matrix", "tp=1,fp=x,tn=0,fn=-5"], "--cost-matrix: fp='x' is not a number"),
+        (["--cost-matrix", "tp=1,fp=-1,tn=0"], "--cost-matrix.fn: missing"),
+        (["--cost-matrix", "/nonexistent/matrix.json"], "/nonexistent/matrix.json: no such file"),
+        (["--grid", "builtin,ten"], "--grid: 'ten'"),
+        (["--k", "500"], "--k 500: the training split has only"),
+        (["--name", "../x"], "--name '../x'"),
+        (["--data", "/nonexistent.csv"], "/nonexistent.csv"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    from training.cli import main
+
+    status = main(["tune", *argv, "--models-dir", str(tmp_path), "--no-report"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert len(err) == 1 and needle in err[0], err
+    assert "Traceback" not in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_cost_matrix_from_a_json_file_or_a_model_card(tmp_path):
+    from training.tuning_cli import parse_cost_matrix
+
+    plain = tmp_path / "matrix.json"
+    plain.write_text(json.dumps({"tp": -1, "fp": -2, "tn": 0, "fn": -9}))
+    assert parse_cost_matrix(str(plain)).loss_weights() == (8.0, 2.0)
+    wrapped = tmp_path / "card.json"
+    wrapped.write_text(
+        json.dumps({"name": "x", "cost_matrix": {"tp": 0, "fp": -1, "tn": 0, "fn": -3}})
+    )
+    assert parse_cost_matrix(str(wrapped)).loss_weights() == (3.0, 1.0)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(TuningError, match="not a readable JSON file"):
+        parse_cost_matrix(str(broken))
+
+
+def test_cli_end_to_end_prints_the_table_and_writes_the_report(capsys, tmp_path):
+    from training.cli import main
+
+    models, reports = tmp_path / "models", tmp_path / "reports"
+    argv = ["tune", "--grid", "10,matrix", "--k", "2", "--epochs", "2", "--name", "cli-tuned"]
+    status = main([*argv, "--models-dir", str(models), "--report-dir", str(reports)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "CV EV mean" in captured.out and "cli-tuned: loss" in captured.out
+    assert "4/4 fits" in captured.err
+    assert read_card(models / "cli-tuned").tuning["k"] == 2
+    for name in ("tuning.html", "tuning-cv.png", "tuning-threshold.png"):
+        assert (reports / name).stat().st_size > 0

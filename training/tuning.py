@@ -1,0 +1,544 @@
+"""Cost tuning: choose the loss weights and the threshold for a cost matrix by cross-validation.
+
+Two levers move a model's decisions: the loss weights it is trained with and the
+threshold it is used at. For each loss setting of a grid, stratified K-fold
+cross-validation on the *training split only* fits the setting on each fold's
+training part, picks the in-sample best threshold of that part's scores, and
+scores the setting by the mean expected value on the validation parts. The
+winner is refitted on the whole training split, its threshold chosen by the same
+rule, and exported like any other model with the search in the card's ``tuning``
+section.
+
+The held-out split cannot influence the choice: :func:`tune` seals it in a
+:class:`SealedSplit`, which raises on any read until the search is over.
+
+``python -m training tune`` is :mod:`training.tuning_cli`; this module only
+forwards ``add_arguments``/``run`` to it (the subcommand registry names this module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from costaware.economics import CostMatrix, best_threshold, outcome_values
+from training.data import Dataset, Split
+from training.fit import FittedModel, Progress, fit_variant
+from training.variants import (
+    DEFAULT_EPOCHS,
+    DEFAULT_SEED,
+    VariantError,
+    VariantSpec,
+    weights_from_cost_matrix,
+)
+
+DEFAULT_K = 5
+DEFAULT_NAME = "tuned"
+# fn_cost/fp_cost with fp_cost = 1: seven points log-spaced over 1..1000 (half-decades).
+DEFAULT_RATIOS: tuple[float, ...] = tuple(float(r) for r in np.geomspace(1.0, 1000.0, 7))
+THRESHOLD_RULE = (
+    "in-sample best threshold (costaware.economics.best_threshold) of the model's scores "
+    "on the rows it was fitted on, placed midway into the gap below it"
+)
+
+SettingSource = Literal["builtin", "ratio", "matrix"]
+# Called after every fit of the search: (fits done, fits in all, setting, fold number).
+FitCallback = Callable[[int, int, "LossSetting", int], None]
+
+
+class TuningError(ValueError):
+    """Bad tuning options (grid, K, cost matrix); the message names the option."""
+
+
+class HeldOutAccessError(RuntimeError):
+    """Something read the held-out split while the search was running."""
+
+
+# ---------------------------------------------------------------------------
+# The guard
+
+
+class SealedSplit:
+    """A train/test split whose held-out part cannot be read until :meth:`unseal`.
+
+    The search gets this object, never the :class:`Split` itself, so reading
+    ``x_test``/``y_test`` during the search raises :class:`HeldOutAccessError`.
+    ``attempts`` counts those reads even when a caller swallows the exception.
+    """
+
+    def __init__(self, data: Split) -> None:
+        self._data = data
+        self._sealed = True
+        self.attempts = 0
+
+    @property
+    def sealed(self) -> bool:
+        return self._sealed
+
+    @property
+    def x_train(self) -> np.ndarray:
+        return self._data.x_train
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self._data.y_train
+
+    @property
+    def test_size(self) -> float:
+        return self._data.test_size
+
+    @property
+    def seed(self) -> int:
+        return self._data.seed
+
+    def _refuse(self, what: str) -> None:
+        if self._sealed:
+            self.attempts += 1
+            raise HeldOutAccessError(
+                f"{what} read while the held-out split is sealed: the search must use the "
+                "training split only"
+            )
+
+    @property
+    def x_test(self) -> np.ndarray:
+        self._refuse("x_test")
+        return self._data.x_test
+
+    @property
+    def y_test(self) -> np.ndarray:
+        self._refuse("y_test")
+        return self._data.y_test
+
+    def unseal(self) -> Split:
+        """The whole split, for the export and the report once the choice is made."""
+        self._sealed = False
+        return self._data
+
+
+# ---------------------------------------------------------------------------
+# The grid
+
+
+@dataclass(frozen=True)
+class LossSetting:
+    """One point of the grid: a loss and its weights."""
+
+    label: str
+    loss: Literal["builtin", "custom"]
+    fn_cost: float = 1.0
+    fp_cost: float = 1.0
+    source: SettingSource = "ratio"
+
+    @property
+    def ratio(self) -> float | None:
+        """fn_cost/fp_cost, or None for cross-entropy (which has no weights)."""
+        if self.loss == "builtin":
+            return None
+        return math.inf if self.fp_cost == 0 else self.fn_cost / self.fp_cost
+
+    def spec(self, name: str, *, epochs: int, seed: int, **options: Any) -> VariantSpec:
+        return VariantSpec(
+            name=name,
+            loss=self.loss,
+            fn_cost=self.fn_cost,
+            fp_cost=self.fp_cost,
+            epochs=epochs,
+            seed=seed,
+            **options,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "loss": self.loss,
+            "fn_cost": self.fn_cost,
+            "fp_cost": self.fp_cost,
+            "ratio": self.ratio,
+            "source": self.source,
+        }
+
+
+BUILTIN = LossSetting("builtin", "builtin", source="builtin")
+
+
+def ratio_setting(fn_cost: float, fp_cost: float = 1.0) -> LossSetting:
+    try:
+        VariantSpec("check", loss="custom", fn_cost=fn_cost, fp_cost=fp_cost)
+    except VariantError as exc:
+        detail = str(exc).replace("variant check: ", "")
+        raise TuningError(f"--grid: {fn_cost:g}:{fp_cost:g}: {detail}") from None
+    label = f"{fn_cost:.4g}:1" if fp_cost == 1 else f"{fn_cost:.6g}:{fp_cost:.6g}"
+    return LossSetting(label, "custom", float(fn_cost), float(fp_cost), "ratio")
+
+
+def matrix_setting(costs: CostMatrix) -> LossSetting:
+    """The weights the cost matrix itself implies, at their own scale.
+
+    Unnormalised on purpose: this is exactly what ``--variant name=..,tp=..,fp=..``
+    trains, and the scale multiplies SGD's step, so it is a different model from
+    the same ratio at ``fp_cost = 1``.
+    """
+    try:
+        fn_cost, fp_cost = weights_from_cost_matrix(costs)
+    except VariantError as exc:
+        raise TuningError(f"--cost-matrix: {exc}") from None
+    return LossSetting(f"matrix {fn_cost:.6g}:{fp_cost:.6g}", "custom", fn_cost, fp_cost, "matrix")
+
+
+def default_grid(costs: CostMatrix, ratios: Sequence[float] = DEFAULT_RATIOS) -> list[LossSetting]:
+    """Cross-entropy, ``fn_cost:1`` for each ratio, and the matrix's own weights."""
+    return [BUILTIN, *(ratio_setting(r) for r in ratios), matrix_setting(costs)]
+
+
+def parse_grid(text: str, costs: CostMatrix) -> list[LossSetting]:
+    """``builtin,1,10,100,matrix,5:2``: entries are ``builtin``, ``matrix``, a ratio
+    ``R`` (fn_cost R, fp_cost 1) or ``F:P``."""
+    grid: list[LossSetting] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if item == "builtin":
+            setting = BUILTIN
+        elif item == "matrix":
+            setting = matrix_setting(costs)
+        else:
+            fn_text, sep, fp_text = item.partition(":")
+            try:
+                fn_cost = float(fn_text)
+                fp_cost = float(fp_text) if sep else 1.0
+            except ValueError:
+                raise TuningError(
+                    f"--grid: {item!r} is not 'builtin', 'matrix', a ratio R or F:P"
+                ) from None
+            setting = ratio_setting(fn_cost, fp_cost)
+        if any(s.label == setting.label for s in grid):
+            raise TuningError(f"--grid: {item!r} given twice")
+        grid.append(setting)
+    return grid
+
+
+# ---------------------------------------------------------------------------
+# Thresholds and values
+
+
+def choose_threshold(labels: np.ndarray, scores: np.ndarray, costs: CostMatrix) -> float:
+    """The in-sample best threshold, placed midway into the gap below it.
+
+    Every cut in that gap has the same in-sample value; the middle keeps the
+    decision of the row at the best threshold from flipping when onnxruntime's
+    score differs from Keras's in the last float32 digits, and is the widest
+    margin either side. Treating no one becomes a cut above the highest score.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    best = best_threshold(labels, scores, costs)
+    if best.threshold is None:
+        top = float(scores.max())
+        return (top + 1.0) / 2.0 if top < 1.0 else 1.0
+    below = scores[scores < best.threshold]
+    lower = float(below.max()) if below.size else 0.0
+    return (best.threshold + lower) / 2.0
+
+
+def value_at(labels: np.ndarray, scores: np.ndarray, threshold: float, costs: CostMatrix) -> float:
+    """Expected value per instance of deciding ``score >= threshold``."""
+    return float(outcome_values(labels, np.asarray(scores) >= threshold, costs).mean())
+
+
+# ---------------------------------------------------------------------------
+# The search
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """One fold of one setting: where the threshold came from and what it was worth."""
+
+    fold: int
+    train_index: np.ndarray  # positions in the training split
+    val_index: np.ndarray
+    threshold: float  # chosen on the fold's training part ...
+    train_value: float  # ... where it is worth this (in sample)
+    val_value: float  # ... and applied to the validation part
+    train_scores: np.ndarray = field(repr=False)
+    val_scores: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fold": self.fold,
+            "n_train": len(self.train_index),
+            "n_validation": len(self.val_index),
+            "threshold": self.threshold,
+            "train_expected_value": self.train_value,
+            "validation_expected_value": self.val_value,
+        }
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    setting: LossSetting
+    folds: tuple[FoldResult, ...]
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.array([f.val_value for f in self.folds])
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.mean())
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation of the fold values (the spread over folds)."""
+        return float(self.values.std(ddof=1)) if len(self.folds) > 1 else 0.0
+
+    @property
+    def mean_threshold(self) -> float:
+        return float(np.mean([f.threshold for f in self.folds]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.setting.to_dict(),
+            "cv_mean": self.mean,
+            "cv_std": self.std,
+            "cv_min": float(self.values.min()),
+            "cv_max": float(self.values.max()),
+            "mean_fold_threshold": self.mean_threshold,
+            "folds": [f.to_dict() for f in self.folds],
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    costs: CostMatrix
+    k: int
+    seed: int
+    epochs: int
+    settings: tuple[SettingResult, ...]
+
+    @property
+    def winner(self) -> SettingResult:
+        """Highest mean validation value; ties go to the earlier grid entry."""
+        return max(self.settings, key=lambda r: r.mean)  # max keeps the first of equals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cost_matrix": {k: float(v) for k, v in self.costs.to_dict().items()},
+            "k": self.k,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "cv": (
+                f"StratifiedKFold(n_splits={self.k}, shuffle=True, random_state={self.seed}) "
+                "on the training split only; per fold, the threshold is chosen on the fold's "
+                "training part and applied to its validation part"
+            ),
+            "threshold_rule": THRESHOLD_RULE,
+            "score": "mean validation expected value per instance over the folds",
+            "winner": self.winner.setting.label,
+            "grid": [r.to_dict() for r in self.settings],
+        }
+
+
+def check_k(labels: np.ndarray, k: int) -> None:
+    """Every fold needs a row of each class in its validation part."""
+    if k < 2:
+        raise TuningError(f"--k {k}: cross-validation needs at least 2 folds")
+    smallest = int(np.bincount(np.asarray(labels, dtype=np.int64), minlength=2).min())
+    if k > smallest:
+        raise TuningError(
+            f"--k {k}: the training split has only {smallest} rows of its rarer class; "
+            f"K must be at most {smallest}"
+        )
+
+
+def cv_folds(labels: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified K-fold (shuffled with ``seed``) as (train positions, validation positions)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    check_k(labels, k)
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(folds.split(np.zeros((len(labels), 1)), labels))
+
+
+def evaluate_fold(
+    spec: VariantSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    fold: int,
+    train_index: np.ndarray,
+    val_index: np.ndarray,
+    costs: CostMatrix,
+) -> FoldResult:
+    """Fit on the fold's training part, choose the threshold there, apply it to validation."""
+    fitted = fit_variant(spec, x_train[train_index], y_train[train_index], progress=None)
+    train_scores = fitted.predict(x_train[train_index])
+    val_scores = fitted.predict(x_train[val_index])
+    threshold = choose_threshold(y_train[train_index], train_scores, costs)
+    return FoldResult(
+        fold=fold,
+        train_index=train_index,
+        val_index=val_index,
+        threshold=threshold,
+        train_value=value_at(y_train[train_index], train_scores, threshold, costs),
+        val_value=value_at(y_train[val_index], val_scores, threshold, costs),
+        train_scores=train_scores,
+        val_scores=val_scores,
+    )
+
+
+def search(
+    grid: Sequence[LossSetting],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    costs: CostMatrix,
+    *,
+    k: int = DEFAULT_K,
+    seed: int = DEFAULT_SEED,
+    epochs: int = DEFAULT_EPOCHS,
+    on_fit: FitCallback | None = None,
+) -> SearchResult:
+    """Cross-validate every setting of ``grid`` on the training rows it is given.
+
+    All settings share the folds and the fit seed, so they differ only in the loss.
+    """
+    if not grid:
+        raise TuningError("--grid: no loss settings to search")
+    y_train = np.asarray(y_train)
+    folds = cv_folds(y_train, k, seed)
+    total = len(grid) * len(folds)
+    results = []
+    for s_index, setting in enumerate(grid):
+        spec = setting.spec(f"cv-{s_index}", epochs=epochs, seed=seed)
+        fold_results = []
+        for f_index, (train_index, val_index) in enumerate(folds):
+            fold_results.append(
+                evaluate_fold(spec, x_train, y_train, f_index + 1, train_index, val_index, costs)
+            )
+            if on_fit:
+                on_fit(s_index * len(folds) + f_index + 1, total, setting, f_index + 1)
+        results.append(SettingResult(setting, tuple(fold_results)))
+    return SearchResult(costs=costs, k=k, seed=seed, epochs=epochs, settings=tuple(results))
+
+
+# ---------------------------------------------------------------------------
+# The winner
+
+
+@dataclass(frozen=True)
+class TunedFit:
+    """The winning setting refitted on the whole training split, with its threshold."""
+
+    search: SearchResult
+    fitted: FittedModel
+    threshold: float
+    train_value: float
+    train_scores: np.ndarray = field(repr=False)
+
+    def card_section(self) -> dict[str, Any]:
+        return {
+            **self.search.to_dict(),
+            "chosen_threshold": self.threshold,
+            "chosen_threshold_train_expected_value": self.train_value,
+            "winner_mean_fold_threshold": self.search.winner.mean_threshold,
+        }
+
+
+def fit_winner(
+    result: SearchResult,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    name: str = DEFAULT_NAME,
+    progress: Progress | None = None,
+) -> TunedFit:
+    """Refit the winner on all training rows; choose its threshold by the rule the CV scored."""
+    winner = result.winner
+    mean, std = winner.mean, winner.std
+    spec = winner.setting.spec(
+        name,
+        epochs=result.epochs,
+        seed=result.seed,
+        cost_matrix=result.costs,
+        description=(
+            f"cost-tuned: loss {winner.setting.label} chosen by {result.k}-fold CV "
+            f"(mean validation EV {mean:,.2f} ± {std:,.2f}), threshold chosen on the "
+            "training split"
+        ),
+    )
+    fitted = fit_variant(spec, x_train, y_train, progress=progress)
+    scores = fitted.predict(x_train)
+    threshold = choose_threshold(y_train, scores, result.costs)
+    return TunedFit(
+        search=result,
+        fitted=fitted,
+        threshold=threshold,
+        train_value=value_at(y_train, scores, threshold, result.costs),
+        train_scores=scores,
+    )
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    tuned: TunedFit
+    split: Split
+    export: Any  # training.export.ExportResult
+
+
+def tune(
+    dataset: Dataset,
+    data: Split | SealedSplit,
+    costs: CostMatrix,
+    models_dir: Path,
+    *,
+    grid: Sequence[LossSetting] | None = None,
+    k: int = DEFAULT_K,
+    seed: int = DEFAULT_SEED,
+    epochs: int = DEFAULT_EPOCHS,
+    name: str = DEFAULT_NAME,
+    margin: float = 0.1,
+    on_fit: FitCallback | None = None,
+    progress: Progress | None = None,
+) -> TuneOutcome:
+    """Search, refit the winner, then (and only then) unseal the held-out split to export."""
+    from training.export import export_model
+
+    sealed = data if isinstance(data, SealedSplit) else SealedSplit(data)
+    result = search(
+        grid if grid is not None else default_grid(costs),
+        sealed.x_train,
+        sealed.y_train,
+        costs,
+        k=k,
+        seed=seed,
+        epochs=epochs,
+        on_fit=on_fit,
+    )
+    tuned = fit_winner(result, sealed.x_train, sealed.y_train, name=name, progress=progress)
+    split = sealed.unseal()
+    exported = export_model(
+        tuned.fitted,
+        dataset,
+        split,
+        models_dir,
+        threshold=tuned.threshold,
+        margin=margin,
+        cost_matrix=costs,
+        extra_sections={"tuning": tuned.card_section()},
+    )
+    return TuneOutcome(tuned=tuned, split=split, export=exported)
+
+
+# The subcommand registry (training.cli.SUBCOMMANDS) names this module.
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from training.tuning_cli import add_arguments as add
+
+    add(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.tuning_cli import run as run_cli
+
+    return run_cli(args)

@@ -1,0 +1,479 @@
+"""``python -m training tune``: options, progress bar, result table, comparison and report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from costaware.card import CardError, ModelCard, read_card
+from costaware.economics import (
+    OUTCOMES,
+    REFERENCE_QALY_VALUES,
+    CostMatrix,
+    EconomicsError,
+    elkan_threshold,
+    threshold_sweep,
+)
+from costaware.tabular import TabularError
+from training.cli import EXIT_BAD_INPUT, EXIT_FAILED, PROG, _fraction, _positive_int
+from training.data import DEFAULT_SPLIT_SEED, DEFAULT_TEST_SIZE
+from training.export import ExportError
+from training.fit import stderr_progress
+from training.tuning import (
+    DEFAULT_K,
+    DEFAULT_NAME,
+    DEFAULT_RATIOS,
+    LossSetting,
+    SearchResult,
+    TuneOutcome,
+    TuningError,
+    check_k,
+    default_grid,
+    parse_grid,
+    tune,
+    value_at,
+)
+from training.variants import DEFAULT_EPOCHS, DEFAULT_SEED, NAME_PATTERN, VariantError
+
+REFERENCE_MATRIX_TEXT = "tp=-35280,fp=-1287.67,tn=0,fn=-252000"
+DEFAULT_GRID_TEXT = ",".join(["builtin", *(f"{r:.4g}" for r in DEFAULT_RATIOS), "matrix"])
+
+
+def parse_cost_matrix(text: str) -> CostMatrix:
+    """``tp=V,fp=V,tn=V,fn=V``, or a JSON file holding those four keys (or a model card's
+    ``cost_matrix``)."""
+    if "=" in text:
+        values: dict[str, float] = {}
+        for part in text.split(","):
+            key, _, value = part.partition("=")
+            key = key.strip()
+            if key not in OUTCOMES:
+                raise TuningError(f"--cost-matrix: {part!r}: expected tp=, fp=, tn= and fn=")
+            if key in values:
+                raise TuningError(f"--cost-matrix: {key} given twice")
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise TuningError(f"--cost-matrix: {key}={value!r} is not a number") from None
+        try:
+            return CostMatrix.from_mapping(values, prefix="--cost-matrix")
+        except EconomicsError as exc:
+            raise TuningError(str(exc)) from None
+    path = Path(text)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TuningError(
+            f"--cost-matrix: {path}: no such file (nor tp=..,fp=..,tn=..,fn=..)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TuningError(f"--cost-matrix: {path}: not a readable JSON file ({exc})") from None
+    if isinstance(raw, dict) and "cost_matrix" in raw:
+        raw = raw["cost_matrix"]
+    try:
+        costs = CostMatrix.from_mapping(raw, prefix=f"--cost-matrix {path}")
+    except EconomicsError as exc:
+        raise TuningError(str(exc)) from None
+    if costs.per_instance:
+        raise TuningError(f"--cost-matrix {path}: tuning needs one value per outcome, not lists")
+    return costs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Choose the loss weights and the decision threshold for a cost matrix by stratified "
+        "K-fold cross-validation on the training split (the held-out split is sealed until the "
+        "choice is made), refit the winner on the whole training split and export it."
+    )
+    parser.epilog = (
+        "grid entries (--grid, comma-separated): builtin (cross-entropy), matrix (the weights\n"
+        "the cost matrix implies: fn_cost = tp - fn, fp_cost = tn - fp), R (fn_cost R,\n"
+        "fp_cost 1) or F:P.\n"
+        f"default: {DEFAULT_GRID_TEXT}"
+    )
+    parser.add_argument(
+        "--cost-matrix",
+        default=REFERENCE_MATRIX_TEXT,
+        metavar="tp=V,fp=V,tn=V,fn=V|JSON",
+        help="dollar value of each outcome (negative = loss), or a JSON file with them "
+        "(default: the reference QALY values, %(default)s)",
+    )
+    parser.add_argument(
+        "--data", type=Path, action="append", metavar="CSV", help="training CSV (repeatable)"
+    )
+    parser.add_argument("--label", metavar="COLUMN", help="name of the 0/1 label column")
+    parser.add_argument("--test-size", type=_fraction, default=DEFAULT_TEST_SIZE)
+    parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED)
+    parser.add_argument("--grid", default=None, metavar="LIST", help="loss settings to search")
+    parser.add_argument(
+        "--k", type=_positive_int, default=DEFAULT_K, help="folds (default %(default)s)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed of the folds and of every fit (default %(default)s)",
+    )
+    parser.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--name", default=DEFAULT_NAME, help="model name (default %(default)s)")
+    parser.add_argument("--margin", type=_fraction, default=0.1)
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--report-dir", type=Path, default=Path("reports"))
+    parser.add_argument("--no-report", action="store_true")
+
+
+# ---------------------------------------------------------------------------
+# Progress
+
+
+class ProgressBar:
+    """A text bar on ``stream``: redrawn in place on a terminal, one line per fit otherwise."""
+
+    def __init__(self, stream: IO[str] | None = None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.started = time.monotonic()
+        self.tty = self.stream.isatty()
+
+    def __call__(self, done: int, total: int, setting: LossSetting, fold: int) -> None:
+        elapsed = time.monotonic() - self.started
+        filled = round(self.width * done / total)
+        left = elapsed / done * (total - done)
+        line = (
+            f"[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} fits  "
+            f"{setting.label} fold {fold}  {elapsed:.0f}s, ~{left:.0f}s left"
+        )
+        if self.tty:
+            self.stream.write(f"\r{line:<100}" + ("\n" if done == total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def format_search(result: SearchResult) -> str:
+    """The grid table: per setting the CV mean, spread and fold thresholds."""
+    header = (
+        f"  {'loss setting':<26} {'CV EV mean':>11} {'sd':>9} {'min':>11} {'max':>11} "
+        f"{'mean fold t':>11}"
+    )
+    lines = [header, "  " + "-" * (len(header) - 2)]
+    winner = result.winner
+    for r in result.settings:
+        mark = "*" if r is winner else " "
+        lines.append(
+            f"{mark} {r.setting.label:<26} {_money(r.mean):>11} {_money(r.std):>9} "
+            f"{_money(float(r.values.min())):>11} {_money(float(r.values.max())):>11} "
+            f"{r.mean_threshold:>11.4g}"
+        )
+    lines.append(
+        f"CV EV: mean validation expected value per instance over {result.k} stratified folds "
+        f"of the training split (seed {result.seed}); * = chosen"
+    )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    name: str
+    threshold: float
+    held_out_value: float
+
+
+def compare_with_models(card: ModelCard, models_dir: Path, costs: CostMatrix) -> list[Comparison]:
+    """Other models in ``models_dir`` evaluated on the same held-out rows, at their own
+    card thresholds, under ``costs``."""
+    labels = np.asarray(card.held_out.labels)
+    found = []
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        if folder.name == card.name:
+            continue
+        try:
+            other = read_card(folder)
+        except CardError:
+            continue
+        d, mine = other.training.data, card.training.data
+        same_split = (d.sha256, d.test_size, d.split_seed) == (
+            mine.sha256,
+            mine.test_size,
+            mine.split_seed,
+        ) and other.held_out.labels == card.held_out.labels
+        if same_split:
+            value = value_at(labels, np.asarray(other.held_out.scores), other.threshold, costs)
+            found.append(Comparison(other.name, other.threshold, value))
+    return found
+
+
+def format_outcome(outcome: TuneOutcome, others: Sequence[Comparison]) -> str:
+    card = outcome.export.card
+    tuned = outcome.tuned
+    costs = tuned.search.costs
+    labels = np.asarray(card.held_out.labels)
+    held_out = value_at(labels, np.asarray(card.held_out.scores), card.threshold, costs)
+    c = card.metrics.confusion
+    lines = [
+        f"{card.name}: loss {tuned.search.winner.setting.label}, threshold {card.threshold:.6g} "
+        f"(in-sample EV on the training split {_money(tuned.train_value)}), "
+        f"exported to {outcome.export.folder}",
+        f"held out ({len(labels)} rows): FN {c.fn}, FP {c.fp}, EV {_money(held_out)} per instance",
+    ]
+    if others:
+        lines.append("held-out EV of the other models on the same split (their card thresholds):")
+        for other in others:
+            lines.append(
+                f"  {other.name:<16} t={other.threshold:<8.4g} {_money(other.held_out_value):>12}"
+                f"   {card.name} - {other.name}: {held_out - other.held_out_value:+,.2f}"
+            )
+        best = max(others, key=lambda o: o.held_out_value)
+        lines.append(
+            f"{card.name} vs the best of them ({best.name}): "
+            f"{held_out - best.held_out_value:+,.2f} per instance"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+def _finish(figure: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
+    from costaware.figures import _png
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title(title)
+    return _png(figure)
+
+
+def cv_figure_png(result: SearchResult) -> bytes:
+    """Cross-validated expected value against fn_cost/fp_cost (log axis), ± one sd."""
+    from costaware.figures import _figure
+
+    figure, axes = _figure(8, 4.5)
+    ax = axes[0]
+    ratios = [r for r in result.settings if r.setting.source == "ratio"]
+    if ratios:
+        ax.errorbar(
+            [r.setting.ratio for r in ratios],
+            [r.mean for r in ratios],
+            yerr=[r.std for r in ratios],
+            marker="o",
+            capsize=3,
+            label="custom loss, fp_cost = 1",
+        )
+    for r in result.settings:
+        if r.setting.source == "matrix":
+            ax.errorbar(
+                [r.setting.ratio],
+                [r.mean],
+                yerr=[r.std],
+                marker="s",
+                color="#2ca02c",
+                capsize=3,
+                label=f"{r.setting.label} (the matrix's own weights)",
+            )
+        elif r.setting.source == "builtin":
+            ax.axhline(r.mean, color="#7f7f7f", linestyle="--", label="cross-entropy (builtin)")
+            ax.axhspan(r.mean - r.std, r.mean + r.std, color="#7f7f7f", alpha=0.1)
+    winner = result.winner
+    if winner.setting.ratio is not None:
+        ax.plot(
+            [winner.setting.ratio], [winner.mean], marker="*", markersize=16, color="#d62728",
+            linestyle="none", label=f"chosen: {winner.setting.label}",
+        )  # fmt: skip
+    else:
+        ax.plot([], [], color="#d62728", label=f"chosen: {winner.setting.label}")
+    ax.set_xscale("log")
+    return _finish(
+        figure,
+        ax,
+        "fn_cost / fp_cost (log scale)",
+        "CV expected value per instance ($)",
+        f"{result.k}-fold cross-validated expected value (mean ± sd over folds)",
+    )
+
+
+def threshold_figure_png(outcome: TuneOutcome) -> bytes:
+    """The winner's expected value against threshold: on the training split (where the
+    threshold was chosen) and on the held-out split (never seen by the choice)."""
+    from costaware.figures import _figure
+
+    tuned = outcome.tuned
+    costs = tuned.search.costs
+    card = outcome.export.card
+    figure, axes = _figure(8, 4.5)
+    ax = axes[0]
+    curves = (
+        ("training split (threshold chosen here)", outcome.split.y_train, tuned.train_scores),
+        ("held-out split", np.asarray(card.held_out.labels), np.asarray(card.held_out.scores)),
+    )
+    for label, y, s in curves:
+        sweep = threshold_sweep(y, s, costs)
+        ax.plot(sweep.thresholds, sweep.expected_value, label=label)
+    ax.axvline(card.threshold, color="#d62728", linestyle=":", label=f"chosen {card.threshold:.4g}")
+    elkan = elkan_threshold(costs)
+    if elkan.kind == "threshold":
+        ax.axvline(
+            elkan.value, color="#2ca02c", linestyle="-.", label=f"Elkan t* {elkan.value:.4g}"
+        )
+    ax.set_xscale("symlog", linthresh=1e-3, linscale=0.3)
+    ax.set_xlim(0.0, 1.0)
+    return _finish(
+        figure,
+        ax,
+        "threshold (symlog scale)",
+        "expected value per instance ($)",
+        f"{card.name} ({tuned.search.winner.setting.label}): expected value by threshold",
+    )
+
+
+def write_tuning_report(
+    outcome: TuneOutcome, others: Sequence[Comparison], report_dir: Path
+) -> Path:
+    """``report_dir/tuning.html`` with the grid table, the comparison and two figures."""
+    from training.report import _STYLE, _e, _money, _table
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    result = outcome.tuned.search
+    card = outcome.export.card
+    (report_dir / "tuning-cv.png").write_bytes(cv_figure_png(result))
+    (report_dir / "tuning-threshold.png").write_bytes(threshold_figure_png(outcome))
+    grid_rows = [
+        (
+            ("* " if r is result.winner else "") + r.setting.label,
+            "—" if r.setting.ratio is None else f"{r.setting.ratio:.4g}",
+            _money(r.mean),
+            _money(r.std),
+            _money(float(r.values.min())),
+            _money(float(r.values.max())),
+            f"{r.mean_threshold:.4g}",
+        )
+        for r in result.settings
+    ]
+    labels = np.asarray(card.held_out.labels)
+    held_out = value_at(labels, np.asarray(card.held_out.scores), card.threshold, result.costs)
+    compare_rows = [(card.name, f"{card.threshold:.4g}", _money(held_out), "")] + [
+        (
+            o.name,
+            f"{o.threshold:.4g}",
+            _money(o.held_out_value),
+            _money(held_out - o.held_out_value),
+        )
+        for o in others
+    ]
+    matrix = ", ".join(f"{k} {v:,.2f}" for k, v in result.costs.to_dict().items())
+    page = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>costaware cost tuning</title><style>{_STYLE}</style></head><body>"
+        "<h1>Cost tuning</h1>"
+        f"<p class='note'>Outcome values per instance: {_e(matrix)}. Data: "
+        f"{_e(card.training.data.source)}; {card.training.data.n_train} training rows, "
+        f"{card.training.data.n_test} held out (seed {card.training.data.split_seed}). "
+        f"{result.k}-fold stratified CV on the training split only (seed {result.seed}, "
+        f"{result.epochs} epochs per fit); per fold the threshold is chosen on the fold's "
+        "training part and applied to its validation part.</p>"
+        + _table(
+            "Cross-validated expected value per loss setting ($ per instance)",
+            ("loss setting", "fn:fp", "CV mean", "sd", "min", "max", "mean fold threshold"),
+            grid_rows,
+        )
+        + "<img src='tuning-cv.png' alt='CV expected value against fn_cost/fp_cost'>"
+        + f"<h2>{_e(card.name)}</h2><p>Chosen: {_e(result.winner.setting.label)}, refitted on "
+        f"the whole training split; threshold {card.threshold:.6g} ({_e(THRESHOLD_NOTE)}).</p>"
+        + _table(
+            "Held-out expected value ($ per instance; each model at its card threshold)",
+            ("model", "threshold", "held-out EV", f"{card.name} minus this"),
+            compare_rows,
+        )
+        + "<img src='tuning-threshold.png' alt='expected value by threshold for the winner'>"
+        + "</body></html>\n"
+    )
+    index = report_dir / "tuning.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+THRESHOLD_NOTE = (
+    "the in-sample best threshold of the refitted model's training-split scores, the same "
+    "rule each fold used, so the CV value estimates exactly this choice"
+)
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+
+
+def run(args: argparse.Namespace) -> int:
+    where = f"{PROG} tune"
+    try:
+        return _run(args)
+    except (TabularError, VariantError, TuningError, EconomicsError) as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ExportError, OSError) as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from training.pipeline import load_data, make_split
+
+    # Every fold builds a fresh model, which Keras reports as tf.function retracing.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if not NAME_PATTERN.match(args.name):
+        raise TuningError(f"--name {args.name!r}: use letters, digits, '.', '_', '-'")
+    costs = parse_cost_matrix(args.cost_matrix)
+    for warning in costs.warnings():
+        stderr_progress(f"warning: {warning}")
+    grid = parse_grid(args.grid, costs) if args.grid else default_grid(costs)
+    dataset = load_data(args.data, label=args.label)
+    data = make_split(dataset, test_size=args.test_size, seed=args.split_seed)
+    check_k(data.y_train, args.k)
+    stderr_progress(
+        f"tune: {dataset.source}: {len(data.y_train)} training rows ({len(data.y_test)} held out "
+        f"and sealed); {len(grid)} loss settings x {args.k} folds, {args.epochs} epochs per fit"
+    )
+    started = time.monotonic()
+    outcome = tune(
+        dataset,
+        data,
+        costs,
+        args.models_dir,
+        grid=grid,
+        k=args.k,
+        seed=args.seed,
+        epochs=args.epochs,
+        name=args.name,
+        margin=args.margin,
+        on_fit=ProgressBar(),
+    )
+    others = compare_with_models(outcome.export.card, args.models_dir, costs)
+    if not args.no_report:
+        stderr_progress(f"report: {write_tuning_report(outcome, others, args.report_dir)}")
+    print(format_search(outcome.tuned.search))
+    print()
+    print(format_outcome(outcome, others))
+    if costs == REFERENCE_QALY_VALUES:
+        print("EV: expected value per patient under the reference QALY values ($100,000/QALY)")
+    stderr_progress(f"tune: {time.monotonic() - started:.0f} s")
+    return 0
