@@ -327,7 +327,10 @@ def threshold_figure_png(outcome: TuneOutcome) -> bytes:
     )
     for label, y, s in curves:
         sweep = threshold_sweep(y, s, costs)
-        ax.plot(sweep.thresholds, sweep.expected_value, label=label)
+        (line,) = ax.plot(sweep.thresholds, sweep.expected_value, label=label)
+        # a marker, because a chosen threshold of 0 sits on the axis edge
+        at = value_at(y, s, card.threshold, costs)
+        ax.plot([card.threshold], [at], "o", color=line.get_color())
     ax.axvline(card.threshold, color="#d62728", linestyle=":", label=f"chosen {card.threshold:.4g}")
     elkan = elkan_threshold(costs)
     if elkan.kind == "threshold":

@@ -312,3 +312,32 @@ def test_cli_end_to_end_prints_the_table_and_writes_the_report(capsys, tmp_path)
     assert read_card(models / "cli-tuned").tuning["k"] == 2
     for name in ("tuning.html", "tuning-cv.png", "tuning-threshold.png"):
         assert (reports / name).stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------
+# The shipped model (models/tuned, made by `python -m training tune` with defaults)
+
+
+def test_shipped_tuned_model_beats_the_reference_models_held_out():
+    from pathlib import Path
+
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    models = Path(__file__).resolve().parents[2] / "models"
+    bunch = load_breast_cancer()
+    _, x_test, _, y_test = train_test_split(
+        bunch.data, 1 - bunch.target, test_size=0.25, random_state=1
+    )
+    held_out = {}
+    for name in ("tuned", "builtin", "custom-5to1", "medical"):
+        folder = models / name
+        card = read_card(folder)
+        session = ort.InferenceSession(
+            str(verify_model_file(folder, card)), providers=["CPUExecutionProvider"]
+        )
+        scores = session.run(["score"], {"features": x_test.astype(np.float32)})[0].ravel()
+        held_out[name] = hand_ev(y_test, scores, card.threshold)
+    tuning = read_card(models / "tuned").tuning
+    assert tuning["k"] == 5 and len(tuning["grid"]) == 9 and tuning["epochs"] == 50
+    assert held_out["tuned"] >= max(held_out[n] for n in ("builtin", "custom-5to1", "medical"))
