@@ -46,7 +46,7 @@ def direct_scores(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def test_all_three_shipped_models_load(shipped_client):
-    assert shipped_client.get("/health/ready").json()["models"] == sorted(NAMES)
+    assert shipped_client.get("/health/ready").json()["models"] == sorted([*NAMES, "tuned"])
     assert shipped_client.get("/models").json()["default"] == "medical"
 
 
