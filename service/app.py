@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.body_limit import BodyLimitMiddleware
 from service.errors import install_error_handlers
-from service.metrics import Metrics, MetricsMiddleware
+from service.metrics import Metrics
+from service.middleware import ServiceMiddleware
 from service.registry import ModelRegistry, session_options
 from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
 from service.settings import Settings
@@ -62,8 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     docs.mount_assets(app)
 
-    # Added last = outermost: the size limit applies before anything reads the body, and
-    # the timing includes refused requests.
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # One layer for the size limit (before anything reads the body), the request metrics
+    # and the direct call of the prediction endpoint, which carries the traffic.
+    app.add_middleware(
+        ServiceMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=app.state.metrics,
+        direct={("POST", "/predict"): predict.predict_direct},
+    )
     return app

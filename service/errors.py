@@ -79,6 +79,12 @@ def error_response(status: int, kind: str, detail: str) -> Response:
     return Response(error_body(kind, detail), status_code=status, media_type="application/json")
 
 
+def service_error_response(exc: ServiceError) -> Response:
+    """The answer to a refused request; the app's handler and the direct routes
+    (service.middleware) both answer with this."""
+    return error_response(exc.status, exc.kind, exc.detail)
+
+
 def _kind_for_status(status: int) -> str:
     try:
         phrase = HTTPStatus(status).phrase
@@ -99,7 +105,7 @@ def describe_validation_error(exc: RequestValidationError) -> str:
 
 async def _service_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return error_response(exc.status, exc.kind, exc.detail)
+    return service_error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

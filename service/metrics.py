@@ -10,7 +10,6 @@ workers, whichever one answers the scrape.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,6 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -125,35 +123,3 @@ class Metrics:
         derived = CollectorRegistry(auto_describe=False)
         derived.register(_CloseConfusionRate(source))
         return generate_latest(source) + generate_latest(derived), CONTENT_TYPE_LATEST
-
-
-class MetricsMiddleware:
-    """Times every HTTP request; the endpoint label is the matched route's path template
-    (bounded cardinality), the model label whatever the route put in ``request.state``."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-        status = 500
-        start = time.perf_counter()
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or UNMATCHED
-            self.metrics.observe_request(
-                endpoint, str(state.get("model", "")), status, time.perf_counter() - start
-            )

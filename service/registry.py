@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -188,7 +188,12 @@ class ModelRegistry:
 
 
 async def get_registry(request: Request) -> ModelRegistry:
-    registry = getattr(request.app.state, "registry", None)
+    return registry_of(request.app.state)
+
+
+def registry_of(state: Any) -> ModelRegistry:
+    """The app's registry (``app.state.registry``), or NotReadyError while it starts."""
+    registry = getattr(state, "registry", None)
     if registry is None:
         raise NotReadyError("the model registry has not been built (the app is still starting)")
     return registry

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from service.inference import Overrides, run_pipeline
 from service.metrics import Metrics
-from service.registry import get_registry
+from service.registry import ModelRegistry, get_registry
 from service.settings import Settings
 
 # Below this size decoding and scoring take less time than a hop to the thread pool; above
@@ -76,8 +76,25 @@ async def answer_predictions(
     # whole single-instance pipeline; these are the same functions the dependencies use.
     registry = await get_registry(request)
     metrics = await get_metrics(request)
-    # The body size limit is enforced while this reads (service.body_limit).
+    # The body size limit is enforced while this reads (service.middleware).
     body = await request.body()
+    response, model = await predictions_response(
+        registry, metrics, body, request_format, response_format, overrides
+    )
+    request.state.model = model
+    return response
+
+
+async def predictions_response(
+    registry: ModelRegistry,
+    metrics: Metrics,
+    body: bytes,
+    request_format: str,
+    response_format: str,
+    overrides: Overrides | None = None,
+) -> tuple[Response, str]:
+    """Run the pipeline on ``body`` and count the predictions; the response and the model
+    that answered (for the request metrics)."""
     if len(body) > INLINE_BODY_BYTES:
         encoded, predictions = await run_in_threadpool(
             run_pipeline, registry, body, request_format, response_format, overrides
@@ -86,6 +103,5 @@ async def answer_predictions(
         encoded, predictions = run_pipeline(
             registry, body, request_format, response_format, overrides
         )
-    request.state.model = predictions.model
     metrics.observe_predictions(predictions.model, predictions.labels, predictions.close)
-    return Response(encoded, media_type=response_format)
+    return Response(encoded, media_type=response_format), predictions.model
