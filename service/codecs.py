@@ -8,6 +8,7 @@ No FastAPI here: these are plain functions the bench also runs in-process.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -211,8 +212,13 @@ def instances_to_matrix(
     return np.array(rows, dtype=np.float64).reshape(len(rows), n)
 
 
+_NUMBER_TYPES = frozenset({float, int})
+
+
 def _plain_numbers(instances: list[list[Any]]) -> bool:
-    return all(type(value) is float or type(value) is int for row in instances for value in row)
+    # Exact types (a bool is an int subclass, so isinstance would let true/false through);
+    # a set test over map(type) runs in C, where a generator runs a Python frame per value.
+    return all(_NUMBER_TYPES.issuperset(map(type, row)) for row in instances)
 
 
 def _in_range(matrix: np.ndarray) -> bool:
@@ -226,9 +232,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# json.loads with a keyword builds a new decoder per call; one shared decoder (it keeps no
+# state between calls) saves that on every request.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _load_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise MalformedRequestError(
             f"{source}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -382,18 +393,23 @@ def _lines(predictions: Predictions, template: str) -> list[str]:
     ]
 
 
-def encode_json(predictions: Predictions) -> bytes:
+@functools.lru_cache(maxsize=1024)
+def _json_head(model: str, version: str, threshold: float, margin: float) -> str:
+    # Nearly every request repeats a model's card threshold and margin, so the head is
+    # cached; json.dumps on a small dict costs as much as encoding a prediction.
     head = json.dumps(
-        {
-            "model": predictions.model,
-            "version": predictions.version,
-            "threshold": predictions.threshold,
-            "margin": predictions.margin,
-        },
+        {"model": model, "version": version, "threshold": threshold, "margin": margin},
         separators=(",", ":"),
     )
+    return head[:-1] + ',"predictions":['
+
+
+def encode_json(predictions: Predictions) -> bytes:
+    head = _json_head(
+        predictions.model, predictions.version, predictions.threshold, predictions.margin
+    )
     records = ",".join(_lines(predictions, _RECORD))
-    return (head[:-1] + ',"predictions":[' + records + "]}").encode()
+    return (head + records + "]}").encode()
 
 
 def encode_jsonlines(predictions: Predictions) -> bytes:

@@ -35,6 +35,9 @@ class Overrides:
     margin: float | None = None
 
 
+NO_OVERRIDES = Overrides()
+
+
 def target_model_name(header: str | None) -> str | None:
     """A multi-model endpoint names an artefact (``prefix/medical.tar.gz``); we serve by
     model name, so keep only the last path part without the archive suffix."""
@@ -85,7 +88,7 @@ def run_pipeline(
     Precedence for the model, threshold and margin: headers (``overrides``), then the
     JSON body, then the settings' default model and the card's threshold and margin.
     """
-    overrides = overrides or Overrides()
+    overrides = overrides or NO_OVERRIDES
     if request_format == JSON:
         request = decode_json_request(body)
         model = registry.get(overrides.model or request.model)

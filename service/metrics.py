@@ -66,6 +66,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self._children: dict[tuple[Any, ...], Any] = {}
+        # The children one request touches, looked up once per model or per request key.
+        self._prediction_children: dict[str, tuple[Any, Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "costaware_requests",
             "HTTP requests by endpoint, model and status",
@@ -101,14 +104,38 @@ class Metrics:
         return child
 
     def observe_predictions(self, model: str, labels: np.ndarray, close: np.ndarray) -> None:
+        children = self._prediction_children.get(model)
+        if children is None:
+            # Created on a model's first predictions, all three, so each series exists
+            # (at 0) from then on, whichever values later requests add to it.
+            children = self._prediction_children[model] = (
+                self._child(self.predictions, model, "1"),
+                self._child(self.predictions, model, "0"),
+                self._child(self.close_confusions, model),
+            )
+        positive, negative, close_child = children
         positives = int(np.count_nonzero(labels))
-        self._child(self.predictions, model, "1").inc(positives)
-        self._child(self.predictions, model, "0").inc(len(labels) - positives)
-        self._child(self.close_confusions, model).inc(int(np.count_nonzero(close)))
+        # Adding 0 changes nothing but takes the value's lock; a single instance always
+        # leaves one of the two label counters at 0.
+        if positives:
+            positive.inc(positives)
+        if len(labels) - positives:
+            negative.inc(len(labels) - positives)
+        n_close = int(np.count_nonzero(close))
+        if n_close:
+            close_child.inc(n_close)
 
     def observe_request(self, endpoint: str, model: str, status: int, seconds: float) -> None:
-        self._child(self.latency, endpoint, model).observe(seconds)
-        self._child(self.requests, endpoint, model, str(status)).inc()
+        key = (endpoint, model, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self._child(self.latency, endpoint, model),
+                self._child(self.requests, endpoint, model, str(status)),
+            )
+        latency, requests = children
+        latency.observe(seconds)
+        requests.inc()
 
     def render(self) -> tuple[bytes, str]:
         source = self.registry
