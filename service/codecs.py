@@ -104,6 +104,10 @@ def negotiate(accept: str | None, offered: Sequence[str] = RESPONSE_TYPES) -> st
     """
     if accept is None or not accept.strip():
         return offered[0]
+    if accept == "*/*" or accept == offered[0]:
+        # What nearly every client sends; the general algorithm below picks the first
+        # offer for either, without parsing and ranking.
+        return offered[0]
     ranges = _accept_ranges(accept)
     best: tuple[float, int, int] | None = None
     chosen = None
