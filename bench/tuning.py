@@ -1,15 +1,16 @@
 """Cost tuning on random splits: does the tuned model beat the reference models held out?
 
 For each of N random train/test splits of the reference data (test_size 0.25, split
-seeds 1001, 1002, ...), repeats the whole tuning procedure on the training split
-(the K-fold search over the loss grid, refit of the winner, threshold on the training
-split) and prints the held-out expected value per patient, under the reference QALY
-values, of:
+seeds FIRST, FIRST+1, ...; default 2001), repeats the whole tuning procedure on the
+training split (the K-fold search over loss settings x threshold rules, refit of the
+winner, its rule's threshold) and prints the held-out expected value per patient,
+under the reference QALY values, of:
 
 - ``tuned``       the winner at its chosen threshold;
 - ``medical@0.5`` fn_cost:fp_cost 200:1 at threshold 0.5;
 - ``builtin@0.5`` cross-entropy at 0.5;
-- ``builtin@t*``  cross-entropy at Elkan's t* (~0.0059 for these values).
+- ``builtin@t*``  cross-entropy at Elkan's t* (~0.0059 for these values);
+- ``treat all``   no model: everyone treated (depends only on the split's prevalence).
 
 Target: ``tuned`` beats ``medical@0.5`` by at least $500 per patient on average.
 
@@ -17,7 +18,8 @@ Every fit is the shipped one (SGD lr 0.01, batch 32, 50 epochs, seed 1). Scores 
 from the Keras models (the exported ONNX graphs equal them within 1e-5); nothing is
 exported. The test split of each run is read only after that run's choice is made.
 
-Run: .venv/bin/python bench/tuning.py [--splits 20] [--k 3] [--grid LIST]
+Run: .venv/bin/python bench/tuning.py [--splits 20] [--first-seed 2001] [--k 3] [--grid LIST]
+       [--thresholds LIST]
 The CLI's default is K = 5; the bench defaults to K = 3 to bound its run time (about
 30 fits per split, ~2 minutes each on the shared 2-core machine).
 """
@@ -40,16 +42,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from costaware.economics import REFERENCE_QALY_VALUES, elkan_threshold
 from training.fit import fit_variant
 from training.pipeline import load_data, make_split
-from training.tuning import SealedSplit, default_grid, fit_winner, parse_grid, search, value_at
+from training.tuning import (
+    SealedSplit,
+    default_grid,
+    default_rules,
+    fit_winner,
+    parse_grid,
+    parse_rules,
+    search,
+    value_at,
+)
 from training.variants import reference_variants
 
-COLUMNS = ("tuned", "medical@0.5", "builtin@0.5", "builtin@t*")
+COLUMNS = ("tuned", "medical@0.5", "builtin@0.5", "builtin@t*", "treat all")
 
 
-def one_split(dataset, split_seed: int, grid, k: int, epochs: int) -> dict:
+def one_split(dataset, split_seed: int, grid, rules, k: int, epochs: int) -> dict:
     costs = REFERENCE_QALY_VALUES
     sealed = SealedSplit(make_split(dataset, test_size=0.25, seed=split_seed))
-    result = search(grid, sealed.x_train, sealed.y_train, costs, k=k, seed=1, epochs=epochs)
+    result = search(
+        grid, sealed.x_train, sealed.y_train, costs, rules=rules, k=k, seed=1, epochs=epochs
+    )
     tuned = fit_winner(result, sealed.x_train, sealed.y_train)
     specs = {s.name: s for s in reference_variants(epochs=epochs, seed=1)}
     builtin = fit_variant(specs["builtin"], sealed.x_train, sealed.y_train, progress=None)
@@ -58,21 +71,26 @@ def one_split(dataset, split_seed: int, grid, k: int, epochs: int) -> dict:
     y, x = data.y_test, data.x_test
     t_star = elkan_threshold(costs).value
     return {
-        "winner": result.winner.setting.label,
+        "winner": result.winner.label,
         "threshold": tuned.threshold,
         "tuned": value_at(y, tuned.fitted.predict(x), tuned.threshold, costs),
         "medical@0.5": value_at(y, medical.predict(x), 0.5, costs),
         "builtin@0.5": value_at(y, builtin.predict(x), 0.5, costs),
         "builtin@t*": value_at(y, builtin.predict(x), t_star, costs),
+        "treat all": value_at(y, np.zeros(len(y)), 0.0, costs),
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=2001)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--grid", default=None, help="as `python -m training tune --grid`")
+    parser.add_argument(
+        "--thresholds", default=None, help="as `python -m training tune --thresholds`"
+    )
     args = parser.parse_args()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
@@ -82,22 +100,26 @@ def main() -> int:
         if args.grid
         else default_grid(REFERENCE_QALY_VALUES)
     )
+    costs = REFERENCE_QALY_VALUES
+    rules = parse_rules(args.thresholds, costs) if args.thresholds else default_rules(costs)
+    last = args.first_seed + args.splits - 1
     print(
-        f"{args.splits} splits (test_size 0.25, split seeds 1001..{1000 + args.splits}); "
-        f"K = {args.k}; grid: {', '.join(s.label for s in grid)}; {args.epochs} epochs per fit"
+        f"{args.splits} splits (test_size 0.25, split seeds {args.first_seed}..{last}); "
+        f"K = {args.k}; grid: {', '.join(s.label for s in grid)}; "
+        f"threshold rules: {', '.join(r.name for r in rules)}; {args.epochs} epochs per fit"
     )
     print("held-out expected value per patient ($, reference QALY values)")
-    header = f"{'split seed':>10} {'winner':<22} {'t':>8} " + " ".join(f"{c:>12}" for c in COLUMNS)
+    header = f"{'split seed':>10} {'winner':<34} {'t':>8} " + " ".join(f"{c:>12}" for c in COLUMNS)
     print(header + f" {'tuned-medical':>14}")
     print("-" * (len(header) + 15))
     rows = []
     started = time.monotonic()
     for i in range(args.splits):
-        seed = 1001 + i
-        row = one_split(dataset, seed, grid, args.k, args.epochs)
+        seed = args.first_seed + i
+        row = one_split(dataset, seed, grid, rules, args.k, args.epochs)
         rows.append(row)
         print(
-            f"{seed:>10} {row['winner']:<22} {row['threshold']:>8.4g} "
+            f"{seed:>10} {row['winner']:<34} {row['threshold']:>8.4g} "
             + " ".join(f"{row[c]:>12,.2f}" for c in COLUMNS)
             + f" {row['tuned'] - row['medical@0.5']:>+14,.2f}",
             flush=True,
@@ -107,7 +129,7 @@ def main() -> int:
     means = {c: statistics.fmean(r[c] for r in rows) for c in COLUMNS}
     gaps = [r["tuned"] - r["medical@0.5"] for r in rows]
     print(
-        f"{'mean':>10} {'':<22} {'':>8} "
+        f"{'mean':>10} {'':<34} {'':>8} "
         + " ".join(f"{means[c]:>12,.2f}" for c in COLUMNS)
         + f" {statistics.fmean(gaps):>+14,.2f}"
     )

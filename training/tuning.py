@@ -3,11 +3,14 @@
 Two levers move a model's decisions: the loss weights it is trained with and the
 threshold it is used at. For each loss setting of a grid, stratified K-fold
 cross-validation on the *training split only* fits the setting on each fold's
-training part, picks the in-sample best threshold of that part's scores, and
-scores the setting by the mean expected value on the validation parts. The
-winner is refitted on the whole training split, its threshold chosen by the same
-rule, and exported like any other model with the search in the card's ``tuning``
-section.
+training part and applies each candidate threshold rule to its validation part:
+the in-sample best threshold of the fold's training part (the rule the issue
+names), and fixed thresholds (0 = treat everyone, a log-spaced range, Elkan's t*
+of the matrix, 0.5). A (setting, rule) pair is scored by the mean expected value
+over the validation parts, so the threshold is a hyperparameter chosen on data
+the choice never saw, like the loss weights. The best pair is refitted on the
+whole training split, its rule applied there, and exported like any other model
+with the search in the card's ``tuning`` section.
 
 The held-out split cannot influence the choice: :func:`tune` seals it in a
 :class:`SealedSplit`, which raises on any read until the search is over.
@@ -27,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from costaware.economics import CostMatrix, best_threshold, outcome_values
+from costaware.economics import CostMatrix, best_threshold, elkan_threshold, outcome_values
 from training.data import Dataset, Split
 from training.fit import FittedModel, Progress, fit_variant
 from training.variants import (
@@ -42,10 +45,15 @@ DEFAULT_K = 5
 DEFAULT_NAME = "tuned"
 # fn_cost/fp_cost with fp_cost = 1: seven points log-spaced over 1..1000 (half-decades).
 DEFAULT_RATIOS: tuple[float, ...] = tuple(float(r) for r in np.geomspace(1.0, 1000.0, 7))
-THRESHOLD_RULE = (
+IN_SAMPLE = "in-sample"
+ELKAN = "elkan"
+IN_SAMPLE_RULE = (
     "in-sample best threshold (costaware.economics.best_threshold) of the model's scores "
     "on the rows it was fitted on, placed midway into the gap below it"
 )
+# The rules searched by default: the in-sample rule, then fixed thresholds from
+# "treat everyone" (0) up to the models' default 0.5, with Elkan's t* among them.
+DEFAULT_RULES_TEXT = "in-sample,0,1e-5,1e-4,1e-3,elkan,0.01,0.1,0.5"
 
 SettingSource = Literal["builtin", "ratio", "matrix"]
 # Called after every fit of the search: (fits done, fits in all, setting, fold number).
@@ -223,6 +231,89 @@ def parse_grid(text: str, costs: CostMatrix) -> list[LossSetting]:
 
 
 # ---------------------------------------------------------------------------
+# Threshold rules
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a fitted model's threshold is set: the in-sample rule, or a fixed value."""
+
+    name: str
+    fixed: float | None = None  # None for the in-sample rule
+
+    @property
+    def description(self) -> str:
+        if self.fixed is None:
+            return IN_SAMPLE_RULE
+        if self.fixed == 0.0:
+            return "threshold 0: treat everyone (the score does not change the decision)"
+        return f"fixed threshold {self.fixed:.6g}"
+
+    def threshold(self, labels: np.ndarray, scores: np.ndarray, costs: CostMatrix) -> float:
+        if self.fixed is None:
+            return choose_threshold(labels, scores, costs)
+        return self.fixed
+
+
+IN_SAMPLE_BEST = ThresholdRule(IN_SAMPLE)
+
+
+def fixed_rule(value: float, name: str | None = None) -> ThresholdRule:
+    if not 0.0 <= value <= 1.0 or math.isnan(value):
+        raise TuningError(f"--thresholds: {value!r} is not a threshold in [0, 1]")
+    return ThresholdRule(name or ("0 (treat all)" if value == 0 else f"{value:.4g}"), value)
+
+
+def elkan_rule(costs: CostMatrix) -> ThresholdRule:
+    """Elkan's t* of the matrix as a fixed threshold (optimal for calibrated scores)."""
+    elkan = elkan_threshold(costs)
+    if elkan.kind == "threshold":
+        return fixed_rule(float(elkan.value), f"t* {elkan.value:.4g}")
+    if elkan.kind == "always_positive":
+        return fixed_rule(0.0, "t* (treat all)")
+    if elkan.kind == "always_negative":
+        return fixed_rule(1.0, "t* (treat none)")
+    raise TuningError(f"--thresholds: elkan: the cost matrix has no Elkan threshold ({elkan.note})")
+
+
+def parse_rules(text: str, costs: CostMatrix) -> list[ThresholdRule]:
+    """``in-sample,0,1e-4,elkan,0.5``: the in-sample rule, Elkan's t*, or fixed values."""
+    rules: list[ThresholdRule] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if item == IN_SAMPLE:
+            rule = IN_SAMPLE_BEST
+        elif item == ELKAN:
+            rule = elkan_rule(costs)
+        else:
+            try:
+                value = float(item)
+            except ValueError:
+                raise TuningError(
+                    f"--thresholds: {item!r} is not 'in-sample', 'elkan' or a number in [0, 1]"
+                ) from None
+            rule = fixed_rule(value)
+        if any(r.fixed == rule.fixed for r in rules):
+            raise TuningError(f"--thresholds: {item!r} given twice (or equal to another entry)")
+        rules.append(rule)
+    return rules
+
+
+def default_rules(costs: CostMatrix) -> list[ThresholdRule]:
+    """The in-sample rule and the fixed thresholds of :data:`DEFAULT_RULES_TEXT`; without
+    Elkan's t* when the matrix has none (or when it equals another entry)."""
+    rules: list[ThresholdRule] = []
+    for item in DEFAULT_RULES_TEXT.split(","):
+        try:
+            (rule,) = parse_rules(item, costs)
+        except TuningError:
+            continue  # elkan on a matrix without a threshold
+        if all(r.fixed != rule.fixed for r in rules):
+            rules.append(rule)
+    return rules
+
+
+# ---------------------------------------------------------------------------
 # Thresholds and values
 
 
@@ -255,14 +346,19 @@ def value_at(labels: np.ndarray, scores: np.ndarray, threshold: float, costs: Co
 
 @dataclass(frozen=True)
 class FoldResult:
-    """One fold of one setting: where the threshold came from and what it was worth."""
+    """One fold of one setting: each rule's threshold and what it was worth.
+
+    Every threshold is set from the fold's training part only (the in-sample rule
+    reads its labels and scores; fixed rules read nothing) and applied to its
+    validation part.
+    """
 
     fold: int
     train_index: np.ndarray  # positions in the training split
     val_index: np.ndarray
-    threshold: float  # chosen on the fold's training part ...
-    train_value: float  # ... where it is worth this (in sample)
-    val_value: float  # ... and applied to the validation part
+    thresholds: dict[str, float]  # by rule name: chosen on the fold's training part ...
+    train_values: dict[str, float]  # ... where it is worth this (in sample)
+    val_values: dict[str, float]  # ... and applied to the validation part
     train_scores: np.ndarray = field(repr=False)
     val_scores: np.ndarray = field(repr=False)
 
@@ -271,20 +367,27 @@ class FoldResult:
             "fold": self.fold,
             "n_train": len(self.train_index),
             "n_validation": len(self.val_index),
-            "threshold": self.threshold,
-            "train_expected_value": self.train_value,
-            "validation_expected_value": self.val_value,
+            "thresholds": self.thresholds,
+            "train_expected_values": self.train_values,
+            "validation_expected_values": self.val_values,
         }
 
 
-@dataclass(frozen=True)
-class SettingResult:
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """A (loss setting, threshold rule) pair and its validation values over the folds."""
+
     setting: LossSetting
+    rule: ThresholdRule
     folds: tuple[FoldResult, ...]
 
     @property
+    def label(self) -> str:
+        return f"{self.setting.label} @ {self.rule.name}"
+
+    @property
     def values(self) -> np.ndarray:
-        return np.array([f.val_value for f in self.folds])
+        return np.array([f.val_values[self.rule.name] for f in self.folds])
 
     @property
     def mean(self) -> float:
@@ -297,16 +400,46 @@ class SettingResult:
 
     @property
     def mean_threshold(self) -> float:
-        return float(np.mean([f.threshold for f in self.folds]))
+        return float(np.mean([f.thresholds[self.rule.name] for f in self.folds]))
 
-    def to_dict(self) -> dict[str, Any]:
+    def same_as(self, other: Candidate) -> bool:
+        return self.setting == other.setting and self.rule == other.rule
+
+    def stats(self) -> dict[str, float]:
         return {
-            **self.setting.to_dict(),
             "cv_mean": self.mean,
             "cv_std": self.std,
             "cv_min": float(self.values.min()),
             "cv_max": float(self.values.max()),
             "mean_fold_threshold": self.mean_threshold,
+        }
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    setting: LossSetting
+    rules: tuple[ThresholdRule, ...]
+    folds: tuple[FoldResult, ...]
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        return tuple(Candidate(self.setting, rule, self.folds) for rule in self.rules)
+
+    def candidate(self, rule: ThresholdRule | str) -> Candidate:
+        name = rule if isinstance(rule, str) else rule.name
+        (found,) = (c for c in self.candidates if c.rule.name == name)
+        return found
+
+    @property
+    def best(self) -> Candidate:
+        """This setting's best rule; ties go to the earlier rule."""
+        return max(self.candidates, key=lambda c: c.mean)  # max keeps the first of equals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.setting.to_dict(),
+            "rules": {c.rule.name: c.stats() for c in self.candidates},
+            "best_rule": self.best.rule.name,
             "folds": [f.to_dict() for f in self.folds],
         }
 
@@ -317,14 +450,21 @@ class SearchResult:
     k: int
     seed: int
     epochs: int
+    rules: tuple[ThresholdRule, ...]
     settings: tuple[SettingResult, ...]
 
     @property
-    def winner(self) -> SettingResult:
-        """Highest mean validation value; ties go to the earlier grid entry."""
-        return max(self.settings, key=lambda r: r.mean)  # max keeps the first of equals
+    def candidates(self) -> tuple[Candidate, ...]:
+        """Every (setting, rule) pair, settings in grid order, rules in their order."""
+        return tuple(c for s in self.settings for c in s.candidates)
+
+    @property
+    def winner(self) -> Candidate:
+        """Highest mean validation value; ties go to the earlier setting, then rule."""
+        return max(self.candidates, key=lambda c: c.mean)  # max keeps the first of equals
 
     def to_dict(self) -> dict[str, Any]:
+        winner = self.winner
         return {
             "cost_matrix": {k: float(v) for k, v in self.costs.to_dict().items()},
             "k": self.k,
@@ -332,12 +472,14 @@ class SearchResult:
             "epochs": self.epochs,
             "cv": (
                 f"StratifiedKFold(n_splits={self.k}, shuffle=True, random_state={self.seed}) "
-                "on the training split only; per fold, the threshold is chosen on the fold's "
-                "training part and applied to its validation part"
+                "on the training split only; per fold, every threshold rule sets its threshold "
+                "from the fold's training part and is applied to its validation part"
             ),
-            "threshold_rule": THRESHOLD_RULE,
+            "threshold_rules": {r.name: r.description for r in self.rules},
             "score": "mean validation expected value per instance over the folds",
-            "winner": self.winner.setting.label,
+            "winner": winner.setting.label,
+            "winner_rule": winner.rule.name,
+            "winner_cv": winner.stats(),
             "grid": [r.to_dict() for r in self.settings],
         }
 
@@ -371,19 +513,22 @@ def evaluate_fold(
     train_index: np.ndarray,
     val_index: np.ndarray,
     costs: CostMatrix,
+    rules: Sequence[ThresholdRule] = (IN_SAMPLE_BEST,),
 ) -> FoldResult:
-    """Fit on the fold's training part, choose the threshold there, apply it to validation."""
+    """Fit on the fold's training part, set each rule's threshold there, apply it to
+    validation."""
     fitted = fit_variant(spec, x_train[train_index], y_train[train_index], progress=None)
     train_scores = fitted.predict(x_train[train_index])
     val_scores = fitted.predict(x_train[val_index])
-    threshold = choose_threshold(y_train[train_index], train_scores, costs)
+    y_fit, y_val = y_train[train_index], y_train[val_index]
+    thresholds = {r.name: r.threshold(y_fit, train_scores, costs) for r in rules}
     return FoldResult(
         fold=fold,
         train_index=train_index,
         val_index=val_index,
-        threshold=threshold,
-        train_value=value_at(y_train[train_index], train_scores, threshold, costs),
-        val_value=value_at(y_train[val_index], val_scores, threshold, costs),
+        thresholds=thresholds,
+        train_values={n: value_at(y_fit, train_scores, t, costs) for n, t in thresholds.items()},
+        val_values={n: value_at(y_val, val_scores, t, costs) for n, t in thresholds.items()},
         train_scores=train_scores,
         val_scores=val_scores,
     )
@@ -395,17 +540,23 @@ def search(
     y_train: np.ndarray,
     costs: CostMatrix,
     *,
+    rules: Sequence[ThresholdRule] | None = None,
     k: int = DEFAULT_K,
     seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
     on_fit: FitCallback | None = None,
 ) -> SearchResult:
-    """Cross-validate every setting of ``grid`` on the training rows it is given.
+    """Cross-validate every (setting, rule) pair of ``grid`` x ``rules`` on the training
+    rows it is given (``rules`` defaults to :func:`default_rules`).
 
-    All settings share the folds and the fit seed, so they differ only in the loss.
+    All settings share the folds and the fit seed, so they differ only in the loss;
+    all rules of a setting share its fits, so they differ only in the threshold.
     """
     if not grid:
         raise TuningError("--grid: no loss settings to search")
+    rules = tuple(rules if rules is not None else default_rules(costs))
+    if not rules:
+        raise TuningError("--thresholds: no threshold rules to search")
     y_train = np.asarray(y_train)
     folds = cv_folds(y_train, k, seed)
     total = len(grid) * len(folds)
@@ -415,12 +566,16 @@ def search(
         fold_results = []
         for f_index, (train_index, val_index) in enumerate(folds):
             fold_results.append(
-                evaluate_fold(spec, x_train, y_train, f_index + 1, train_index, val_index, costs)
+                evaluate_fold(
+                    spec, x_train, y_train, f_index + 1, train_index, val_index, costs, rules
+                )
             )
             if on_fit:
                 on_fit(s_index * len(folds) + f_index + 1, total, setting, f_index + 1)
-        results.append(SettingResult(setting, tuple(fold_results)))
-    return SearchResult(costs=costs, k=k, seed=seed, epochs=epochs, settings=tuple(results))
+        results.append(SettingResult(setting, rules, tuple(fold_results)))
+    return SearchResult(
+        costs=costs, k=k, seed=seed, epochs=epochs, rules=rules, settings=tuple(results)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -429,7 +584,7 @@ def search(
 
 @dataclass(frozen=True)
 class TunedFit:
-    """The winning setting refitted on the whole training split, with its threshold."""
+    """The winning setting refitted on the whole training split, with its rule's threshold."""
 
     search: SearchResult
     fitted: FittedModel
@@ -454,7 +609,8 @@ def fit_winner(
     name: str = DEFAULT_NAME,
     progress: Progress | None = None,
 ) -> TunedFit:
-    """Refit the winner on all training rows; choose its threshold by the rule the CV scored."""
+    """Refit the winning setting on all training rows; set its threshold by the winning
+    rule, as each fold did, so the CV value estimates exactly this choice."""
     winner = result.winner
     mean, std = winner.mean, winner.std
     spec = winner.setting.spec(
@@ -463,14 +619,13 @@ def fit_winner(
         seed=result.seed,
         cost_matrix=result.costs,
         description=(
-            f"cost-tuned: loss {winner.setting.label} chosen by {result.k}-fold CV "
-            f"(mean validation EV {mean:,.2f} ± {std:,.2f}), threshold chosen on the "
-            "training split"
+            f"cost-tuned: loss {winner.setting.label} and threshold rule {winner.rule.name} "
+            f"chosen by {result.k}-fold CV (mean validation EV {mean:,.2f} ± {std:,.2f})"
         ),
     )
     fitted = fit_variant(spec, x_train, y_train, progress=progress)
     scores = fitted.predict(x_train)
-    threshold = choose_threshold(y_train, scores, result.costs)
+    threshold = winner.rule.threshold(y_train, scores, result.costs)
     return TunedFit(
         search=result,
         fitted=fitted,
@@ -494,6 +649,7 @@ def tune(
     models_dir: Path,
     *,
     grid: Sequence[LossSetting] | None = None,
+    rules: Sequence[ThresholdRule] | None = None,
     k: int = DEFAULT_K,
     seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
@@ -511,6 +667,7 @@ def tune(
         sealed.x_train,
         sealed.y_train,
         costs,
+        rules=rules,
         k=k,
         seed=seed,
         epochs=epochs,

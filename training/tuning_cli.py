@@ -31,13 +31,16 @@ from training.tuning import (
     DEFAULT_K,
     DEFAULT_NAME,
     DEFAULT_RATIOS,
+    DEFAULT_RULES_TEXT,
     LossSetting,
     SearchResult,
     TuneOutcome,
     TuningError,
     check_k,
     default_grid,
+    default_rules,
     parse_grid,
+    parse_rules,
     tune,
     value_at,
 )
@@ -115,6 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED)
     parser.add_argument("--grid", default=None, metavar="LIST", help="loss settings to search")
     parser.add_argument(
+        "--thresholds",
+        default=None,
+        metavar="LIST",
+        help="threshold rules to search for every loss setting: 'in-sample' (the best "
+        "threshold on the rows the model was fitted on), 'elkan' (Elkan's t* of the matrix) "
+        f"or fixed values in [0, 1], 0 meaning treat everyone (default {DEFAULT_RULES_TEXT})",
+    )
+    parser.add_argument(
         "--k", type=_positive_int, default=DEFAULT_K, help="folds (default %(default)s)"
     )
     parser.add_argument(
@@ -168,23 +179,29 @@ def _money(value: float) -> str:
 
 
 def format_search(result: SearchResult) -> str:
-    """The grid table: per setting the CV mean, spread and fold thresholds."""
+    """The grid table: per loss setting, the in-sample rule and the setting's best rule."""
     header = (
-        f"  {'loss setting':<26} {'CV EV mean':>11} {'sd':>9} {'min':>11} {'max':>11} "
-        f"{'mean fold t':>11}"
+        f"  {'loss setting':<26} {'in-sample':>11} {'best rule':>14} {'CV EV mean':>11} "
+        f"{'sd':>9} {'min':>11} {'max':>11} {'mean fold t':>11}"
     )
     lines = [header, "  " + "-" * (len(header) - 2)]
     winner = result.winner
     for r in result.settings:
-        mark = "*" if r is winner else " "
+        best = r.best
+        in_sample = [c for c in r.candidates if c.rule.fixed is None]
+        mark = "*" if best.same_as(winner) else " "
         lines.append(
-            f"{mark} {r.setting.label:<26} {_money(r.mean):>11} {_money(r.std):>9} "
-            f"{_money(float(r.values.min())):>11} {_money(float(r.values.max())):>11} "
-            f"{r.mean_threshold:>11.4g}"
+            f"{mark} {r.setting.label:<26} "
+            f"{_money(in_sample[0].mean) if in_sample else '-':>11} {best.rule.name:>14} "
+            f"{_money(best.mean):>11} {_money(best.std):>9} "
+            f"{_money(float(best.values.min())):>11} {_money(float(best.values.max())):>11} "
+            f"{best.mean_threshold:>11.4g}"
         )
     lines.append(
         f"CV EV: mean validation expected value per instance over {result.k} stratified folds "
-        f"of the training split (seed {result.seed}); * = chosen"
+        f"of the training split (seed {result.seed}); in-sample: the fold's in-sample best "
+        "threshold; best rule: the setting's best of "
+        f"{', '.join(r.name for r in result.rules)}; * = chosen ({winner.label})"
     )
     return "\n".join(lines)
 
@@ -228,7 +245,8 @@ def format_outcome(outcome: TuneOutcome, others: Sequence[Comparison]) -> str:
     held_out = value_at(labels, np.asarray(card.held_out.scores), card.threshold, costs)
     c = card.metrics.confusion
     lines = [
-        f"{card.name}: loss {tuned.search.winner.setting.label}, threshold {card.threshold:.6g} "
+        f"{card.name}: loss {tuned.search.winner.setting.label}, threshold rule "
+        f"{tuned.search.winner.rule.name}: {card.threshold:.6g} "
         f"(in-sample EV on the training split {_money(tuned.train_value)}), "
         f"exported to {outcome.export.folder}",
         f"held out ({len(labels)} rows): FN {c.fn}, FP {c.fp}, EV {_money(held_out)} per instance",
@@ -264,43 +282,41 @@ def _finish(figure: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes
 
 
 def cv_figure_png(result: SearchResult) -> bytes:
-    """Cross-validated expected value against fn_cost/fp_cost (log axis), ± one sd."""
+    """Cross-validated expected value against fn_cost/fp_cost (log axis), ± one sd: the
+    in-sample threshold rule and each setting's best rule; cross-entropy as lines."""
     from costaware.figures import _figure
 
     figure, axes = _figure(8, 4.5)
     ax = axes[0]
     ratios = [r for r in result.settings if r.setting.source == "ratio"]
-    if ratios:
-        ax.errorbar(
-            [r.setting.ratio for r in ratios],
-            [r.mean for r in ratios],
-            yerr=[r.std for r in ratios],
-            marker="o",
-            capsize=3,
-            label="custom loss, fp_cost = 1",
-        )
-    for r in result.settings:
-        if r.setting.source == "matrix":
+    series = [("best threshold rule", lambda r: r.best, "#1f77b4")]
+    if any(rule.fixed is None for rule in result.rules):
+        series.append(("in-sample threshold", lambda r: r.candidate("in-sample"), "#ff7f0e"))
+    for name, pick, color in series:
+        if ratios:
+            chosen = [pick(r) for r in ratios]
             ax.errorbar(
-                [r.setting.ratio],
-                [r.mean],
-                yerr=[r.std],
-                marker="s",
-                color="#2ca02c",
-                capsize=3,
-                label=f"{r.setting.label} (the matrix's own weights)",
-            )
-        elif r.setting.source == "builtin":
-            ax.axhline(r.mean, color="#7f7f7f", linestyle="--", label="cross-entropy (builtin)")
-            ax.axhspan(r.mean - r.std, r.mean + r.std, color="#7f7f7f", alpha=0.1)
+                [r.setting.ratio for r in ratios], [c.mean for c in chosen],
+                yerr=[c.std for c in chosen], marker="o", capsize=3, color=color,
+                label=f"custom loss, fp_cost = 1, {name}",
+            )  # fmt: skip
+        for r in result.settings:
+            c = pick(r)
+            if r.setting.source == "matrix":
+                ax.errorbar(
+                    [r.setting.ratio], [c.mean], yerr=[c.std], marker="s", color=color,
+                    capsize=3, linestyle="none", label=f"{r.setting.label} (matrix), {name}",
+                )  # fmt: skip
+            elif r.setting.source == "builtin":
+                ax.axhline(c.mean, color=color, linestyle="--", label=f"cross-entropy, {name}")
     winner = result.winner
     if winner.setting.ratio is not None:
         ax.plot(
             [winner.setting.ratio], [winner.mean], marker="*", markersize=16, color="#d62728",
-            linestyle="none", label=f"chosen: {winner.setting.label}",
+            linestyle="none", label=f"chosen: {winner.label}",
         )  # fmt: skip
     else:
-        ax.plot([], [], color="#d62728", label=f"chosen: {winner.setting.label}")
+        ax.plot([], [], color="#d62728", label=f"chosen: {winner.label}")
     ax.set_xscale("log")
     return _finish(
         figure,
@@ -344,7 +360,7 @@ def threshold_figure_png(outcome: TuneOutcome) -> bytes:
         ax,
         "threshold (symlog scale)",
         "expected value per instance ($)",
-        f"{card.name} ({tuned.search.winner.setting.label}): expected value by threshold",
+        f"{card.name} ({tuned.search.winner.label}): expected value by threshold",
     )
 
 
@@ -359,17 +375,20 @@ def write_tuning_report(
     card = outcome.export.card
     (report_dir / "tuning-cv.png").write_bytes(cv_figure_png(result))
     (report_dir / "tuning-threshold.png").write_bytes(threshold_figure_png(outcome))
+    winner = result.winner
     grid_rows = [
         (
-            ("* " if r is result.winner else "") + r.setting.label,
+            ("* " if c.same_as(winner) else "") + r.setting.label,
             "—" if r.setting.ratio is None else f"{r.setting.ratio:.4g}",
-            _money(r.mean),
-            _money(r.std),
-            _money(float(r.values.min())),
-            _money(float(r.values.max())),
-            f"{r.mean_threshold:.4g}",
+            c.rule.name,
+            _money(c.mean),
+            _money(c.std),
+            _money(float(c.values.min())),
+            _money(float(c.values.max())),
+            f"{c.mean_threshold:.4g}",
         )
         for r in result.settings
+        for c in r.candidates
     ]
     labels = np.asarray(card.held_out.labels)
     held_out = value_at(labels, np.asarray(card.held_out.scores), card.threshold, result.costs)
@@ -391,16 +410,26 @@ def write_tuning_report(
         f"{_e(card.training.data.source)}; {card.training.data.n_train} training rows, "
         f"{card.training.data.n_test} held out (seed {card.training.data.split_seed}). "
         f"{result.k}-fold stratified CV on the training split only (seed {result.seed}, "
-        f"{result.epochs} epochs per fit); per fold the threshold is chosen on the fold's "
-        "training part and applied to its validation part.</p>"
+        f"{result.epochs} epochs per fit); per fold, each threshold rule sets its threshold "
+        "from the fold's training part only, and it is applied to the validation part.</p>"
         + _table(
-            "Cross-validated expected value per loss setting ($ per instance)",
-            ("loss setting", "fn:fp", "CV mean", "sd", "min", "max", "mean fold threshold"),
+            "Cross-validated expected value per loss setting and threshold rule ($ per instance)",
+            (
+                "loss setting",
+                "fn:fp",
+                "threshold rule",
+                "CV mean",
+                "sd",
+                "min",
+                "max",
+                "mean fold threshold",
+            ),
             grid_rows,
         )
         + "<img src='tuning-cv.png' alt='CV expected value against fn_cost/fp_cost'>"
-        + f"<h2>{_e(card.name)}</h2><p>Chosen: {_e(result.winner.setting.label)}, refitted on "
-        f"the whole training split; threshold {card.threshold:.6g} ({_e(THRESHOLD_NOTE)}).</p>"
+        + f"<h2>{_e(card.name)}</h2><p>Chosen: {_e(winner.label)}, refitted on "
+        f"the whole training split; threshold {card.threshold:.6g} "
+        f"({_e(winner.rule.description)}; {_e(THRESHOLD_NOTE)}).</p>"
         + _table(
             "Held-out expected value ($ per instance; each model at its card threshold)",
             ("model", "threshold", "held-out EV", f"{card.name} minus this"),
@@ -415,8 +444,8 @@ def write_tuning_report(
 
 
 THRESHOLD_NOTE = (
-    "the in-sample best threshold of the refitted model's training-split scores, the same "
-    "rule each fold used, so the CV value estimates exactly this choice"
+    "the winning rule applied to the refitted model as each fold applied it, so the CV "
+    "value estimates exactly this choice"
 )
 
 
@@ -449,12 +478,14 @@ def _run(args: argparse.Namespace) -> int:
     for warning in costs.warnings():
         stderr_progress(f"warning: {warning}")
     grid = parse_grid(args.grid, costs) if args.grid else default_grid(costs)
+    rules = parse_rules(args.thresholds, costs) if args.thresholds else default_rules(costs)
     dataset = load_data(args.data, label=args.label)
     data = make_split(dataset, test_size=args.test_size, seed=args.split_seed)
     check_k(data.y_train, args.k)
     stderr_progress(
         f"tune: {dataset.source}: {len(data.y_train)} training rows ({len(data.y_test)} held out "
-        f"and sealed); {len(grid)} loss settings x {args.k} folds, {args.epochs} epochs per fit"
+        f"and sealed); {len(grid)} loss settings x {args.k} folds, {args.epochs} epochs per fit; "
+        f"threshold rules {', '.join(r.name for r in rules)}"
     )
     started = time.monotonic()
     outcome = tune(
@@ -463,6 +494,7 @@ def _run(args: argparse.Namespace) -> int:
         costs,
         args.models_dir,
         grid=grid,
+        rules=rules,
         k=args.k,
         seed=args.seed,
         epochs=args.epochs,

@@ -16,11 +16,14 @@ from costaware.card import read_card, verify_model_file
 from costaware.economics import REFERENCE_QALY_VALUES
 from training.tuning import (
     BUILTIN,
+    IN_SAMPLE,
     HeldOutAccessError,
     SealedSplit,
     TuningError,
     default_grid,
+    default_rules,
     parse_grid,
+    parse_rules,
     ratio_setting,
     tune,
 )
@@ -133,24 +136,44 @@ def test_folds_partition_the_training_split_only(search, reference_split):
 # Fold thresholds
 
 
-def test_each_fold_threshold_is_best_on_its_training_part(search, reference_split):
+def test_each_fold_in_sample_threshold_is_best_on_its_training_part(search, reference_split):
     y = reference_split.y_train
     for result in search.settings:
         for fold in result.folds:
             y_fit = y[fold.train_index]
             best = brute_force_best(y_fit, fold.train_scores)
-            achieved = hand_ev(y_fit, fold.train_scores, fold.threshold)
+            achieved = hand_ev(y_fit, fold.train_scores, fold.thresholds[IN_SAMPLE])
             assert achieved == pytest.approx(best, rel=1e-12)
-            assert fold.train_value == pytest.approx(achieved, rel=1e-12)
+            assert fold.train_values[IN_SAMPLE] == pytest.approx(achieved, rel=1e-12)
 
 
-def test_the_fold_threshold_is_the_one_applied_to_its_validation_part(search, reference_split):
-    y = reference_split.y_train
+def test_fixed_rules_are_the_same_on_every_fold_and_elkan_is_the_matrix_t_star(search):
+    t_star = (V_TN - V_FP) / ((V_TN - V_FP) + (V_TP - V_FN))  # about 0.0059
+    fixed = {r.name: r.fixed for r in search.rules if r.fixed is not None}
+    assert fixed["0 (treat all)"] == 0.0 and fixed["0.5"] == 0.5
+    assert [v for n, v in fixed.items() if n.startswith("t*")] == [pytest.approx(t_star)]
     for result in search.settings:
-        by_hand = [hand_ev(y[f.val_index], f.val_scores, f.threshold) for f in result.folds]
-        assert [f.val_value for f in result.folds] == pytest.approx(by_hand, rel=1e-12)
-        assert result.mean == pytest.approx(np.mean(by_hand), rel=1e-12)
-        assert result.std == pytest.approx(np.std(by_hand, ddof=1), rel=1e-9)
+        for fold in result.folds:
+            assert {n: fold.thresholds[n] for n in fixed} == fixed
+
+
+def test_every_rule_threshold_is_the_one_applied_to_its_validation_part(search, reference_split):
+    y = reference_split.y_train
+    assert len(search.rules) == len(default_rules(REFERENCE_QALY_VALUES))
+    for result in search.settings:
+        for candidate in result.candidates:
+            name = candidate.rule.name
+            by_hand = [
+                hand_ev(y[f.val_index], f.val_scores, f.thresholds[name]) for f in result.folds
+            ]
+            assert [f.val_values[name] for f in result.folds] == pytest.approx(by_hand, rel=1e-12)
+            assert candidate.mean == pytest.approx(np.mean(by_hand), rel=1e-12)
+            assert candidate.std == pytest.approx(np.std(by_hand, ddof=1), rel=1e-9)
+        # treating everyone does not depend on the model: by hand from the labels alone
+        treat_all = result.candidate("0 (treat all)")
+        assert treat_all.values == pytest.approx(
+            [(V_TP * y[f.val_index] + V_FP * (1 - y[f.val_index])).mean() for f in result.folds]
+        )
 
 
 def test_fold_scores_come_from_a_model_fitted_on_that_folds_training_part(search, reference_split):
@@ -166,9 +189,11 @@ def test_fold_scores_come_from_a_model_fitted_on_that_folds_training_part(search
     np.testing.assert_array_equal(refit.predict(x[fold.train_index]), fold.train_scores)
 
 
-def test_winner_has_the_highest_cv_mean(search):
-    means = [r.mean for r in search.settings]
+def test_winner_has_the_highest_cv_mean_over_settings_and_rules(search):
+    means = [c.mean for c in search.candidates]
+    assert len(means) == len(search.settings) * len(search.rules)
     assert search.winner.mean == max(means)
+    assert search.winner.same_as(search.candidates[means.index(max(means))])  # first of ties
 
 
 # ---------------------------------------------------------------------------
@@ -183,17 +208,23 @@ def test_tuned_model_is_exported_with_its_search_in_the_card(outcome, card, sear
     assert tuning["k"] == TINY_K and tuning["seed"] == 1 and tuning["epochs"] == TINY_EPOCHS
     assert [g["label"] for g in tuning["grid"]] == ["builtin", "10:1"]
     assert tuning["winner"] == search.winner.setting.label
+    assert tuning["winner_rule"] == search.winner.rule.name
     assert tuning["chosen_threshold"] == card.threshold
+    assert list(tuning["threshold_rules"]) == [r.name for r in search.rules]
     for entry, result in zip(tuning["grid"], search.settings, strict=True):
-        assert entry["cv_mean"] == result.mean and entry["cv_std"] == result.std
-        assert [f["threshold"] for f in entry["folds"]] == [f.threshold for f in result.folds]
+        for candidate in result.candidates:
+            stats = entry["rules"][candidate.rule.name]
+            assert stats["cv_mean"] == candidate.mean and stats["cv_std"] == candidate.std
+        assert [f["thresholds"] for f in entry["folds"]] == [f.thresholds for f in result.folds]
     assert card.cost_matrix is not None
     assert card.cost_matrix.fn == V_FN and card.cost_matrix.fp == V_FP
     won = search.winner.setting
     assert (card.loss.type, card.training.epochs) == (won.loss, TINY_EPOCHS)
 
 
-def test_card_threshold_is_best_in_sample_for_the_served_model(outcome, card, reference_split):
+def test_card_threshold_follows_the_winning_rule_on_the_served_model(
+    outcome, card, search, reference_split
+):
     folder = outcome.export.folder
     session = ort.InferenceSession(
         str(verify_model_file(folder, card)), providers=["CPUExecutionProvider"]
@@ -204,9 +235,13 @@ def test_card_threshold_is_best_in_sample_for_the_served_model(outcome, card, re
 
     y_train = reference_split.y_train
     train_scores = served(reference_split.x_train)
-    assert hand_ev(y_train, train_scores, card.threshold) == pytest.approx(
-        brute_force_best(y_train, train_scores), rel=1e-12
-    )
+    rule = search.winner.rule
+    if rule.fixed is None:
+        assert hand_ev(y_train, train_scores, card.threshold) == pytest.approx(
+            brute_force_best(y_train, train_scores), rel=1e-12
+        )
+    else:
+        assert card.threshold == rule.fixed
     test_scores = served(reference_split.x_test)
     np.testing.assert_allclose(card.held_out.scores, test_scores, atol=1e-6)
     assert card.metrics.reference_expected_value == pytest.approx(
@@ -259,6 +294,26 @@ def test_parse_grid_entries():
             parse_grid(bad, REFERENCE_QALY_VALUES)
 
 
+def test_parse_rules_entries():
+    rules = parse_rules("in-sample, 0, elkan, 0.5", REFERENCE_QALY_VALUES)
+    assert [r.fixed for r in rules] == [None, 0.0, pytest.approx(1287.67 / 218007.67), 0.5]
+    for bad in ("in-sample,x", "0.5,0.50", "1.5", "-0.1", "nan"):
+        with pytest.raises(TuningError, match="--thresholds"):
+            parse_rules(bad, REFERENCE_QALY_VALUES)
+
+
+def test_elkan_rule_on_matrices_without_a_threshold():
+    from costaware.economics import CostMatrix
+
+    treat_all = CostMatrix(tp=0, fp=0, tn=-1, fn=-5)  # v_fp >= v_tn and v_tp >= v_fn
+    assert parse_rules("elkan", treat_all)[0].fixed == 0.0
+    indifferent = CostMatrix(tp=-1, fp=-2, tn=-2, fn=-1)
+    with pytest.raises(TuningError, match="elkan: the cost matrix has no Elkan threshold"):
+        parse_rules("elkan", indifferent)
+    # the default rules drop t* there rather than refuse
+    assert all(not r.name.startswith("t*") for r in default_rules(indifferent))
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -266,6 +321,7 @@ def test_parse_grid_entries():
         (["--cost-matrix", "tp=1,fp=-1,tn=0"], "--cost-matrix.fn: missing"),
         (["--cost-matrix", "/nonexistent/matrix.json"], "/nonexistent/matrix.json: no such file"),
         (["--grid", "builtin,ten"], "--grid: 'ten'"),
+        (["--thresholds", "in-sample,2"], "--thresholds: 2.0 is not a threshold in [0, 1]"),
         (["--k", "500"], "--k 500: the training split has only"),
         (["--name", "../x"], "--name '../x'"),
         (["--data", "/nonexistent.csv"], "/nonexistent.csv"),
@@ -299,17 +355,28 @@ def test_cost_matrix_from_a_json_file_or_a_model_card(tmp_path):
         parse_cost_matrix(str(broken))
 
 
-def test_cli_end_to_end_prints_the_table_and_writes_the_report(capsys, tmp_path):
+def test_cli_end_to_end_prints_the_table_and_writes_the_report(capsys, tmp_path, reference_split):
     from training.cli import main
 
     models, reports = tmp_path / "models", tmp_path / "reports"
     argv = ["tune", "--grid", "10,matrix", "--k", "2", "--epochs", "2", "--name", "cli-tuned"]
+    argv += ["--thresholds", "in-sample"]
     status = main([*argv, "--models-dir", str(models), "--report-dir", str(reports)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert "CV EV mean" in captured.out and "cli-tuned: loss" in captured.out
     assert "4/4 fits" in captured.err
-    assert read_card(models / "cli-tuned").tuning["k"] == 2
+    card = read_card(models / "cli-tuned")
+    assert card.tuning["k"] == 2
+    assert list(card.tuning["threshold_rules"]) == [IN_SAMPLE]
+    # with the in-sample rule only, the served model's threshold is in-sample best on the
+    # training split (the CLI's default split is the reference split)
+    session = ort.InferenceSession(
+        str(verify_model_file(models / "cli-tuned", card)), providers=["CPUExecutionProvider"]
+    )
+    x, y = reference_split.x_train, reference_split.y_train
+    scores = session.run(["score"], {"features": x.astype(np.float32)})[0].ravel()
+    assert hand_ev(y, scores, card.threshold) == pytest.approx(brute_force_best(y, scores))
     for name in ("tuning.html", "tuning-cv.png", "tuning-threshold.png"):
         assert (reports / name).stat().st_size > 0
 
@@ -340,4 +407,5 @@ def test_shipped_tuned_model_beats_the_reference_models_held_out():
         held_out[name] = hand_ev(y_test, scores, card.threshold)
     tuning = read_card(models / "tuned").tuning
     assert tuning["k"] == 5 and len(tuning["grid"]) == 9 and tuning["epochs"] == 50
+    assert list(tuning["threshold_rules"]) == [r.name for r in default_rules(REFERENCE_QALY_VALUES)]
     assert held_out["tuned"] >= max(held_out[n] for n in ("builtin", "custom-5to1", "medical"))
