@@ -328,8 +328,9 @@ def cv_figure_png(result: SearchResult) -> bytes:
 
 
 def threshold_figure_png(outcome: TuneOutcome) -> bytes:
-    """The winner's expected value against threshold: on the training split (where the
-    threshold was chosen) and on the held-out split (never seen by the choice)."""
+    """The winner's expected value against threshold: on the training split (which the
+    model was refitted on, and the in-sample rule reads) and on the held-out split (never
+    seen by the choice)."""
     from costaware.figures import _figure
 
     tuned = outcome.tuned
@@ -338,7 +339,7 @@ def threshold_figure_png(outcome: TuneOutcome) -> bytes:
     figure, axes = _figure(8, 4.5)
     ax = axes[0]
     curves = (
-        ("training split (threshold chosen here)", outcome.split.y_train, tuned.train_scores),
+        ("training split (refitted on it)", outcome.split.y_train, tuned.train_scores),
         ("held-out split", np.asarray(card.held_out.labels), np.asarray(card.held_out.scores)),
     )
     for label, y, s in curves:
