@@ -259,7 +259,7 @@ IN_SAMPLE_BEST = ThresholdRule(IN_SAMPLE)
 
 
 def fixed_rule(value: float, name: str | None = None) -> ThresholdRule:
-    if not 0.0 <= value <= 1.0 or math.isnan(value):
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
         raise TuningError(f"--thresholds: {value!r} is not a threshold in [0, 1]")
     return ThresholdRule(name or ("0 (treat all)" if value == 0 else f"{value:.4g}"), value)
 
@@ -431,6 +431,11 @@ class SettingResult:
         return found
 
     @property
+    def in_sample(self) -> Candidate | None:
+        """The in-sample rule's candidate, when the search has that rule."""
+        return next((c for c in self.candidates if c.rule.fixed is None), None)
+
+    @property
     def best(self) -> Candidate:
         """This setting's best rule; ties go to the earlier rule."""
         return max(self.candidates, key=lambda c: c.mean)  # max keeps the first of equals
@@ -513,7 +518,7 @@ def evaluate_fold(
     train_index: np.ndarray,
     val_index: np.ndarray,
     costs: CostMatrix,
-    rules: Sequence[ThresholdRule] = (IN_SAMPLE_BEST,),
+    rules: Sequence[ThresholdRule],
 ) -> FoldResult:
     """Fit on the fold's training part, set each rule's threshold there, apply it to
     validation."""

@@ -187,12 +187,11 @@ def format_search(result: SearchResult) -> str:
     lines = [header, "  " + "-" * (len(header) - 2)]
     winner = result.winner
     for r in result.settings:
-        best = r.best
-        in_sample = [c for c in r.candidates if c.rule.fixed is None]
+        best, in_sample = r.best, r.in_sample
         mark = "*" if best.same_as(winner) else " "
         lines.append(
             f"{mark} {r.setting.label:<26} "
-            f"{_money(in_sample[0].mean) if in_sample else '-':>11} {best.rule.name:>14} "
+            f"{_money(in_sample.mean) if in_sample else '-':>11} {best.rule.name:>14} "
             f"{_money(best.mean):>11} {_money(best.std):>9} "
             f"{_money(float(best.values.min())):>11} {_money(float(best.values.max())):>11} "
             f"{best.mean_threshold:>11.4g}"
@@ -290,8 +289,8 @@ def cv_figure_png(result: SearchResult) -> bytes:
     ax = axes[0]
     ratios = [r for r in result.settings if r.setting.source == "ratio"]
     series = [("best threshold rule", lambda r: r.best, "#1f77b4")]
-    if any(rule.fixed is None for rule in result.rules):
-        series.append(("in-sample threshold", lambda r: r.candidate("in-sample"), "#ff7f0e"))
+    if result.settings[0].in_sample is not None:
+        series.append(("in-sample threshold", lambda r: r.in_sample, "#ff7f0e"))
     for name, pick, color in series:
         if ratios:
             chosen = [pick(r) for r in ratios]
