@@ -28,6 +28,7 @@ The CLI's default is K = 5; the bench defaults to K = 3 to bound its run time. W
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics
@@ -68,10 +69,39 @@ def one_split(dataset, split_seed: int, grid, rules, k: int, epochs: int) -> dic
     specs = {s.name: s for s in reference_variants(epochs=epochs, seed=1)}
     builtin = fit_variant(specs["builtin"], sealed.x_train, sealed.y_train, progress=None)
     medical = fit_variant(specs["medical"], sealed.x_train, sealed.y_train, progress=None)
+    # Every setting refitted on the whole training split (the winner's refit is one of
+    # them), each rule applied as fit_winner applies it: any other way of picking the
+    # winner from the same search can then be scored afterwards (--save).
+    refits = {
+        s.setting.label: fit_variant(
+            s.setting.spec(f"refit-{i}", epochs=epochs, seed=1),
+            sealed.x_train,
+            sealed.y_train,
+            progress=None,
+        )
+        for i, s in enumerate(result.settings)
+    }
+    refit_train = {label: f.predict(sealed.x_train) for label, f in refits.items()}
     data = sealed.unseal()
     y, x = data.y_test, data.x_test
     t_star = elkan_threshold(costs).value
+    pairs = []
+    for s in result.settings:
+        test_scores = refits[s.setting.label].predict(x)
+        for c in s.candidates:
+            t = c.rule.threshold(data.y_train, refit_train[s.setting.label], costs)
+            pairs.append(
+                {
+                    "setting": s.setting.label,
+                    "rule": c.rule.name,
+                    "threshold": float(t),
+                    "cv_values": [float(v) for v in c.values],
+                    "held_out": value_at(y, test_scores, t, costs),
+                }
+            )
     return {
+        "split_seed": split_seed,
+        "pairs": pairs,
         "winner": result.winner.label,
         "threshold": tuned.threshold,
         "tuned": value_at(y, tuned.fitted.predict(x), tuned.threshold, costs),
@@ -91,6 +121,12 @@ def main() -> int:
     parser.add_argument("--grid", default=None, help="as `python -m training tune --grid`")
     parser.add_argument(
         "--thresholds", default=None, help="as `python -m training tune --thresholds`"
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        help="write every split's (setting, rule) CV values and held-out values as JSON",
     )
     args = parser.parse_args()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -125,6 +161,8 @@ def main() -> int:
             + f" {row['tuned'] - row['medical@0.5']:>+14,.2f}",
             flush=True,
         )
+        if args.save:
+            args.save.write_text(json.dumps({"k": args.k, "splits": rows}, indent=1))
     elapsed = time.monotonic() - started
     print("-" * (len(header) + 15))
     means = {c: statistics.fmean(r[c] for r in rows) for c in COLUMNS}
