@@ -186,6 +186,25 @@ def in_process_rows_per_s(model_dir: Path, body: bytes, n_rows: int, repeats: in
     return n_rows / statistics.median(times)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_throughput(
+    pid: int, port: int, raw: bytes, concurrency: int, seconds: float
+) -> tuple[float, float, float]:
+    """Requests/s, and the server's and this client's CPU microseconds per request: which
+    side of the two shared cores is the bottleneck."""
+    server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+    start = time.perf_counter()
+    rps = asyncio.run(throughput(port, raw, concurrency, seconds))
+    requests = rps * (time.perf_counter() - start)
+    server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
+    return rps, 1e6 * server_cpu / requests, 1e6 * client_cpu / requests
+
+
 def ratio_line(label: str, value: float, target: str, ok: bool) -> str:
     return f"  {label:<44} {value:6.2f}x   target {target:<7} {'MET' if ok else 'MISSED'}"
 
@@ -226,17 +245,26 @@ def main() -> None:
     # Both servers up at once and measured in alternating rounds, medians over rounds: the
     # machine is shared, and a burst of someone else's work should hit both sides alike.
     samples: dict[str, dict[str, list[float]]] = {
-        name: {"p50_ms": [], "p99_ms": [], "rps": []} for name in ports
+        name: {"p50_ms": [], "p99_ms": [], "rps": [], "server_us": [], "client_us": []}
+        for name in ports
     }
-    with server(bare_cmd, env, bare_port), server(svc_cmd, env, svc_port) as svc_process:
+    with (
+        server(bare_cmd, env, bare_port) as bare_process,
+        server(svc_cmd, env, svc_port) as svc_process,
+    ):
+        pids = {"bare": bare_process.pid, "service": svc_process.pid}
         for _ in range(args.rounds):
             for name, port in ports.items():
                 lat = asyncio.run(latencies(port, predict_raw, args.requests))
                 samples[name]["p50_ms"].append(1000 * float(np.percentile(lat, 50)))
                 samples[name]["p99_ms"].append(1000 * float(np.percentile(lat, 99)))
             for name, port in ports.items():
-                rps = asyncio.run(throughput(port, predict_raw, args.concurrency, args.seconds))
+                rps, server_us, client_us = measured_throughput(
+                    pids[name], port, predict_raw, args.concurrency, args.seconds
+                )
                 samples[name]["rps"].append(rps)
+                samples[name]["server_us"].append(server_us)
+                samples[name]["client_us"].append(client_us)
         times = asyncio.run(csv_over_http(svc_port, csv_raw, args.csv_repeats))
         rss = rss_mb(svc_process.pid)
     results = {
@@ -256,7 +284,8 @@ def main() -> None:
     for name, r in results.items():
         print(
             f"  {name:<8} c=1 p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms   "
-            f"c={args.concurrency} {r['rps']:8.0f} req/s"
+            f"c={args.concurrency} {r['rps']:8.0f} req/s "
+            f"(CPU per request: server {r['server_us']:4.0f} us, client {r['client_us']:4.0f} us)"
         )
     print(f"(b) POST /invocations, {len(csv_body) / 1e6:.2f} MB CSV, {n_rows} rows, CSV out")
     print(f"  over HTTP   {svc['csv_rows_s']:9.0f} rows/s ({svc['csv_s'] * 1000:.0f} ms/request)")
