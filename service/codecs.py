@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from costaware.tabular import TabularError, parse_numeric_csv
 from service.errors import (
@@ -241,7 +242,19 @@ def _reject_constant(name: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def _load_json(text: str, source: str) -> Any:
+def _load_json(data: str | bytes, source: str) -> Any:
+    """Parse JSON text; errors name ``source`` and say where.
+
+    orjson parses a one-instance body in a tenth of the standard library's time; it is
+    stricter (no NaN/Infinity, no integers past 64 bits, UTF-8 only), so whatever it
+    refuses goes to the standard parser, which either accepts it as before or raises with
+    the message clients have always had. Errors are the slow path either way.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    text = data if isinstance(data, str) else _text(data, source)
     try:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
@@ -250,6 +263,10 @@ def _load_json(text: str, source: str) -> Any:
         ) from None
     except ValueError as exc:
         raise InvalidInputError(f"{source}: {exc} (send finite numbers only)") from None
+    except RecursionError:
+        raise MalformedRequestError(
+            f"{source}: JSON nested too deeply (instances are arrays of numbers or flat objects)"
+        ) from None
 
 
 def _text(body: bytes, source: str) -> str:
@@ -286,7 +303,7 @@ def unit_interval(value: Any, field: str) -> float:
 
 def decode_json_request(body: bytes, source: str = "body") -> JsonRequest:
     """Parse a ``/predict`` body; a bare JSON array is taken as the instances."""
-    payload = _load_json(_text(body, source), source)
+    payload = _load_json(body, source)
     if isinstance(payload, list):
         return JsonRequest(instances=payload)
     if not isinstance(payload, dict):

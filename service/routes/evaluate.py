@@ -333,6 +333,8 @@ def _load_json(body: bytes) -> Any:
         raise MalformedRequestError(
             f"body: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except RecursionError:
+        raise MalformedRequestError("body: JSON nested too deeply") from None
 
 
 def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:

@@ -92,6 +92,19 @@ def test_bad_payload_is_a_clear_4xx(client, payload, endpoint, content_type, sta
     assert client.get("/ping").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "content_type"),
+    [("/predict", JSON), ("/invocations", JSON), ("/invocations", JSONL), ("/evaluate", JSON)],
+)
+def test_deeply_nested_json_is_400_not_a_crash(client, endpoint, content_type):
+    # Deeper than the JSON parsers' recursion limits (orjson's and the standard library's).
+    response = client.post(endpoint, content=b"[" * 100_000, headers={"content-type": content_type})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "malformed_request"
+    assert "nested too deeply" in response.json()["detail"]
+    assert client.get("/ping").status_code == 200
+
+
 def test_unknown_model_is_404(client):
     body = (DATA / "predict_arrays.json").read_text().replace("{", '{"model": "nope", ', 1)
     response = client.post("/predict", content=body, headers={"content-type": JSON})
