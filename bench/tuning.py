@@ -59,11 +59,19 @@ from training.variants import reference_variants
 COLUMNS = ("tuned", "medical@0.5", "builtin@0.5", "builtin@t*", "treat all")
 
 
-def one_split(dataset, split_seed: int, grid, rules, k: int, epochs: int) -> dict:
+def one_split(dataset, split_seed: int, grid, rules, selection, k: int, epochs: int) -> dict:
     costs = REFERENCE_QALY_VALUES
     sealed = SealedSplit(make_split(dataset, test_size=0.25, seed=split_seed))
     result = search(
-        grid, sealed.x_train, sealed.y_train, costs, rules=rules, k=k, seed=1, epochs=epochs
+        grid,
+        sealed.x_train,
+        sealed.y_train,
+        costs,
+        rules=rules,
+        selection=selection,
+        k=k,
+        seed=1,
+        epochs=epochs,
     )
     tuned = fit_winner(result, sealed.x_train, sealed.y_train)
     specs = {s.name: s for s in reference_variants(epochs=epochs, seed=1)}
@@ -122,6 +130,7 @@ def main() -> int:
     parser.add_argument(
         "--thresholds", default=None, help="as `python -m training tune --thresholds`"
     )
+    parser.add_argument("--select", default=None, help="as `python -m training tune --select`")
     parser.add_argument(
         "--save",
         type=Path,
@@ -153,7 +162,7 @@ def main() -> int:
     started = time.monotonic()
     for i in range(args.splits):
         seed = args.first_seed + i
-        row = one_split(dataset, seed, grid, rules, args.k, args.epochs)
+        row = one_split(dataset, seed, grid, rules, args.select, args.k, args.epochs)
         rows.append(row)
         print(
             f"{seed:>10} {row['winner']:<34} {row['threshold']:>8.4g} "

@@ -8,9 +8,14 @@ the in-sample best threshold of the fold's training part (the rule the issue
 names), and fixed thresholds (0 = treat everyone, a log-spaced range, Elkan's t*
 of the matrix, 0.5). A (setting, rule) pair is scored by the mean expected value
 over the validation parts, so the threshold is a hyperparameter chosen on data
-the choice never saw, like the loss weights. The best pair is refitted on the
-whole training split, its rule applied there, and exported like any other model
-with the search in the card's ``tuning`` section.
+the choice never saw, like the loss weights.
+
+The winner (``selection``): by default the threshold is Elkan's t* of the matrix and
+the loss setting with the best CV value at t* wins; the other rules are scored for
+comparison. Picking the best of all (setting, rule) pairs (``best``) favoured
+thresholds that the folds happened to reward and lost on new data (docs/TUNING.md).
+The winner is refitted on the whole training split, its rule applied there, and
+exported like any other model with the search in the card's ``tuning`` section.
 
 The held-out split cannot influence the choice: :func:`tune` seals it in a
 :class:`SealedSplit`, which raises on any read until the search is over.
@@ -54,6 +59,19 @@ IN_SAMPLE_RULE = (
 # The rules searched by default: the in-sample rule, then fixed thresholds from
 # "treat everyone" (0) up to the models' default 0.5, with Elkan's t* among them.
 DEFAULT_RULES_TEXT = "in-sample,0,1e-5,1e-4,1e-3,elkan,0.01,0.1,0.5"
+
+# How the winner is picked from the cross-validated (setting, rule) pairs.
+SELECT_BEST = "best"
+SELECT_ELKAN = "elkan"
+SELECTIONS = {
+    SELECT_ELKAN: (
+        "the threshold is Elkan's t* of the cost matrix; the loss setting with the highest "
+        "mean validation expected value at t* wins (the other rules are cross-validated and "
+        "reported for comparison only)"
+    ),
+    SELECT_BEST: "the (loss setting, threshold rule) pair with the highest mean validation "
+    "expected value wins",
+}
 
 SettingSource = Literal["builtin", "ratio", "matrix"]
 # Called after every fit of the search: (fits done, fits in all, setting, fold number).
@@ -299,6 +317,33 @@ def parse_rules(text: str, costs: CostMatrix) -> list[ThresholdRule]:
     return rules
 
 
+def find_elkan_rule(rules: Sequence[ThresholdRule], costs: CostMatrix) -> ThresholdRule | None:
+    """The rule among ``rules`` whose fixed threshold is Elkan's t* of ``costs`` (whatever
+    its name: a t* of 0 may have come in as ``0``), or None."""
+    try:
+        elkan = elkan_rule(costs)
+    except TuningError:
+        return None  # the matrix has no t*
+    return next((r for r in rules if r.fixed is not None and r.fixed == elkan.fixed), None)
+
+
+def resolve_selection(
+    selection: str | None, rules: Sequence[ThresholdRule], costs: CostMatrix
+) -> str:
+    """``selection`` checked against the rules; None means ``elkan`` when the rules hold
+    Elkan's t* and ``best`` otherwise (a matrix without a t*, or ``--thresholds`` without it)."""
+    if selection is None:
+        return SELECT_ELKAN if find_elkan_rule(rules, costs) else SELECT_BEST
+    if selection not in SELECTIONS:
+        raise TuningError(f"--select {selection!r}: choose one of {', '.join(SELECTIONS)}")
+    if selection == SELECT_ELKAN and find_elkan_rule(rules, costs) is None:
+        raise TuningError(
+            "--select elkan: the threshold rules do not include Elkan's t* of the cost matrix "
+            "(add 'elkan' to --thresholds, or use --select best)"
+        )
+    return selection
+
+
 def default_rules(costs: CostMatrix) -> list[ThresholdRule]:
     """The in-sample rule and the fixed thresholds of :data:`DEFAULT_RULES_TEXT`; without
     Elkan's t* when the matrix has none (or when it equals another entry)."""
@@ -457,6 +502,7 @@ class SearchResult:
     epochs: int
     rules: tuple[ThresholdRule, ...]
     settings: tuple[SettingResult, ...]
+    selection: str = SELECT_BEST
 
     @property
     def candidates(self) -> tuple[Candidate, ...]:
@@ -464,9 +510,25 @@ class SearchResult:
         return tuple(c for s in self.settings for c in s.candidates)
 
     @property
+    def selected_rule(self) -> ThresholdRule | None:
+        """The rule the selection fixes (Elkan's t* for ``elkan``), None for ``best``."""
+        if self.selection == SELECT_ELKAN:
+            return find_elkan_rule(self.rules, self.costs)
+        return None
+
+    @property
+    def eligible(self) -> tuple[Candidate, ...]:
+        """The pairs the selection chooses among."""
+        rule = self.selected_rule
+        if rule is None:
+            return self.candidates
+        return tuple(c for c in self.candidates if c.rule == rule)
+
+    @property
     def winner(self) -> Candidate:
-        """Highest mean validation value; ties go to the earlier setting, then rule."""
-        return max(self.candidates, key=lambda c: c.mean)  # max keeps the first of equals
+        """Highest mean validation value among the eligible pairs; ties go to the earlier
+        setting, then rule."""
+        return max(self.eligible, key=lambda c: c.mean)  # max keeps the first of equals
 
     def to_dict(self) -> dict[str, Any]:
         winner = self.winner
@@ -482,6 +544,8 @@ class SearchResult:
             ),
             "threshold_rules": {r.name: r.description for r in self.rules},
             "score": "mean validation expected value per instance over the folds",
+            "selection": self.selection,
+            "selection_rule": SELECTIONS[self.selection],
             "winner": winner.setting.label,
             "winner_rule": winner.rule.name,
             "winner_cv": winner.stats(),
@@ -546,6 +610,7 @@ def search(
     costs: CostMatrix,
     *,
     rules: Sequence[ThresholdRule] | None = None,
+    selection: str | None = None,
     k: int = DEFAULT_K,
     seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
@@ -562,6 +627,7 @@ def search(
     rules = tuple(rules if rules is not None else default_rules(costs))
     if not rules:
         raise TuningError("--thresholds: no threshold rules to search")
+    selection = resolve_selection(selection, rules, costs)
     y_train = np.asarray(y_train)
     folds = cv_folds(y_train, k, seed)
     total = len(grid) * len(folds)
@@ -579,7 +645,13 @@ def search(
                 on_fit(s_index * len(folds) + f_index + 1, total, setting, f_index + 1)
         results.append(SettingResult(setting, rules, tuple(fold_results)))
     return SearchResult(
-        costs=costs, k=k, seed=seed, epochs=epochs, rules=rules, settings=tuple(results)
+        costs=costs,
+        k=k,
+        seed=seed,
+        epochs=epochs,
+        rules=rules,
+        settings=tuple(results),
+        selection=selection,
     )
 
 
@@ -655,6 +727,7 @@ def tune(
     *,
     grid: Sequence[LossSetting] | None = None,
     rules: Sequence[ThresholdRule] | None = None,
+    selection: str | None = None,
     k: int = DEFAULT_K,
     seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
@@ -673,6 +746,7 @@ def tune(
         sealed.y_train,
         costs,
         rules=rules,
+        selection=selection,
         k=k,
         seed=seed,
         epochs=epochs,

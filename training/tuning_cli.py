@@ -32,6 +32,7 @@ from training.tuning import (
     DEFAULT_NAME,
     DEFAULT_RATIOS,
     DEFAULT_RULES_TEXT,
+    SELECTIONS,
     LossSetting,
     SearchResult,
     TuneOutcome,
@@ -41,6 +42,7 @@ from training.tuning import (
     default_rules,
     parse_grid,
     parse_rules,
+    resolve_selection,
     tune,
     value_at,
 )
@@ -126,6 +128,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"or fixed values in [0, 1], 0 meaning treat everyone (default {DEFAULT_RULES_TEXT})",
     )
     parser.add_argument(
+        "--select",
+        choices=list(SELECTIONS),
+        default=None,
+        help="how the winner is picked: 'elkan' (threshold Elkan's t*, the loss setting "
+        "with the best CV value there; the default when the rules include t*) or 'best' "
+        "(the best CV value over every setting and rule)",
+    )
+    parser.add_argument(
         "--k", type=_positive_int, default=DEFAULT_K, help="folds (default %(default)s)"
     )
     parser.add_argument(
@@ -179,19 +189,25 @@ def _money(value: float) -> str:
 
 
 def format_search(result: SearchResult) -> str:
-    """The grid table: per loss setting, the in-sample rule and the setting's best rule."""
+    """The grid table: per loss setting, the in-sample rule, the selection's rule (Elkan's
+    t*) when it fixes one, and the setting's best rule."""
+    fixed = result.selected_rule
     header = (
-        f"  {'loss setting':<26} {'in-sample':>11} {'best rule':>14} {'CV EV mean':>11} "
+        f"  {'loss setting':<26} {'in-sample':>11} "
+        + (f"{fixed.name[:14]:>14} " if fixed else "")
+        + f"{'best rule':>14} {'CV EV mean':>11} "
         f"{'sd':>9} {'min':>11} {'max':>11} {'mean fold t':>11}"
     )
     lines = [header, "  " + "-" * (len(header) - 2)]
     winner = result.winner
     for r in result.settings:
         best, in_sample = r.best, r.in_sample
-        mark = "*" if best.same_as(winner) else " "
+        mark = "*" if r.setting == winner.setting else " "
         lines.append(
             f"{mark} {r.setting.label:<26} "
-            f"{_money(in_sample.mean) if in_sample else '-':>11} {best.rule.name:>14} "
+            f"{_money(in_sample.mean) if in_sample else '-':>11} "
+            + (f"{_money(r.candidate(fixed).mean):>14} " if fixed else "")
+            + f"{best.rule.name:>14} "
             f"{_money(best.mean):>11} {_money(best.std):>9} "
             f"{_money(float(best.values.min())):>11} {_money(float(best.values.max())):>11} "
             f"{best.mean_threshold:>11.4g}"
@@ -200,7 +216,8 @@ def format_search(result: SearchResult) -> str:
         f"CV EV: mean validation expected value per instance over {result.k} stratified folds "
         f"of the training split (seed {result.seed}); in-sample: the fold's in-sample best "
         "threshold; best rule: the setting's best of "
-        f"{', '.join(r.name for r in result.rules)}; * = chosen ({winner.label})"
+        f"{', '.join(r.name for r in result.rules)}; * = chosen ({winner.label}, "
+        f"selection {result.selection}: {SELECTIONS[result.selection]})"
     )
     return "\n".join(lines)
 
@@ -427,7 +444,8 @@ def write_tuning_report(
             grid_rows,
         )
         + "<img src='tuning-cv.png' alt='CV expected value against fn_cost/fp_cost'>"
-        + f"<h2>{_e(card.name)}</h2><p>Chosen: {_e(winner.label)}, refitted on "
+        + f"<h2>{_e(card.name)}</h2><p>Chosen: {_e(winner.label)} (selection "
+        f"{_e(result.selection)}: {_e(SELECTIONS[result.selection])}), refitted on "
         f"the whole training split; threshold {card.threshold:.6g} "
         f"({_e(winner.rule.description)}; {_e(THRESHOLD_NOTE)}).</p>"
         + _table(
@@ -482,10 +500,11 @@ def _run(args: argparse.Namespace) -> int:
     dataset = load_data(args.data, label=args.label)
     data = make_split(dataset, test_size=args.test_size, seed=args.split_seed)
     check_k(data.y_train, args.k)
+    selection = resolve_selection(args.select, rules, costs)
     stderr_progress(
         f"tune: {dataset.source}: {len(data.y_train)} training rows ({len(data.y_test)} held out "
         f"and sealed); {len(grid)} loss settings x {args.k} folds, {args.epochs} epochs per fit; "
-        f"threshold rules {', '.join(r.name for r in rules)}"
+        f"threshold rules {', '.join(r.name for r in rules)}; selection {selection}"
     )
     started = time.monotonic()
     outcome = tune(
@@ -495,6 +514,7 @@ def _run(args: argparse.Namespace) -> int:
         args.models_dir,
         grid=grid,
         rules=rules,
+        selection=args.select,
         k=args.k,
         seed=args.seed,
         epochs=args.epochs,

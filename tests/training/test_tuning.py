@@ -6,6 +6,7 @@ over every candidate cut, fold membership with plain set arithmetic, scores of t
 exported model with onnxruntime, and serving with the real service's TestClient.
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from costaware.card import read_card, verify_model_file
-from costaware.economics import REFERENCE_QALY_VALUES
+from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix
 from training.tuning import (
     BUILTIN,
     IN_SAMPLE,
@@ -25,6 +26,7 @@ from training.tuning import (
     parse_grid,
     parse_rules,
     ratio_setting,
+    resolve_selection,
     tune,
 )
 
@@ -189,11 +191,40 @@ def test_fold_scores_come_from_a_model_fitted_on_that_folds_training_part(search
     np.testing.assert_array_equal(refit.predict(x[fold.train_index]), fold.train_scores)
 
 
-def test_winner_has_the_highest_cv_mean_over_settings_and_rules(search):
-    means = [c.mean for c in search.candidates]
-    assert len(means) == len(search.settings) * len(search.rules)
-    assert search.winner.mean == max(means)
-    assert search.winner.same_as(search.candidates[means.index(max(means))])  # first of ties
+def test_default_winner_is_the_best_setting_at_elkans_threshold(search):
+    # Elkan's t* from the matrix by hand: fp cost over fp cost plus fn cost.
+    t_star = (V_TN - V_FP) / ((V_TN - V_FP) + (V_TP - V_FN))
+    assert search.selection == "elkan"
+    at_t_star = [c for c in search.candidates if c.rule.fixed == pytest.approx(t_star)]
+    assert len(at_t_star) == len(search.settings)
+    means = [c.mean for c in at_t_star]
+    assert search.winner.same_as(at_t_star[means.index(max(means))])  # first of ties
+    # every other rule was still cross-validated and kept, for the table and the card
+    assert len(search.candidates) == len(search.settings) * len(search.rules)
+
+
+def test_best_selection_takes_the_highest_cv_mean_over_settings_and_rules(search):
+    best = dataclasses.replace(search, selection="best")
+    means = [c.mean for c in best.candidates]
+    assert best.winner.mean == max(means)
+    assert best.winner.same_as(best.candidates[means.index(max(means))])  # first of ties
+    assert best.winner.mean >= search.winner.mean
+
+
+def test_selection_needs_its_rule():
+    costs = REFERENCE_QALY_VALUES
+    with_t_star = parse_rules("in-sample,elkan", costs)
+    without = parse_rules("in-sample,0.01", costs)
+    assert resolve_selection(None, with_t_star, costs) == "elkan"
+    assert resolve_selection(None, without, costs) == "best"
+    assert resolve_selection("best", with_t_star, costs) == "best"
+    # a t* of 0 is found whatever the rule is called ("0" came first, "elkan" is its twin)
+    treat_all = CostMatrix(tp=0, fp=0, tn=-1, fn=-5)  # t* is 0: treat everyone
+    assert resolve_selection(None, default_rules(treat_all), treat_all) == "elkan"
+    with pytest.raises(TuningError, match=r"--select elkan: .*add 'elkan' to --thresholds"):
+        resolve_selection("elkan", without, costs)
+    with pytest.raises(TuningError, match="--select 'worst'"):
+        resolve_selection("worst", with_t_star, costs)
 
 
 # ---------------------------------------------------------------------------
@@ -209,6 +240,7 @@ def test_tuned_model_is_exported_with_its_search_in_the_card(outcome, card, sear
     assert [g["label"] for g in tuning["grid"]] == ["builtin", "10:1"]
     assert tuning["winner"] == search.winner.setting.label
     assert tuning["winner_rule"] == search.winner.rule.name
+    assert tuning["selection"] == "elkan" and "Elkan's t*" in tuning["selection_rule"]
     assert tuning["chosen_threshold"] == card.threshold
     assert list(tuning["threshold_rules"]) == [r.name for r in search.rules]
     for entry, result in zip(tuning["grid"], search.settings, strict=True):
