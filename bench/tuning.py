@@ -19,7 +19,11 @@ from the Keras models (the exported ONNX graphs equal them within 1e-5); nothing
 exported. The test split of each run is read only after that run's choice is made.
 
 Run: .venv/bin/python bench/tuning.py [--splits 20] [--first-seed 2001] [--k 3] [--grid LIST]
-       [--thresholds LIST]
+       [--thresholds LIST] [--select elkan|best] [--save FILE.json]
+--save writes, per split, every (setting, rule) pair's fold values and its held-out value
+(every setting is refitted on the whole training split for this, 9 more fits per split), so
+another way of picking the winner from the same search can be scored without refitting.
+Splits are independent: two processes over halves of the seed range use both cores.
 The CLI's default is K = 5; the bench defaults to K = 3 to bound its run time. With
 --k 5 and the default grid (the whole default procedure, 48 fits per split) 20 splits took
 46 minutes on the shared 2-core machine; with K = 3 and a 6-setting grid, 20 minutes.
