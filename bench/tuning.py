@@ -55,6 +55,7 @@ from training.tuning import (
     fit_winner,
     parse_grid,
     parse_rules,
+    resolve_selection,
     search,
     value_at,
 )
@@ -156,7 +157,8 @@ def main() -> int:
     print(
         f"{args.splits} splits (test_size 0.25, split seeds {args.first_seed}..{last}); "
         f"K = {args.k}; grid: {', '.join(s.label for s in grid)}; "
-        f"threshold rules: {', '.join(r.name for r in rules)}; {args.epochs} epochs per fit"
+        f"threshold rules: {', '.join(r.name for r in rules)}; "
+        f"selection {resolve_selection(args.select, rules, costs)}; {args.epochs} epochs per fit"
     )
     print("held-out expected value per patient ($, reference QALY values)")
     header = f"{'split seed':>10} {'winner':<34} {'t':>8} " + " ".join(f"{c:>12}" for c in COLUMNS)
