@@ -298,14 +298,19 @@ def _finish(figure: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes
 
 
 def cv_figure_png(result: SearchResult) -> bytes:
-    """Cross-validated expected value against fn_cost/fp_cost (log axis), ± one sd: the
-    in-sample threshold rule and each setting's best rule; cross-entropy as lines."""
+    """Cross-validated expected value against fn_cost/fp_cost (log axis), ± one sd: at the
+    selection's threshold (Elkan's t*) when it fixes one, the in-sample threshold rule and
+    each setting's best rule; cross-entropy as lines."""
     from costaware.figures import _figure
 
     figure, axes = _figure(8, 4.5)
     ax = axes[0]
     ratios = [r for r in result.settings if r.setting.source == "ratio"]
     series = [("best threshold rule", lambda r: r.best, "#1f77b4")]
+    fixed = result.selected_rule
+    if fixed is not None:
+        # The selection compares settings at this rule, so the chosen point lies on it.
+        series.insert(0, (f"threshold {fixed.name}", lambda r: r.candidate(fixed), "#2ca02c"))
     if result.settings[0].in_sample is not None:
         series.append(("in-sample threshold", lambda r: r.in_sample, "#ff7f0e"))
     for name, pick, color in series:
