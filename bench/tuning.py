@@ -21,7 +21,8 @@ exported. The test split of each run is read only after that run's choice is mad
 Run: .venv/bin/python bench/tuning.py [--splits 20] [--first-seed 2001] [--k 3] [--grid LIST]
        [--thresholds LIST] [--select elkan|best] [--save FILE.json]
 --save writes, per split, every (setting, rule) pair's fold values and its held-out value
-(every setting is refitted on the whole training split for this, 9 more fits per split), so
+(every other setting is refitted on the whole training split for this, 8 more fits per
+split with the default grid), so
 another way of picking the winner from the same search can be scored without refitting.
 Splits are independent: two processes over halves of the seed range use both cores.
 The CLI's default is K = 5; the bench defaults to K = 3 to bound its run time. With
@@ -50,13 +51,12 @@ from training.fit import fit_variant
 from training.pipeline import load_data, make_split
 from training.tuning import (
     SealedSplit,
+    choose,
     default_grid,
     default_rules,
-    fit_winner,
     parse_grid,
     parse_rules,
     resolve_selection,
-    search,
     value_at,
 )
 from training.variants import reference_variants
@@ -64,42 +64,43 @@ from training.variants import reference_variants
 COLUMNS = ("tuned", "medical@0.5", "builtin@0.5", "builtin@t*", "treat all")
 
 
-def one_split(dataset, split_seed: int, grid, rules, selection, k: int, epochs: int) -> dict:
+def one_split(
+    dataset, split_seed: int, grid, rules, selection, k: int, epochs: int, save: bool
+) -> dict:
     costs = REFERENCE_QALY_VALUES
     sealed = SealedSplit(make_split(dataset, test_size=0.25, seed=split_seed))
-    result = search(
-        grid,
+    tuned = choose(
         sealed.x_train,
         sealed.y_train,
         costs,
+        grid=grid,
         rules=rules,
         selection=selection,
         k=k,
         seed=1,
         epochs=epochs,
     )
-    tuned = fit_winner(result, sealed.x_train, sealed.y_train)
+    result = tuned.search
     specs = {s.name: s for s in reference_variants(epochs=epochs, seed=1)}
     builtin = fit_variant(specs["builtin"], sealed.x_train, sealed.y_train, progress=None)
     medical = fit_variant(specs["medical"], sealed.x_train, sealed.y_train, progress=None)
-    # Every setting refitted on the whole training split (the winner's refit is one of
-    # them), each rule applied as fit_winner applies it: any other way of picking the
-    # winner from the same search can then be scored afterwards (--save).
-    refits = {
-        s.setting.label: fit_variant(
-            s.setting.spec(f"refit-{i}", epochs=epochs, seed=1),
-            sealed.x_train,
-            sealed.y_train,
-            progress=None,
-        )
-        for i, s in enumerate(result.settings)
-    }
+    # With --save, every other setting is refitted on the whole training split too and each
+    # rule applied as fit_winner applies it: any other way of picking the winner from the
+    # same search can then be scored afterwards.
+    refits = {result.winner.setting.label: tuned.fitted}
+    if save:
+        for i, s in enumerate(result.settings):
+            if s.setting.label not in refits:
+                spec = s.setting.spec(f"refit-{i}", epochs=epochs, seed=1)
+                refits[s.setting.label] = fit_variant(
+                    spec, sealed.x_train, sealed.y_train, progress=None
+                )
     refit_train = {label: f.predict(sealed.x_train) for label, f in refits.items()}
     data = sealed.unseal()
     y, x = data.y_test, data.x_test
     t_star = elkan_threshold(costs).value
     pairs = []
-    for s in result.settings:
+    for s in result.settings if save else ():
         test_scores = refits[s.setting.label].predict(x)
         for c in s.candidates:
             t = c.rule.threshold(data.y_train, refit_train[s.setting.label], costs)
@@ -168,7 +169,9 @@ def main() -> int:
     started = time.monotonic()
     for i in range(args.splits):
         seed = args.first_seed + i
-        row = one_split(dataset, seed, grid, rules, args.select, args.k, args.epochs)
+        row = one_split(
+            dataset, seed, grid, rules, args.select, args.k, args.epochs, bool(args.save)
+        )
         rows.append(row)
         print(
             f"{seed:>10} {row['winner']:<34} {row['threshold']:>8.4g} "

@@ -719,6 +719,39 @@ class TuneOutcome:
     export: Any  # training.export.ExportResult
 
 
+def choose(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    costs: CostMatrix,
+    *,
+    grid: Sequence[LossSetting] | None = None,
+    rules: Sequence[ThresholdRule] | None = None,
+    selection: str | None = None,
+    k: int = DEFAULT_K,
+    seed: int = DEFAULT_SEED,
+    epochs: int = DEFAULT_EPOCHS,
+    name: str = DEFAULT_NAME,
+    on_fit: FitCallback | None = None,
+    progress: Progress | None = None,
+) -> TunedFit:
+    """The whole choice on the training rows: the search (``grid`` defaults to
+    :func:`default_grid`), then the winner refitted with its threshold. :func:`tune` exports
+    it; bench/tuning.py scores it on random splits."""
+    result = search(
+        grid if grid is not None else default_grid(costs),
+        x_train,
+        y_train,
+        costs,
+        rules=rules,
+        selection=selection,
+        k=k,
+        seed=seed,
+        epochs=epochs,
+        on_fit=on_fit,
+    )
+    return fit_winner(result, x_train, y_train, name=name, progress=progress)
+
+
 def tune(
     dataset: Dataset,
     data: Split | SealedSplit,
@@ -740,19 +773,20 @@ def tune(
     from training.export import export_model
 
     sealed = data if isinstance(data, SealedSplit) else SealedSplit(data)
-    result = search(
-        grid if grid is not None else default_grid(costs),
+    tuned = choose(
         sealed.x_train,
         sealed.y_train,
         costs,
+        grid=grid,
         rules=rules,
         selection=selection,
         k=k,
         seed=seed,
         epochs=epochs,
+        name=name,
         on_fit=on_fit,
+        progress=progress,
     )
-    tuned = fit_winner(result, sealed.x_train, sealed.y_train, name=name, progress=progress)
     split = sealed.unseal()
     exported = export_model(
         tuned.fitted,

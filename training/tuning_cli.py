@@ -519,7 +519,7 @@ def _run(args: argparse.Namespace) -> int:
         args.models_dir,
         grid=grid,
         rules=rules,
-        selection=args.select,
+        selection=selection,
         k=args.k,
         seed=args.seed,
         epochs=args.epochs,
