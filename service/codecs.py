@@ -227,8 +227,9 @@ def _plain_numbers(instances: list[list[Any]]) -> bool:
 
 
 def _in_range(matrix: np.ndarray) -> bool:
-    # One reduction: NaN and inf both fail the comparison.
-    return bool(np.abs(matrix).max() <= _FLOAT32_MAX)
+    # One reduction: NaN and inf both fail the comparison. The ufunc's own reduce, because
+    # ndarray.max goes through a Python wrapper that costs more than a 30-value maximum.
+    return bool(np.maximum.reduce(np.abs(matrix), axis=None) <= _FLOAT32_MAX)
 
 
 def _reject_constant(name: str) -> float:
@@ -369,31 +370,38 @@ def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np
 
 @dataclass(frozen=True)
 class Predictions:
+    """One request's answer, as plain Python values.
+
+    Lists, not arrays: a request usually carries one instance, and on a one-element array
+    every numpy call costs more than the Python comparison it stands for (under load, with
+    the HTTP server's code and data competing for the caches, several times more). For a
+    large batch the per-row Python work here is small beside formatting the lines.
+    """
+
     model: str
     version: str
     threshold: float
     margin: float
-    scores: np.ndarray  # float64 [N]
-    labels: np.ndarray  # bool [N]
-    close: np.ndarray  # bool [N]
+    score_text: list[str]  # the shortest decimal that round-trips the model's float32 output
+    labels: list[bool]  # score >= threshold
+    close: list[bool]  # |score - threshold| < margin
 
     @classmethod
     def from_scores(
         cls, model: str, version: str, scores: np.ndarray, threshold: float, margin: float
     ) -> Predictions:
+        """``scores``: the graph's 1-D output. Compared in float64 (Python floats hold
+        float32 values exactly), shown as float32 text."""
+        values = scores.tolist()
         return cls(
             model=model,
             version=version,
             threshold=threshold,
             margin=margin,
-            scores=scores,
-            labels=scores >= threshold,
-            close=np.abs(scores - threshold) < margin,
+            score_text=np.asarray(scores, dtype=np.float32).astype(str).tolist(),
+            labels=[value >= threshold for value in values],
+            close=[abs(value - threshold) < margin for value in values],
         )
-
-    def score_text(self) -> list[str]:
-        """Scores as the shortest decimal that round-trips the model's float32 output."""
-        return np.asarray(self.scores, dtype=np.float32).astype(str).tolist()
 
 
 _BOOL = ("false", "true")
@@ -406,10 +414,7 @@ def _lines(predictions: Predictions, template: str) -> list[str]:
     return [
         template.format(score, int(label), _BOOL[close])
         for score, label, close in zip(
-            predictions.score_text(),
-            predictions.labels.tolist(),
-            predictions.close.tolist(),
-            strict=True,
+            predictions.score_text, predictions.labels, predictions.close, strict=True
         )
     ]
 

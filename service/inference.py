@@ -104,6 +104,6 @@ def run_pipeline(
         margin = first_set(overrides.margin, model.card.margin)
     assert isinstance(threshold, float) and isinstance(margin, float)
     predictions = Predictions.from_scores(
-        model.name, model.card.version, model.score(x), threshold, margin
+        model.name, model.card.version, model.raw_scores(x), threshold, margin
     )
     return ENCODERS[response_format](predictions), predictions

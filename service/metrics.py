@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -103,7 +102,7 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe_predictions(self, model: str, labels: np.ndarray, close: np.ndarray) -> None:
+    def observe_predictions(self, model: str, labels: list[bool], close: list[bool]) -> None:
         children = self._prediction_children.get(model)
         if children is None:
             # Created on a model's first predictions, all three, so each series exists
@@ -114,14 +113,14 @@ class Metrics:
                 self._child(self.close_confusions, model),
             )
         positive, negative, close_child = children
-        positives = int(np.count_nonzero(labels))
+        positives = labels.count(True)
         # Adding 0 changes nothing but takes the value's lock; a single instance always
         # leaves one of the two label counters at 0.
         if positives:
             positive.inc(positives)
         if len(labels) - positives:
             negative.inc(len(labels) - positives)
-        n_close = int(np.count_nonzero(close))
+        n_close = close.count(True)
         if n_close:
             close_child.inc(n_close)
 

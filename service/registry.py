@@ -42,9 +42,13 @@ class LoadedModel:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Positive-class scores (1-D float64) for raw feature rows ``x`` of shape [N, F]."""
+        return np.asarray(self.raw_scores(x), dtype=np.float64)
+
+    def raw_scores(self, x: np.ndarray) -> np.ndarray:
+        """The graph's output for ``x`` as it comes (float32), flattened to 1-D."""
         batch = np.ascontiguousarray(x, dtype=np.float32)
         (out,) = self.session.run([self.card.onnx.output_name], {self.card.onnx.input_name: batch})
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        return out.reshape(-1)
 
 
 def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
