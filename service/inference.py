@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from service.codecs import (
     CSV,
     ENCODERS,
@@ -20,7 +22,7 @@ from service.codecs import (
     instances_to_matrix,
     unit_interval,
 )
-from service.registry import ModelRegistry
+from service.registry import LoadedModel, ModelRegistry
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -76,14 +78,23 @@ def first_set(*values: float | str | None) -> float | str | None:
     return next((value for value in values if value is not None), None)
 
 
-def run_pipeline(
+@dataclass(frozen=True)
+class ScoringJob:
+    """A decoded request: what to score, with which model, and how to label the scores."""
+
+    model: LoadedModel
+    x: np.ndarray  # raw feature rows [N, F]
+    threshold: float
+    margin: float
+
+
+def decode_request(
     registry: ModelRegistry,
     body: bytes,
     request_format: str,
-    response_format: str,
     overrides: Overrides | None = None,
-) -> tuple[bytes, Predictions]:
-    """Decode ``body``, score it with the chosen model and encode the answer.
+) -> ScoringJob:
+    """Decode ``body`` and choose the model, threshold and margin.
 
     Precedence for the model, threshold and margin: headers (``overrides``), then the
     JSON body, then the settings' default model and the card's threshold and margin.
@@ -103,7 +114,25 @@ def run_pipeline(
         threshold = first_set(overrides.threshold, model.card.threshold)
         margin = first_set(overrides.margin, model.card.margin)
     assert isinstance(threshold, float) and isinstance(margin, float)
+    return ScoringJob(model=model, x=x, threshold=threshold, margin=margin)
+
+
+def answer(job: ScoringJob, scores: np.ndarray, response_format: str) -> tuple[bytes, Predictions]:
+    """Label ``scores`` (the job's model's raw output for ``job.x``) and encode them."""
     predictions = Predictions.from_scores(
-        model.name, model.card.version, model.raw_scores(x), threshold, margin
+        job.model.name, job.model.card.version, scores, job.threshold, job.margin
     )
     return ENCODERS[response_format](predictions), predictions
+
+
+def run_pipeline(
+    registry: ModelRegistry,
+    body: bytes,
+    request_format: str,
+    response_format: str,
+    overrides: Overrides | None = None,
+) -> tuple[bytes, Predictions]:
+    """Decode ``body``, score it with the chosen model and encode the answer, all in this
+    call (the service scores small requests through service.batching instead)."""
+    job = decode_request(registry, body, request_format, overrides)
+    return answer(job, job.model.raw_scores(job.x), response_format)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # several uvicorn workers on a 2-core machine any more would only oversubscribe.
     ort_intra_op_threads: int = Field(default=1, ge=1, le=64)
     ort_inter_op_threads: int = Field(default=1, ge=1, le=64)
+    # Small requests decoded in the same turn of the event loop share one session call
+    # (service/batching.py); off, each request calls its session itself.
+    batch_scoring: bool = True
     max_concurrent_transforms: int | None = Field(
         default=None, ge=1, description="Reported to Batch Transform; unset means `workers`."
     )

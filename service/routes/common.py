@@ -12,7 +12,8 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from service.inference import Overrides, run_pipeline
+from service.batching import BatchScorer
+from service.inference import Overrides, answer, decode_request, run_pipeline
 from service.metrics import Metrics
 from service.registry import ModelRegistry, get_registry
 from service.settings import Settings
@@ -79,7 +80,13 @@ async def answer_predictions(
     # The body size limit is enforced while this reads (service.middleware).
     body = await request.body()
     response, model = await predictions_response(
-        registry, metrics, body, request_format, response_format, overrides
+        registry,
+        request.app.state.batch_scorer,
+        metrics,
+        body,
+        request_format,
+        response_format,
+        overrides,
     )
     request.state.model = model
     return response
@@ -87,6 +94,7 @@ async def answer_predictions(
 
 async def predictions_response(
     registry: ModelRegistry,
+    scorer: BatchScorer,
     metrics: Metrics,
     body: bytes,
     request_format: str,
@@ -100,8 +108,8 @@ async def predictions_response(
             run_pipeline, registry, body, request_format, response_format, overrides
         )
     else:
-        encoded, predictions = run_pipeline(
-            registry, body, request_format, response_format, overrides
-        )
+        job = decode_request(registry, body, request_format, overrides)
+        scores = await scorer.score(job.model, job.x)
+        encoded, predictions = answer(job, scores, response_format)
     metrics.observe_predictions(predictions.model, predictions.labels, predictions.close)
     return Response(encoded, media_type=response_format), predictions.model

@@ -51,7 +51,9 @@ async def predict_direct(scope: Scope, receive: Receive) -> Response:
     app = scope["app"]
     registry = registry_of(app.state)
     body = await _read_body(receive)
-    response, model = await predictions_response(registry, app.state.metrics, body, JSON, JSON)
+    response, model = await predictions_response(
+        registry, app.state.batch_scorer, app.state.metrics, body, JSON, JSON
+    )
     scope["state"]["model"] = model
     return response
 

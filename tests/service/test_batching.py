@@ -1,0 +1,166 @@
+"""service.batching: requests decoded in the same turn of the event loop share one
+onnxruntime call per model, and every request still gets exactly its own rows' scores."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _servicekit import REPO
+from fastapi.testclient import TestClient
+from sklearn.datasets import load_breast_cancer
+
+from service.app import create_app
+from service.batching import BatchScorer
+from service.registry import LoadedModel, ModelRegistry, session_options
+from service.settings import Settings
+
+SHIPPED = REPO / "models"
+
+
+@dataclass
+class CountingModel:
+    """A real loaded model that records the rows of each session call made through it."""
+
+    model: LoadedModel
+    calls: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def raw_scores(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append(len(x))
+        return self.model.raw_scores(x)
+
+
+@pytest.fixture(scope="module")
+def registry(model_dir: Path) -> ModelRegistry:
+    return ModelRegistry.load(model_dir, "medical", session_options(1, 1))
+
+
+@pytest.fixture
+def medical(registry: ModelRegistry) -> CountingModel:
+    return CountingModel(registry.get("medical"))
+
+
+@pytest.fixture
+def builtin(registry: ModelRegistry) -> CountingModel:
+    return CountingModel(registry.get("builtin"))
+
+
+def gather(*calls):
+    async def run():
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("name", ["builtin", "custom-5to1", "medical", "tuned"])
+def test_shipped_models_score_a_row_the_same_alone_or_in_a_batch(name):
+    # What makes coalescing invisible to clients: were this to fail on some CPU, a
+    # request's scores would depend on which other requests arrived with it.
+    model = ModelRegistry.load(SHIPPED, "medical", session_options(1, 1)).get(name)
+    x = load_breast_cancer().data
+    alone = np.concatenate([model.raw_scores(x[i : i + 1]) for i in range(len(x))])
+    for size in (2, 3, 7, 32, 100, len(x)):
+        for start in range(0, len(x) - size + 1, size):
+            batch = model.raw_scores(x[start : start + size])
+            assert np.array_equal(batch, alone[start : start + size]), (size, start)
+
+
+def test_requests_in_one_turn_share_one_session_call(medical, instances):
+    scorer = BatchScorer()
+    parts = [instances[0:1], instances[1:4], instances[4:6]]
+    results = gather(*(scorer.score(medical, x) for x in parts))
+    assert medical.calls == [6]
+    for x, result in zip(parts, results, strict=True):
+        assert np.array_equal(result, medical.model.raw_scores(x))
+        assert result.shape == (len(x),)
+
+
+def test_each_model_gets_its_own_call(medical, builtin, instances):
+    scorer = BatchScorer()
+    results = gather(
+        scorer.score(medical, instances[0:2]),
+        scorer.score(builtin, instances[2:3]),
+        scorer.score(medical, instances[3:5]),
+    )
+    assert medical.calls == [4]
+    assert builtin.calls == [1]
+    assert np.array_equal(results[0], medical.model.raw_scores(instances[0:2]))
+    assert np.array_equal(results[1], builtin.model.raw_scores(instances[2:3]))
+    assert np.array_equal(results[2], medical.model.raw_scores(instances[3:5]))
+
+
+def test_requests_in_later_turns_get_later_calls(medical, instances):
+    scorer = BatchScorer()
+
+    async def one_after_another():
+        return [await scorer.score(medical, instances[i : i + 1]) for i in range(3)]
+
+    results = asyncio.run(one_after_another())
+    assert medical.calls == [1, 1, 1]
+    assert np.array_equal(np.concatenate(results), medical.model.raw_scores(instances[:3]))
+
+
+def test_a_faulty_request_fails_alone(medical, instances):
+    # The service checks widths before scoring, so this cannot come from a client; if a
+    # session call fails anyway, the others waiting with it must not fail too.
+    scorer = BatchScorer()
+    good, bad, other = instances[0:2], instances[2:3, :-1], instances[3:4]
+    results = gather(
+        scorer.score(medical, good), scorer.score(medical, bad), scorer.score(medical, other)
+    )
+    assert np.array_equal(results[0], medical.model.raw_scores(good))
+    assert isinstance(results[1], Exception)
+    assert "Got: 29 Expected: 30" in str(results[1])
+    assert np.array_equal(results[2], medical.model.raw_scores(other))
+    # The scorer keeps working afterwards.
+    assert np.array_equal(gather(scorer.score(medical, good))[0], medical.model.raw_scores(good))
+
+
+def test_a_request_cancelled_while_waiting_is_left_out(medical, instances):
+    scorer = BatchScorer()
+
+    async def run():
+        first = asyncio.create_task(scorer.score(medical, instances[0:1]))
+        second = asyncio.create_task(scorer.score(medical, instances[1:3]))
+        await asyncio.sleep(0)  # both are now waiting for the next turn's call
+        first.cancel()
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(run())
+    assert isinstance(first, asyncio.CancelledError)
+    assert np.array_equal(second, medical.model.raw_scores(instances[1:3]))
+    assert medical.calls == [2]
+
+
+def test_disabled_scorer_calls_the_session_per_request(medical, instances):
+    scorer = BatchScorer(enabled=False)
+    results = gather(*(scorer.score(medical, instances[i : i + 1]) for i in range(3)))
+    assert medical.calls == [1, 1, 1]
+    assert np.array_equal(np.concatenate(results), medical.model.raw_scores(instances[:3]))
+
+
+def test_the_app_answers_the_same_with_batch_scoring_off(settings, instances):
+    body = {"model": "custom-5to1", "instances": instances[:5].tolist()}
+    answers = []
+    for batch_scoring in (True, False):
+        app = create_app(settings.model_copy(update={"batch_scoring": batch_scoring}))
+        with TestClient(app) as client:
+            response = client.post("/predict", json=body)
+            assert response.status_code == 200, response.text
+            answers.append(response.content)
+    assert answers[0] == answers[1]
+
+
+def test_batch_scoring_is_a_setting(monkeypatch):
+    monkeypatch.setenv("COSTAWARE_BATCH_SCORING", "false")
+    assert Settings().batch_scoring is False
+    monkeypatch.setenv("COSTAWARE_BATCH_SCORING", "maybe")
+    with pytest.raises(ValueError, match="batch_scoring"):
+        Settings()
