@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from service.batching import BatchScorer
 from service.errors import install_error_handlers
@@ -17,6 +18,8 @@ from service.routes import docs, evaluate, health, metrics, models, predict, sag
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served offline by service.routes.docs
         redoc_url=None,  # ReDoc has no offline bundle installed
+        telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # Small requests decoded in the same turn of the event loop share one session call
     # (service/batching.py); off, each request calls its session itself.
     batch_scoring: bool = True
+    # FastAPI's native OpenTelemetry instrumentation. The serving environment installs no
+    # OpenTelemetry SDK, so with this on every request would only pay for FastAPI looking
+    # for providers that cannot be there; turn it on after installing and configuring one.
+    opentelemetry: bool = False
     max_concurrent_transforms: int | None = Field(
         default=None, ge=1, description="Reported to Batch Transform; unset means `workers`."
     )
