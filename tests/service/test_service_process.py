@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,27 @@ def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_concurrent_requests_each_get_their_own_answer(server, instances):
+    # Requests arriving together are scored together (service/batching.py); each must
+    # still get exactly the answer it gets alone, bad ones their own error. Runs before
+    # the test that stops the server.
+    base, _ = server
+    bodies = [
+        {"model": model, "instances": instances[i : i + 1 + i % 3].tolist()}
+        for i in range(len(instances) - 3)
+        for model in ("medical", "builtin", "custom-5to1")
+    ]
+    bodies.insert(10, {"instances": [instances[0].tolist()[:5]]})
+    with httpx.Client(base_url=base) as client:
+        alone = [client.post("/predict", json=body) for body in bodies]
+    with httpx.Client(base_url=base) as client, ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(lambda body: client.post("/predict", json=body), bodies))
+    assert [r.status_code for r in alone] == [r.status_code for r in together]
+    assert alone[10].status_code == 422
+    assert sum(r.status_code == 200 for r in together) == len(bodies) - 1
+    assert [r.content for r in alone] == [r.content for r in together]
 
 
 def test_end_to_end_over_http_then_clean_sigterm(server, model_dir, instances):
