@@ -15,7 +15,7 @@ from starlette.responses import Response
 from service.batching import BatchScorer
 from service.inference import Overrides, answer, decode_request, run_pipeline
 from service.metrics import Metrics
-from service.registry import ModelRegistry, get_registry
+from service.registry import ModelRegistry, registry_of
 from service.settings import Settings
 
 # Below this size decoding and scoring take less time than a hop to the thread pool; above
@@ -74,15 +74,15 @@ async def answer_predictions(
     overrides: Overrides | None = None,
 ) -> Response:
     # The hot path skips dependency injection, which costs more per request than the
-    # whole single-instance pipeline; these are the same functions the dependencies use.
-    registry = await get_registry(request)
-    metrics = await get_metrics(request)
+    # whole single-instance pipeline; it reads the app's state as the dependencies do.
+    state = request.app.state
+    registry = registry_of(state)
     # The body size limit is enforced while this reads (service.middleware).
     body = await request.body()
     response, model = await predictions_response(
         registry,
-        request.app.state.batch_scorer,
-        metrics,
+        state.batch_scorer,
+        state.metrics,
         body,
         request_format,
         response_format,

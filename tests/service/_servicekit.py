@@ -33,6 +33,7 @@ from costaware.card import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "models"  # the models the service ships with
 DATA = Path(__file__).resolve().parent / "data"
 N_FEATURES = 30
 FEATURES = [f"feature {i:02d}" for i in range(N_FEATURES)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _servicekit import REPO
+from _servicekit import SHIPPED
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
@@ -17,8 +17,6 @@ from service.app import create_app
 from service.batching import BatchScorer
 from service.registry import LoadedModel, ModelRegistry, session_options
 from service.settings import Settings
-
-SHIPPED = REPO / "models"
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnxruntime as ort
 import pytest
-from _servicekit import REPO, csv_body
+from _servicekit import SHIPPED, csv_body
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
@@ -17,7 +17,6 @@ from sklearn.model_selection import train_test_split
 from service.app import create_app
 from service.settings import Settings
 
-SHIPPED = REPO / "models"
 NAMES = ("builtin", "custom-5to1", "medical")
 
 
