@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
+from service.auth import KeyRing, document_security
 from service.batching import BatchScorer
 from service.errors import install_error_handlers
+from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
-from service.registry import ModelRegistry, session_options
+from service.registry import session_options
 from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
 from service.settings import Settings
 
@@ -29,19 +31,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model_dir = settings.resolved_model_dir()
-        app.state.registry = ModelRegistry.load(
+        lifecycle = ModelLifecycle.start_up(
             model_dir,
             settings.default_model,
             session_options(settings.ort_intra_op_threads, settings.ort_inter_op_threads),
+            lifecycle_dir=settings.lifecycle_dir,
+            poll_seconds=settings.model_poll_seconds,
         )
+        app.state.lifecycle = lifecycle
+        app.state.registry = lifecycle.registry
         log.info(
             "serving %s from %s (default %s)",
-            app.state.registry.names() or "no models",
+            lifecycle.registry.names() or "no models",
             model_dir,
             settings.default_model,
         )
-        yield
-        app.state.registry = None
+        await lifecycle.start()
+        try:
+            yield
+        finally:
+            await lifecycle.stop()
+            app.state.registry = None
+            app.state.lifecycle = None
 
     app = FastAPI(
         title="costaware",
@@ -56,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.batch_scorer = BatchScorer(enabled=settings.batch_scoring)
     app.state.registry = None
+    app.state.lifecycle = None
+    app.state.keys = KeyRing.from_settings(settings)
     install_error_handlers(app)
 
     # Routes match in order: the prediction endpoints first, they carry the traffic.
@@ -75,5 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         metrics=app.state.metrics,
         direct={("POST", "/predict"): predict.predict_direct},
+        keys=app.state.keys,
     )
+    document_security(app, app.state.keys)
     return app

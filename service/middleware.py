@@ -1,5 +1,9 @@
-"""The service's one ASGI layer: the body-size limit, request metrics, and a direct call of
-the prediction endpoint.
+"""The service's one ASGI layer: API keys, the body-size limit, request metrics, and a
+direct call of the prediction endpoint.
+
+API keys (service.auth): checked first, for the direct path and the router alike, so a
+request without a valid key is answered 401 before its body is read. With no inference
+key and no metrics guard configured the check is skipped (one attribute test).
 
 One layer instead of a middleware each saves a coroutine frame, a ``send`` wrapper and a
 header scan per request; on a one-instance prediction the framework around the endpoint
@@ -32,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.auth import KeyRing
 from service.errors import PayloadTooLargeError, ServiceError, error_body, service_error_response
 from service.metrics import UNMATCHED, Metrics
 
@@ -46,11 +51,13 @@ class ServiceMiddleware:
         max_body_bytes: int,
         metrics: Metrics,
         direct: Mapping[tuple[str, str], DirectEndpoint] | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.direct = dict(direct or {})
+        self.keys = keys if keys is not None and keys.guards_requests else None
 
     def _error(self, what: str) -> PayloadTooLargeError:
         return PayloadTooLargeError(
@@ -78,6 +85,15 @@ class ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.keys is not None:
+            refusal = self.keys.refusal(scope)
+            if refusal is not None:
+                start = time.perf_counter()
+                await service_error_response(refusal)(scope, receive, send)
+                self.metrics.observe_request(
+                    UNMATCHED, "", refusal.status, time.perf_counter() - start
+                )
+                return
         declared = _content_length(scope)
         if declared is not None:
             if declared > self.max_body_bytes:
