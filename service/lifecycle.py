@@ -386,6 +386,7 @@ class ModelLifecycle:
             current = self.registry.models.get(name)
             if current is not None and current.fingerprint == files.fingerprint:
                 return current, None
+            model = _build(files, self.options)
             if (
                 current is not None
                 and current.card.version == files.card.version
@@ -397,7 +398,6 @@ class ModelLifecycle:
                     "new graph its own version in the card, so that answers say which one "
                     "made them"
                 )
-            model = _build(files, self.options)
             if self.shared is None:
                 return model, None
             refused = {k: v for k, v in self.registry.refused.items() if k != str(folder)}

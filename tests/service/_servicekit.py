@@ -9,10 +9,17 @@ by damaging a good folder.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -173,3 +180,58 @@ def free_port() -> int:
 
 def csv_body(x: np.ndarray) -> bytes:
     return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in x).encode()
+
+
+SERVE = Path(sys.executable).parent / "serve"
+
+
+def serve_command() -> list[str]:
+    # The console script SageMaker runs; `python -m service` if this env lacks it.
+    return [str(SERVE)] if SERVE.exists() else [sys.executable, "-m", "service"]
+
+
+def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early: {process.communicate()[1]}")
+        try:
+            if httpx.get(f"{base}/ping", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("serve did not answer /ping in time")
+
+
+@contextmanager
+def running_serve(
+    model_dir: Path, cwd: Path, args: tuple[str, ...] = (), **env: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The real ``serve`` process on a free loopback port, with ``COSTAWARE_*`` ``env``;
+    yields its base URL and process, and kills it if the test has not stopped it."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "COSTAWARE_MODEL_DIR": str(model_dir),
+        "COSTAWARE_HOST": "127.0.0.1",
+        **env,
+    }
+    environment.pop("COSTAWARE_PORT", None)
+    process = subprocess.Popen(
+        [*serve_command(), *args],
+        env=environment,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ping(base, process)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,57 +14,16 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from _servicekit import REPO, csv_body, free_port
-
-SERVE = Path(sys.executable).parent / "serve"
-
-
-def serve_command() -> list[str]:
-    # The console script SageMaker runs; `python -m service` if this env lacks it.
-    return [str(SERVE)] if SERVE.exists() else [sys.executable, "-m", "service"]
-
-
-def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited early: {process.communicate()[1]}")
-        try:
-            if httpx.get(f"{base}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("serve did not answer /ping in time")
+from _servicekit import REPO, csv_body, running_serve, serve_command
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "COSTAWARE_MODEL_DIR": str(model_dir),
-        "COSTAWARE_HOST": "127.0.0.1",
-    }
-    env.pop("COSTAWARE_PORT", None)
     # Started as SageMaker starts it: the `serve` word, plus an argument we do not know.
-    process = subprocess.Popen(
-        [*serve_command(), "serve", "--unknown-flag"],
-        env=env,
-        cwd=tmp_path_factory.mktemp("cwd"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(base, process)
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    with running_serve(
+        model_dir, tmp_path_factory.mktemp("cwd"), ("serve", "--unknown-flag")
+    ) as started:
+        yield started
 
 
 def test_concurrent_requests_each_get_their_own_answer(server, instances):
