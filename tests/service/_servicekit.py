@@ -235,3 +235,49 @@ def running_serve(
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+class KeepAliveClient:
+    """A minimal HTTP/1.1 client on one keep-alive connection (much lighter than httpx,
+    so that a test's thousands of requests load the server, not the client)."""
+
+    def __init__(self, base: str, timeout: float = 60.0) -> None:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.buffer = b""
+
+    def post(
+        self, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        lines = [f"POST {path} HTTP/1.1", "Host: test", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status, _, answer = read_response(self.sock, self)
+        return status, answer
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def read_response(
+    sock: socket.socket, keep: KeepAliveClient | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One response with a Content-Length; bytes past it stay in ``keep.buffer``."""
+    data = keep.buffer if keep else b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed before the response headers: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed inside the response body")
+        rest += chunk
+    if keep:
+        keep.buffer = rest[length:]
+    return int(status_line.split()[1]), headers, rest[:length]
