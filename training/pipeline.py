@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from training.data import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_SIZE,
@@ -88,8 +89,8 @@ def train_variant(
     models_dir: Path,
     *,
     rows: TrainingRows | None = None,
-    threshold: float = 0.5,
-    margin: float = 0.1,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
     progress: Progress | None = stderr_progress,
 ) -> VariantResult:
     """Fit one variant on ``rows`` (default: the training split) and export it."""
