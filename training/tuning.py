@@ -20,13 +20,12 @@ exported like any other model with the search in the card's ``tuning`` section.
 The held-out split cannot influence the choice: :func:`tune` seals it in a
 :class:`SealedSplit`, which raises on any read until the search is over.
 
-``python -m training tune`` is :mod:`training.tuning_cli`; this module only
-forwards ``add_arguments``/``run`` to it (the subcommand registry names this module).
+``python -m training tune`` is :mod:`training.tuning_cli`, which imports this module;
+this module imports no command-line code.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -800,16 +799,3 @@ def tune(
         extra_sections={"tuning": tuned.card_section()},
     )
     return TuneOutcome(tuned=tuned, split=split, export=exported)
-
-
-# The subcommand registry (training.cli.SUBCOMMANDS) names this module.
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.tuning_cli import add_arguments as add
-
-    add(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    from training.tuning_cli import run as run_cli
-
-    return run_cli(args)
