@@ -11,12 +11,13 @@ from fastapi.telemetry import TelemetryConfig
 
 from service.auth import KeyRing, document_security
 from service.batching import BatchScorer
-from service.errors import install_error_handlers
+from service.dataplane import DataPlane
 from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.registry import session_options
 from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
+from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.lifecycle = lifecycle
         app.state.registry = lifecycle.registry
+        app.state.dataplane = DataPlane(
+            app.state.registry, app.state.batch_scorer, app.state.metrics
+        )
         log.info(
             "serving %s from %s (default %s)",
             lifecycle.registry.names() or "no models",
@@ -51,8 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await lifecycle.stop()
-            app.state.registry = None
-            app.state.lifecycle = None
+            app.state.registry = app.state.dataplane = app.state.lifecycle = None
 
     app = FastAPI(
         title="costaware",
@@ -66,8 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.batch_scorer = BatchScorer(enabled=settings.batch_scoring)
-    app.state.registry = None
-    app.state.lifecycle = None
+    app.state.registry = app.state.dataplane = app.state.lifecycle = None
     app.state.keys = KeyRing.from_settings(settings)
     install_error_handlers(app)
 

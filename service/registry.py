@@ -19,11 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from fastapi import Depends, Request
 
 from costaware.card import CARD_FILENAME, CardError, ModelCard, parse_card
 from service.errors import NotFoundError, NotReadyError
@@ -282,16 +281,9 @@ class ModelRegistry:
             raise NotFoundError(f"unknown model {name!r}; loaded models: {self.names()}") from None
 
 
-async def get_registry(request: Request) -> ModelRegistry:
-    return registry_of(request.app.state)
-
-
 def registry_of(state: Any) -> ModelRegistry:
     """The app's registry (``app.state.registry``), or NotReadyError while it starts."""
     registry = getattr(state, "registry", None)
     if registry is None:
         raise NotReadyError("the model registry has not been built (the app is still starting)")
     return registry
-
-
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from service.auth import require_admin
 from service.errors import NotReadyError
 from service.lifecycle import ModelLifecycle
-from service.registry import RegistryDep
+from service.routes.common import RegistryDep
 from service.schemas import ERROR_RESPONSES, ErrorBody, LoadResult, ModelList, UnloadResult
 
 router = APIRouter(tags=["models"])
