@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ import numpy as np
 import onnxruntime as ort
 
 from costaware.card import CARD_FILENAME
+from costaware.decision import MODEL_NAME_RE
 from service.errors import (
     ConflictError,
     InvalidInputError,
@@ -64,9 +64,6 @@ from service.registry import (
 
 log = logging.getLogger(__name__)
 
-# The card's own pattern for model names: no separators, no leading dot, so a name can
-# only ever mean a direct child of the model directory.
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FOLLOW_SECONDS = 0.5
 GENERATION_FILE = "generation.json"
 
@@ -311,8 +308,9 @@ class ModelLifecycle:
 
     def folder_for(self, name: str) -> Path:
         """``<model dir>/<name>/`` (or the model directory itself when it is one model's
-        folder, as SageMaker unpacks a single model), never a path from the client."""
-        if not MODEL_NAME.match(name):
+        folder, as SageMaker unpacks a single model), never a path from the client: a
+        model name has no separator and no leading dot, so it only names a child."""
+        if not MODEL_NAME_RE.match(name):
             raise InvalidInputError(
                 f"path.name: {name!r} is not a model name (letters, digits, '.', '_', '-'; "
                 "up to 64, starting with a letter or digit)"
@@ -404,7 +402,7 @@ class ModelLifecycle:
             return model, self.shared.publish(name, files, refused)
 
     async def unload(self, name: str) -> LoadedModel:
-        if not MODEL_NAME.match(name):
+        if not MODEL_NAME_RE.match(name):
             raise NotFoundError(f"unknown model {name!r}; loaded models: {self.registry.names()}")
         if name == self.registry.default_name:
             raise ConflictError(
