@@ -448,3 +448,58 @@ def test_two_workers_serve_the_new_version_within_5_s(model_copy, versions, rows
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 0, stderr
+
+
+# -- watching the model directory ---------------------------------------------------
+
+
+def eventually(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_watching_applies_new_changed_and_removed_folders(versions, rows, tmp_path):
+    a, b = versions
+    root = tmp_path / "models"
+    for name in ("medical", "builtin"):
+        shutil.copytree(SHIPPED / name, root / name)
+    with running_serve(root, tmp_path, COSTAWARE_MODEL_POLL_SECONDS="0.2") as (base, _):
+
+        def served() -> dict[str, str]:
+            listing = httpx.get(f"{base}/models").json()
+            return {m["name"]: m["version"] for m in listing["models"]}
+
+        # A new folder, written beside its place and renamed into it.
+        shutil.copytree(SHIPPED / "tuned", root / ".tuned.tmp")
+        os.rename(root / ".tuned.tmp", root / "tuned")
+        assert eventually(lambda: "tuned" in served()), served()
+
+        # A changed folder: each file renamed into place; the moment in between (new
+        # graph, old card) fails its sha256 check and is never served.
+        install(root / "medical", b)
+        assert eventually(lambda: served()["medical"] == b.version), served()
+        answer = httpx.post(f"{base}/predict", content=predict_body(rows[3]))
+        assert check_answer(answer.content, versions, 3) == b.version
+
+        # A broken folder is refused and served nothing; the others are untouched.
+        broken = root / "broken"
+        shutil.copytree(SHIPPED / "builtin", broken)
+        card = json.loads((broken / "model-card.json").read_text())
+        card["name"] = "broken"
+        (broken / "model-card.json").write_text(json.dumps(card))
+        (broken / "model.onnx").write_bytes(a.graph)  # not the card's sha256
+        refused = eventually(lambda: httpx.get(f"{base}/models").json()["refused"])
+        assert any("does not match the card's" in reason for reason in refused.values())
+        assert set(served()) == {"medical", "builtin", "tuned"}
+
+        # A removed folder is unloaded; the default model's stays served.
+        shutil.rmtree(root / "tuned")
+        assert eventually(lambda: "tuned" not in served()), served()
+        os.rename(root / "medical", root / ".medical.away")
+        time.sleep(1.5)
+        assert served()["medical"] == b.version
+        assert httpx.post(f"{base}/predict", content=predict_body(rows[3])).status_code == 200
