@@ -194,3 +194,21 @@ def test_no_key_reaches_the_log(server):
     assert "POST /predict" in stdout  # the access log was on
     for key in (*INFERENCE_KEYS, ADMIN_KEY, WRONG_KEY):
         assert key not in stdout + stderr
+
+
+def test_the_compose_env_file_example_is_valid_and_sets_no_key(monkeypatch):
+    from _servicekit import REPO
+
+    from service.settings import Settings
+
+    text = (REPO / "costaware.env.example").read_text()
+    pairs = [line.split("=", 1) for line in text.splitlines() if line and line[0] != "#"]
+    assert {name for name, _ in pairs} == {
+        "COSTAWARE_API_KEYS",
+        "COSTAWARE_ADMIN_KEYS",
+        "COSTAWARE_METRICS_AUTH",
+    }
+    for name, value in pairs:
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.inference_keys() == [] and settings.admin_key_values() == []
