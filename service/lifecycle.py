@@ -153,6 +153,11 @@ class SharedGenerations:
         except FileNotFoundError:
             return None
 
+    def entry(self, name: str) -> dict[str, Any] | None:
+        """What the latest generation serves under ``name``."""
+        state = self.read()
+        return state["models"].get(name) if state else None
+
     def _write(self, state: dict[str, Any]) -> None:
         temporary = self.root / f".{GENERATION_FILE}.{os.getpid()}"
         temporary.write_text(json.dumps(state), encoding="utf-8")
@@ -175,6 +180,7 @@ class SharedGenerations:
         return {
             "fingerprint": files.fingerprint,
             "version": files.card.version,
+            "sha256": files.sha256,
             "folder": str(files.folder),
             "snapshot": self._snapshot(files),
             "generation": generation,
@@ -330,6 +336,8 @@ class ModelLifecycle:
         """Load or reload ``name`` from its folder; raise a ServiceError saying why not,
         with whatever was served still served."""
         folder = self.folder_for(name)
+        if self.shared is not None:
+            await self.follow_once()  # start from what the other workers serve
         async with self._lock(name):
             self.loading.add(name)
             started = time.perf_counter()
@@ -382,19 +390,26 @@ class ModelLifecycle:
                     f"{files.card.name!r}, not {name!r}"
                 )
             current = self.registry.models.get(name)
-            if current is not None and current.fingerprint == files.fingerprint:
-                return current, None
+            # What serves this name now: with several workers the latest published
+            # entry (another worker's load may not have reached this one yet).
+            served = _served(current)
+            entry = None
+            if self.shared is not None:
+                entry = self.shared.entry(name)
+                served = (
+                    (entry["fingerprint"], entry["version"], entry["sha256"]) if entry else None
+                )
+            if served is not None and served[0] == files.fingerprint:
+                if current is not None and current.fingerprint == files.fingerprint:
+                    return current, None
+                assert entry is not None  # only with several workers can the two differ
+                return _build(files, self.options), entry["generation"]
             model = _build(files, self.options)
-            if (
-                current is not None
-                and current.card.version == files.card.version
-                and current.card.onnx.sha256 != files.sha256
-            ):
+            if served is not None and served[1] == files.card.version and served[2] != files.sha256:
                 raise ConflictError(
                     f"{folder}: version {files.card.version!r} is already served with a "
-                    f"different graph (sha256 {current.card.onnx.sha256[:12]}…); give the "
-                    "new graph its own version in the card, so that answers say which one "
-                    "made them"
+                    f"different graph (sha256 {served[2][:12]}…); give the new graph its "
+                    "own version in the card, so that answers say which one made them"
                 )
             if self.shared is None:
                 return model, None
@@ -409,6 +424,8 @@ class ModelLifecycle:
                 f"{name!r} is the default model (COSTAWARE_DEFAULT_MODEL) and cannot be "
                 "unloaded; load a new version of it instead"
             )
+        if self.shared is not None:
+            await self.follow_once()
         async with self._lock(name):
             model = self.registry.models.get(name)
             if model is None:
@@ -548,6 +565,12 @@ class ModelLifecycle:
             "loaded_at": _iso(model.loaded_at),
             "last_error": {"at": _iso(error[0]), "reason": error[1]} if error else None,
         }
+
+
+def _served(model: LoadedModel | None) -> tuple[str, str, str] | None:
+    if model is None:
+        return None
+    return model.fingerprint, model.card.version, model.card.onnx.sha256
 
 
 def _warm(files: ModelFiles, model: LoadedModel) -> None:

@@ -65,12 +65,11 @@ def test_workers_follow_each_others_loads_and_unloads(model_dir, tmp_path):
         await first.follow_once()
         assert versions(first) == {"medical": "m2"}
 
-        # Out of order: the second worker publishes a load, then the first publishes its
-        # own before it has followed; following must still apply the second's.
+        # A load starts from what the other workers serve: the second worker's load of
+        # builtin is in place on the first as soon as the first's own load returns.
         await second.load("builtin")
         await first.load("medical")
-        assert versions(first) == {"medical": "m3"}
-        await first.follow_once()
+        assert versions(first) == {"medical": "m3", "builtin": "b1"}
         await second.follow_once()
         assert versions(first) == versions(second) == {"medical": "m3", "builtin": "b1"}
 
@@ -80,6 +79,24 @@ def test_workers_follow_each_others_loads_and_unloads(model_dir, tmp_path):
     write_version(model_dir / "builtin", "builtin", 5, "b2")
     late = start(model_dir, shared)
     assert versions(late) == {"medical": "m3", "builtin": "b1"}
+
+
+def test_the_latest_load_wins_on_a_worker_that_has_not_followed_yet(model_dir, tmp_path):
+    shared = tmp_path / "shared"
+    first, second = start(model_dir, shared), start(model_dir, shared)
+
+    async def scenario() -> None:
+        write_version(model_dir / "medical", "medical", 3, "m2")
+        await first.load("medical")
+        # Back to m1's exact files, loaded on the worker that still serves m1: that is a
+        # change for the service (m2 is published), not a no-op.
+        write_version(model_dir / "medical", "medical", 1, "m1")
+        outcome = await second.load("medical")
+        assert outcome.model.card.version == "m1"
+        await first.follow_once()
+        assert versions(first)["medical"] == versions(second)["medical"] == "m1"
+
+    asyncio.run(scenario())
 
 
 def test_load_and_unload_refusals(model_dir):
