@@ -8,8 +8,10 @@ by damaging a good folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -226,15 +228,17 @@ def running_serve(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Its own process group, so that the workers of a multi-worker server go too.
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_ping(base, process)
         yield base, process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
 
 
 class KeepAliveClient:
