@@ -47,7 +47,17 @@ from service.registry import LoadedModel, ModelRegistry, RegistryDep
 router = APIRouter(tags=["economics"])
 
 PNG = "image/png"
-BODY_KEYS = ("models", "cost_matrix", "instances", "scores", "labels", "threshold", "margin")
+BODY_KEYS = (
+    "models",
+    "cost_matrix",
+    "instances",
+    "scores",
+    "labels",
+    "threshold",
+    "margin",
+    "prevalence",
+    "curve",
+)
 # Without a card (posted scores) these are the defaults, as for a card without its own.
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MARGIN = 0.1
@@ -84,6 +94,14 @@ class Target:
 
 
 @dataclass(frozen=True)
+class ValueOptions:
+    """How the values are reported: at another prevalence, with the curve by threshold."""
+
+    prevalence: float | None = None
+    curve: bool = False
+
+
+@dataclass(frozen=True)
 class EvaluateOptions:
     """The query-string options: the plot, and the body's fields for CSV or empty bodies."""
 
@@ -92,13 +110,20 @@ class EvaluateOptions:
     costs: dict[str, float | None]
     threshold: float | None
     margin: float | None
+    prevalence: float | None = None
+    curve: bool | None = None
 
     def body_fields_given(self) -> list[str]:
         given = [key for key, value in self.costs.items() if value is not None]
         given += [
-            key for key in ("models", "threshold", "margin") if getattr(self, key) is not None
+            key
+            for key in ("models", "threshold", "margin", "prevalence", "curve")
+            if getattr(self, key) is not None
         ]
         return given
+
+    def value_options(self) -> ValueOptions:
+        return ValueOptions(prevalence=self.prevalence, curve=bool(self.curve))
 
 
 def _invalid(exc: EconomicsError) -> InvalidInputError:
@@ -128,6 +153,14 @@ def _select_models(registry: ModelRegistry, names: Any, field: str) -> list[Load
 
 def _option(value: Any, field: str) -> float | None:
     return None if value is None else unit_interval(value, field)
+
+
+def _flag(value: Any, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{field}: expected true or false, got {json.dumps(value)}")
+    return value
 
 
 def _cost_matrix(raw: Any, field: str) -> CostMatrix:
@@ -178,7 +211,7 @@ def _score(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
 
 def _json_targets(
     payload: dict[str, Any], registry: ModelRegistry
-) -> tuple[str, list[Target], CostMatrix]:
+) -> tuple[str, list[Target], CostMatrix, ValueOptions]:
     unknown = sorted(set(payload) - set(BODY_KEYS))
     if unknown:
         raise InvalidInputError(f"{unknown[0]}: unknown field; allowed: {', '.join(BODY_KEYS)}")
@@ -187,6 +220,10 @@ def _json_targets(
     costs = _cost_matrix(payload["cost_matrix"], "cost_matrix")
     threshold = _option(payload.get("threshold"), "threshold")
     margin = _option(payload.get("margin"), "margin")
+    options = ValueOptions(
+        prevalence=_option(payload.get("prevalence"), "prevalence"),
+        curve=_flag(payload.get("curve"), "curve"),
+    )
     instances, scores, labels = (payload.get(k) for k in ("instances", "scores", "labels"))
     if instances is not None and scores is not None:
         raise InvalidInputError("scores: send either instances or scores, not both")
@@ -206,12 +243,12 @@ def _json_targets(
             threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
             margin=DEFAULT_MARGIN if margin is None else margin,
         )
-        return "scores", [target], costs
+        return "scores", [target], costs, options
     models = _select_models(registry, payload.get("models"), "models")
     if instances is None:
         if labels is not None:
             raise InvalidInputError("labels: given without instances or scores to go with them")
-        return "held_out", _held_out_targets(models, threshold, margin), costs
+        return "held_out", _held_out_targets(models, threshold, margin), costs, options
     if not isinstance(instances, list) or not instances:
         raise InvalidInputError("instances: expected a non-empty list of instances")
     y = _labels(labels, len(instances), "instances")
@@ -222,7 +259,7 @@ def _json_targets(
         if features not in matrices:
             matrices[features] = instances_to_matrix(instances, features, "instances")
         targets.append(_target(model, y, _score(model, matrices[features]), threshold, margin))
-    return "instances", targets, costs
+    return "instances", targets, costs, options
 
 
 def _target(
@@ -268,7 +305,7 @@ def _query_costs(query: EvaluateOptions) -> CostMatrix:
 
 def _csv_targets(
     body: bytes, query: EvaluateOptions, registry: ModelRegistry
-) -> tuple[str, list[Target], CostMatrix]:
+) -> tuple[str, list[Target], CostMatrix, ValueOptions]:
     costs = _query_costs(query)
     models = _select_models(registry, query.models, "query.models")
     parsed: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
@@ -287,7 +324,7 @@ def _csv_targets(
             parsed[features] = (labels.astype(np.int8), matrix[:, 1:])
         labels, x = parsed[features]
         targets.append(_target(model, labels, _score(model, x), query.threshold, query.margin))
-    return "csv", targets, costs
+    return "csv", targets, costs, query.value_options()
 
 
 def _csv_row_number(body: bytes, index: int) -> int:
@@ -297,7 +334,7 @@ def _csv_row_number(body: bytes, index: int) -> int:
 
 def _decode(
     body: bytes, content_type: str | None, query: EvaluateOptions, registry: ModelRegistry
-) -> tuple[str, list[Target], CostMatrix]:
+) -> tuple[str, list[Target], CostMatrix, ValueOptions]:
     media, _ = parse_media_type(content_type)
     if media == CSV:
         return _csv_targets(body, query, registry)
@@ -305,7 +342,8 @@ def _decode(
         # No body at all: the options travel in the query string, the data is held out.
         costs = _query_costs(query)
         models = _select_models(registry, query.models, "query.models")
-        return "held_out", _held_out_targets(models, query.threshold, query.margin), costs
+        targets = _held_out_targets(models, query.threshold, query.margin)
+        return "held_out", targets, costs, query.value_options()
     if media not in (JSON, ""):
         raise UnsupportedMediaTypeError(
             f"Content-Type {content_type!r} is not supported by /evaluate; send {JSON} or {CSV}"
@@ -337,10 +375,19 @@ def _load_json(body: bytes) -> Any:
         raise MalformedRequestError("body: JSON nested too deeply") from None
 
 
-def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:
+def _entry(target: Target, costs: CostMatrix, options: ValueOptions) -> dict[str, Any]:
+    # The card's threshold is marked on the curve even when the request chose another.
+    marks = [] if target.model is None else [target.model.card.threshold]
     try:
         result = economics.evaluate(
-            target.labels, target.scores, costs, target.threshold, target.margin
+            target.labels,
+            target.scores,
+            costs,
+            target.threshold,
+            target.margin,
+            prevalence=options.prevalence,
+            curve=options.curve,
+            curve_marks=marks,
         )
     except EconomicsError as exc:
         raise _invalid(exc) from None
@@ -367,6 +414,7 @@ def _summary(source: str, entries: list[dict[str, Any]], costs: CostMatrix) -> d
                 "threshold": entry["threshold"],
                 "expected_value": entry["expected_value"],
                 "total_value": entry["total_value"],
+                "per_1000_decisions": entry["per_1000_decisions"],
             }
             for rank, entry in enumerate(ranking, start=1)
         ],
@@ -378,14 +426,21 @@ def _summary(source: str, entries: list[dict[str, Any]], costs: CostMatrix) -> d
     }
 
 
-def _figure(target: Target, costs: CostMatrix, plot: Plot, source: str) -> bytes:
+def _figure(
+    target: Target, costs: CostMatrix, plot: Plot, source: str, options: ValueOptions
+) -> bytes:
     title = f"{target.name or 'posted scores'}: {TITLES[source]}"
     if plot == "distribution":
         return figures.distribution_png(
             target.labels, target.scores, target.threshold, target.margin, title=title
         )
-    sweep = economics.threshold_sweep(target.labels, target.scores, costs)
-    best = economics.best_threshold(target.labels, target.scores, costs)
+    try:
+        sweep = economics.threshold_sweep(
+            target.labels, target.scores, costs, prevalence=options.prevalence
+        )
+        best = economics.best_threshold(target.labels, target.scores, costs, options.prevalence)
+    except EconomicsError as exc:
+        raise _invalid(exc) from None
     elkan = None if costs.per_instance else economics.elkan_threshold(costs)
     return figures.value_curve_png(
         sweep,
@@ -405,7 +460,7 @@ def _respond(
 ) -> Response:
     offered = (PNG, JSON) if query.plot else (JSON, PNG)
     media = negotiate(accept, offered)
-    source, targets, costs = _decode(body, content_type, query, registry)
+    source, targets, costs, options = _decode(body, content_type, query, registry)
     for target in targets:
         _check_cost_length(costs, target)
     if media == PNG:
@@ -414,9 +469,10 @@ def _respond(
                 f"models: a figure shows one model, this request has {len(targets)} "
                 f"({', '.join(str(t.name) for t in targets)}); name one"
             )
-        image = _figure(targets[0], costs, query.plot or "distribution", source)
+        image = _figure(targets[0], costs, query.plot or "distribution", source, options)
         return Response(image, media_type=PNG)
-    summary = _summary(source, [_entry(target, costs) for target in targets], costs)
+    entries = [_entry(target, costs, options) for target in targets]
+    summary = _summary(source, entries, costs)
     return Response(json.dumps(summary, allow_nan=False).encode(), media_type=JSON)
 
 
@@ -454,6 +510,14 @@ async def evaluate(
     fn: Annotated[float | None, Query(description="CSV/empty body: value of a FN")] = None,
     threshold: Annotated[float | None, Query(description="CSV/empty body: threshold")] = None,
     margin: Annotated[float | None, Query(description="CSV/empty body: margin")] = None,
+    prevalence: Annotated[
+        float | None,
+        Query(description="CSV/empty body: value the decisions at this share of positives"),
+    ] = None,
+    curve: Annotated[
+        bool | None,
+        Query(description="CSV/empty body: add each model's expected value by threshold"),
+    ] = None,
 ) -> Response:
     query = EvaluateOptions(
         plot=plot,
@@ -461,6 +525,8 @@ async def evaluate(
         costs={"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         threshold=_option(threshold, "query.threshold"),
         margin=_option(margin, "query.margin"),
+        prevalence=_option(prevalence, "query.prevalence"),
+        curve=curve,
     )
     body = await request.body()
     return await run_in_threadpool(
