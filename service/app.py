@@ -14,7 +14,16 @@ from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.registry import ModelRegistry, session_options
-from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
+from service.routes import (
+    docs,
+    evaluate,
+    explorer,
+    health,
+    metrics,
+    models,
+    predict,
+    sagemaker,
+)
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(docs.router)
     docs.mount_assets(app)
+    app.include_router(explorer.router)
+    explorer.mount_assets(app)
 
     # One layer for the size limit (before anything reads the body), the request metrics
     # and the direct call of the prediction endpoint, which carries the traffic.
