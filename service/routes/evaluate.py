@@ -43,6 +43,7 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from service.registry import LoadedModel, ModelRegistry, RegistryDep
+from service.schemas import EvaluateRequest
 
 router = APIRouter(tags=["economics"])
 
@@ -490,7 +491,8 @@ JSON body: `{"models": [...], "cost_matrix": {"tp": .., "fp": .., "tn": .., "fn"
 entry may be a list with one value per instance. A `text/csv` body (label first, features
 after) or an empty body takes the cost matrix and options from the query string.
 `Accept: image/png` with one model returns the close-confusion figure, or with
-`plot=value` the expected value by threshold."""
+`plot=value` the expected value by threshold. `prevalence` values the decisions at another
+share of positives; `curve: true` adds each model's expected value by threshold."""
 
 
 @router.post(
@@ -498,6 +500,15 @@ after) or an empty body takes the cost matrix and options from the query string.
     summary="Economic evaluation of models under a cost matrix",
     description=EVALUATE_DOC,
     responses={200: {"content": {JSON: {}, PNG: {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                JSON: {"schema": EvaluateRequest.model_json_schema()},
+                CSV: {"schema": {"type": "string", "description": "label first, then features"}},
+            },
+        }
+    },
 )
 async def evaluate(
     request: Request,
