@@ -199,3 +199,18 @@ def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -
             pass
         time.sleep(0.2)
     raise AssertionError("serve did not answer /ping in time")
+
+
+# Debian's chromium for the browser tests (Playwright's own downloads are not reachable).
+# Without the background-networking flags it reaches for Google's hosts at start-up.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -18,22 +18,19 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import numpy as np
 import pytest
-from _servicekit import REPO, SHIPPED, csv_body, free_port, serve_command, wait_for_ping
+from _servicekit import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REPO,
+    SHIPPED,
+    csv_body,
+    free_port,
+    serve_command,
+    wait_for_ping,
+)
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
 from sklearn.datasets import load_breast_cancer
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium reaches for Google's hosts at start-up.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPO / "test-artifacts"
 REFERENCE = {"tp": -35280.0, "fp": -1287.67, "tn": 0.0, "fn": -252000.0}
 POINTS = ("card", "elkan", "chosen", "best", "treat_all", "treat_none")

@@ -467,6 +467,8 @@ function render() {
   $("to-elkan").disabled = entry.elkan_threshold.value === null || entry.elkan_threshold.kind !== "threshold";
   $("to-best").disabled = entry.best_threshold.threshold === null;
   state.renders += 1;
+  // The first full render, for bench/explorer.py (time from navigation start).
+  if (state.renders === 1) performance.mark("explorer-first-render");
   document.body.dataset.renders = String(state.renders);
 }
 
