@@ -189,10 +189,14 @@ function updateSoon() {
   timer = setTimeout(update, 120);
 }
 
-function showError(message) {
+function showError(message, stale = true) {
   const box = $("error");
   box.hidden = message === null;
-  box.textContent = message === null ? "" : `The service answered: ${message}`;
+  box.textContent =
+    message === null
+      ? ""
+      : `The service answered: ${message}` +
+        (stale && state.chosen ? " (the figures below, dimmed, are for the last inputs it accepted)" : "");
 }
 
 // ------------------------------------------------------------------ data: held out or a dropped CSV
@@ -382,7 +386,8 @@ function renderChart() {
   }
   const treatAll = entries[0].treat_all.expected_value;
   const treatNone = entries[0].treat_none.expected_value;
-  const focus = [...marks.map((m) => m.v), treatAll];
+  // The marked points, treat all and the in-sample best (treat none when that is best).
+  const focus = [...marks.map((m) => m.v), treatAll, ...entries.map((e) => e.best_threshold.expected_value)];
   let lo = Math.min(...focus);
   let hi = Math.max(...focus);
   if (hi - lo < 1e-9 * Math.max(1, Math.abs(hi))) {
@@ -451,7 +456,9 @@ function renderChart() {
   }
   parts.push(`<rect x="${M.l}" y="${M.t}" width="${plotW}" height="${plotH}" fill="none" stroke="#d0d7de"/>`);
   if (!noneShown) {
-    parts.push(`<text x="${W - M.r - 4}" y="${M.t + plotH - 6}" text-anchor="end" class="axis">treat none ${money(treatNone)} (below the chart)</text>`);
+    const where = treatNone < lo ? "below" : "above";
+    const at = treatNone < lo ? M.t + plotH - 6 : M.t + 14;
+    parts.push(`<text x="${W - M.r - 4}" y="${at}" text-anchor="end" class="axis">treat none ${money(treatNone)} (${where} the chart)</text>`);
   }
   const label = `Expected value by threshold for ${entries.map(modelName).join(", ")}`;
   $("chart").innerHTML =
@@ -559,7 +566,7 @@ async function init() {
   const t = Number(threshold);
   if (threshold.trim() !== "" && Number.isFinite(t)) $("threshold-slider").value = String(thresholdToSlider(t));
   await update();
-  if (wanted !== null && !known) showError(`404: model ${JSON.stringify(wanted)} is not served; showing ${listing.default}`);
+  if (wanted !== null && !known) showError(`404: model ${JSON.stringify(wanted)} is not served; showing ${listing.default}`, false);
 }
 
 init();
