@@ -425,6 +425,7 @@ def test_a_bad_csv_shows_the_service_error_naming_row_and_column(watched):
     error = watched.page.text_content("#error")
     assert "row 3" in error
     assert "column 2" in error
+    assert "dimmed, are for the last inputs it accepted" in error
     assert watched.renders() == before_state
     # The browser logs the refused request itself; nothing else may have gone wrong.
     assert all("422" in line for line in watched.console), watched.console
@@ -447,6 +448,17 @@ def test_every_input_has_a_label_and_is_reachable_by_keyboard(watched):
     wanted = {"preset", "tp", "fp", "tn", "fn", "model", "threshold-slider", "threshold"}
     wanted |= {"to-card", "to-elkan", "to-best", "prevalence", "csv", "held-out"}
     assert wanted <= reached
+    # The slider reaches the low thresholds: Home is 0.0001, a sixth of the way 0.001.
+    for key, expected in (("Home", "0.0001"), ("End", "1")):
+        before = watched.renders()
+        page.focus("#threshold-slider")
+        page.keyboard.press(key)
+        watched.wait_ready(before)
+        assert watched.query()["threshold"] == expected
+    page.eval_on_selector(
+        "#threshold-slider", "el => { el.value = 167; el.dispatchEvent(new Event('input')); }"
+    )
+    page.wait_for_function("document.getElementById('threshold').value === '0.001'")
     # Elkan's t* by keyboard: the threshold becomes the service's t* for the matrix.
     before = watched.renders()
     page.focus("#to-elkan")
