@@ -26,7 +26,8 @@ class CardError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere in a card: the service shows cards as strict JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LossSpec(_Strict):
@@ -131,7 +132,7 @@ class ModelCard(BaseModel):
     the features that produce them.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: Literal[1] = CARD_SCHEMA_VERSION
     name: str = Field(pattern=MODEL_NAME_PATTERN)

@@ -22,11 +22,23 @@ from typing import Any, Literal
 import numpy as np
 
 from costaware import economics, figures
-from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, close_each, decide_each
+from costaware.decision import (
+    DEFAULT_MARGIN,
+    DEFAULT_THRESHOLD,
+    all_probabilities,
+    close_each,
+    decide_each,
+    not_probabilities,
+)
 from costaware.economics import CostMatrix, EconomicsError
 from service.batching import BatchScorer
 from service.codecs import instances_to_matrix
-from service.errors import InvalidInputError, NotFoundError, NotReadyError
+from service.errors import (
+    InvalidInputError,
+    NonFiniteScoreError,
+    NotFoundError,
+    NotReadyError,
+)
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
 
@@ -48,8 +60,15 @@ class PredictInputs:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
-    # How errors name the instances: ``instances[3]``.
+    # How errors name the instances: ``instances[3]`` by default; CSV and JSON lines name
+    # the line (``body, row 4``, ``body line 4``).
     source: str = "instances"
+    row_name: Callable[[int], str] | None = None
+
+    def name_row(self, index: int) -> str:
+        if self.row_name is not None:
+            return self.row_name(index)
+        return f"{self.source}[{index}]"
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,7 @@ class ScoringJob:
     x: np.ndarray  # raw feature rows [N, F], float64
     threshold: float
     margin: float
+    row_name: Callable[[int], str]
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,7 @@ class DataPlane:
             x=x,
             threshold=card.threshold if inputs.threshold is None else inputs.threshold,
             margin=card.margin if inputs.margin is None else inputs.margin,
+            row_name=inputs.name_row,
         )
 
     async def predict(self, inputs: PredictInputs) -> Predictions:
@@ -135,7 +156,13 @@ class DataPlane:
         return self.decide(job, job.model.raw_scores(job.x))
 
     def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions:
-        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them."""
+        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
+        NonFiniteScoreError when any score is not a finite number in [0, 1]."""
+        if not all_probabilities(scores):
+            bad = not_probabilities(scores)
+            if self.metrics is not None:
+                self.metrics.observe_non_finite(job.model.name, len(bad))
+            raise non_finite_error(job.model.name, scores, bad, job.row_name)
         values = scores.tolist()
         predictions = Predictions(
             model=job.model.name,
@@ -220,6 +247,19 @@ class DataPlane:
             margin=DEFAULT_MARGIN if inputs.margin is None else inputs.margin,
         )
 
+    def _score(
+        self, model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]
+    ) -> np.ndarray:
+        # The rule of a prediction: no decision, and so no value, from a score that is not
+        # a finite number in [0, 1].
+        raw = model.raw_scores(x)
+        if not all_probabilities(raw):
+            bad = not_probabilities(raw)
+            if self.metrics is not None:
+                self.metrics.observe_non_finite(model.name, len(bad))
+            raise non_finite_error(model.name, raw, bad, row_name)
+        return raw.astype(np.float64)
+
     def _scored_targets(self, models: list[LoadedModel], inputs: EvaluateInputs) -> list[Target]:
         instances = inputs.instances
         if isinstance(instances, np.ndarray):
@@ -242,9 +282,23 @@ class DataPlane:
                     matrices[features] = instances
                 else:
                     matrices[features] = instances_to_matrix(instances, features, "instances")
-            scores = _score(model, matrices[features])
+            scores = self._score(model, matrices[features], inputs.name_row)
             targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
         return targets
+
+
+def non_finite_error(
+    model: str, scores: np.ndarray, bad: np.ndarray, row_name: Callable[[int], str]
+) -> NonFiniteScoreError:
+    """The refusal of a request whose model gave scores that are not finite numbers in
+    [0, 1] for the instances at ``bad``; names up to five of them and their scores."""
+    shown = "; ".join(f"{row_name(int(i))} ({float(scores[i])!r})" for i in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return NonFiniteScoreError(
+        f"{shown}{more}: model {model!r} gives no finite score in [0, 1] for "
+        f"{len(bad)} of {len(scores)} instances, so no decision is made; such inputs are "
+        "usually far outside what the model was trained on"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,6 +344,10 @@ class EvaluateInputs:
     # posted instances were (``instances``, ``csv``).
     models_field: str = "models"
     instances_source: EvaluationSource = "instances"
+    row_name: Callable[[int], str] | None = None
+
+    def name_row(self, index: int) -> str:
+        return f"instances[{index}]" if self.row_name is None else self.row_name(index)
 
 
 @dataclass(frozen=True)
@@ -434,15 +492,6 @@ def _labels(raw: Any, n: int, what: str) -> np.ndarray:
     if len(labels) != n:
         raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
     return labels
-
-
-def _score(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
-    # A graph fed float32-range but extreme inputs may still return a NaN; say so plainly.
-    scores = np.clip(model.score(matrix), 0.0, 1.0)
-    if not np.isfinite(scores).all():
-        row = int(np.argmin(np.isfinite(scores)))
-        raise InvalidInputError(f"instances[{row}]: model {model.name!r} gives no finite score")
-    return scores
 
 
 def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:

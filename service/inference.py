@@ -7,8 +7,11 @@ bytes out, which the load benchmark runs in-process to compare with the HTTP pat
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from costaware.tabular import data_line_numbers
 from service.codecs import (
     CSV,
     ENCODERS,
@@ -105,7 +108,20 @@ def decode_inputs(
         model=model.name,
         threshold=overrides.threshold,
         margin=overrides.margin,
+        source="body",
+        row_name=line_namer(body, "body, row " if request_format == CSV else "body line "),
     )
+
+
+def line_namer(body: bytes, prefix: str) -> Callable[[int], str]:
+    """Names data row ``i`` of a CSV or JSON-lines body by its line (blank lines are
+    skipped by both decoders); the lines are counted only if an error needs them."""
+
+    @functools.cache
+    def numbers() -> list[int]:
+        return data_line_numbers(body.decode("utf-8"))
+
+    return lambda index: f"{prefix}{numbers()[index]}"
 
 
 def run_pipeline(
