@@ -38,12 +38,17 @@ from service.errors import (
     NonFiniteScoreError,
     NotFoundError,
     NotReadyError,
+    OutOfRangeError,
 )
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
 
 # ---------------------------------------------------------------------------------------
 # Predictions
+
+OnOutOfRange = Literal["flag", "refuse"]
+# Out-of-range features by instance index, only for instances that have any.
+OutOfRange = dict[int, list[str]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,9 @@ class PredictInputs:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
+    # Instances with features outside the training range: flagged in the answer, or the
+    # request refused (OutOfRangeError).
+    on_out_of_range: OnOutOfRange = "flag"
     # How errors name the instances: ``instances[3]`` by default; CSV and JSON lines name
     # the line (``body, row 4``, ``body line 4``).
     source: str = "instances"
@@ -80,6 +88,7 @@ class ScoringJob:
     threshold: float
     margin: float
     row_name: Callable[[int], str]
+    out_of_range: OutOfRange | None  # None: the card records no training ranges
 
 
 @dataclass(frozen=True)
@@ -99,9 +108,17 @@ class Predictions:
     scores: np.ndarray  # 1-D float32
     labels: list[bool]  # score >= threshold
     close: list[bool]  # |score - threshold| < margin
+    # Names of the features outside the training [min, max], by instance index, for the
+    # instances that have any; None when the model's card records no training ranges.
+    out_of_range: OutOfRange | None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def out_of_range_of(self, index: int) -> list[str] | None:
+        if self.out_of_range is None:
+            return None
+        return self.out_of_range.get(index, [])
 
 
 class DataPlane:
@@ -116,6 +133,7 @@ class DataPlane:
         self.registry = registry
         self.scorer = scorer or BatchScorer(enabled=False)
         self.metrics = metrics
+        self._bounds: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def model(self, name: str | None = None) -> LoadedModel:
         """The named model, or the default one (NotFoundError, NotReadyError)."""
@@ -141,7 +159,46 @@ class DataPlane:
             threshold=card.threshold if inputs.threshold is None else inputs.threshold,
             margin=card.margin if inputs.margin is None else inputs.margin,
             row_name=inputs.name_row,
+            out_of_range=self._check_ranges(model, x, inputs),
         )
+
+    def training_bounds(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray] | None:
+        """The card's per-feature training minimum and maximum as arrays (cached)."""
+        key = id(model.card)
+        if key not in self._bounds:
+            ranges = model.card.feature_ranges
+            self._bounds[key] = (
+                None
+                if ranges is None
+                else (
+                    np.array([item.min for item in ranges]),
+                    np.array([item.max for item in ranges]),
+                )
+            )
+        return self._bounds[key]
+
+    def _check_ranges(
+        self, model: LoadedModel, x: np.ndarray, inputs: PredictInputs
+    ) -> OutOfRange | None:
+        bounds = self.training_bounds(model)
+        if bounds is None:
+            return None
+        low, high = bounds
+        outside = np.less(x, low)
+        np.logical_or(outside, np.greater(x, high), out=outside)
+        # The ufunc's own reduce: most requests have one instance and nothing outside.
+        if not np.logical_or.reduce(outside, axis=None):
+            return {}
+        features = model.card.features
+        found = {
+            int(row): [features[c] for c in np.flatnonzero(outside[row])]
+            for row in np.flatnonzero(outside.any(axis=1))
+        }
+        if self.metrics is not None:
+            self.metrics.observe_out_of_range(model.name, len(found))
+        if inputs.on_out_of_range == "refuse":
+            raise out_of_range_error(model, x, found, low, high, inputs.name_row)
+        return found
 
     async def predict(self, inputs: PredictInputs) -> Predictions:
         """Score and decide; the session call is shared with the other requests decoded in
@@ -172,6 +229,7 @@ class DataPlane:
             scores=scores,
             labels=decide_each(values, job.threshold),
             close=close_each(values, job.threshold, job.margin),
+            out_of_range=job.out_of_range,
         )
         if self.metrics is not None:
             self.metrics.observe_predictions(
@@ -285,6 +343,35 @@ class DataPlane:
             scores = self._score(model, matrices[features], inputs.name_row)
             targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
         return targets
+
+
+def out_of_range_error(
+    model: LoadedModel,
+    x: np.ndarray,
+    found: OutOfRange,
+    low: np.ndarray,
+    high: np.ndarray,
+    row_name: Callable[[int], str],
+) -> OutOfRangeError:
+    """The refusal of instances outside the training range (``on_out_of_range: refuse``);
+    names up to five instances, and for each the first feature with its value and range."""
+    features = model.card.features
+    parts = []
+    for row, names in list(found.items())[:5]:
+        c = features.index(names[0])
+        more = ""
+        if len(names) > 1:
+            shown = ", ".join(names[1:4]) + (", ..." if len(names) > 4 else "")
+            more = f" (and {len(names) - 1} more: {shown})"
+        parts.append(
+            f"{row_name(row)}: {names[0]} = {float(x[row, c])!r} is outside "
+            f"[{float(low[c])!r}, {float(high[c])!r}]{more}"
+        )
+    rest = f"; and {len(found) - 5} more instances" if len(found) > 5 else ""
+    return OutOfRangeError(
+        f"{'; '.join(parts)}{rest}: outside model {model.name!r}'s training range, and the "
+        "request asked for on_out_of_range=refuse"
+    )
 
 
 def non_finite_error(

@@ -20,6 +20,7 @@ from service.codecs import (
     decode_csv,
     decode_json_request,
     decode_jsonlines,
+    on_out_of_range,
     unit_interval,
 )
 from service.dataplane import DataPlane, PredictInputs, Predictions
@@ -36,6 +37,7 @@ class Overrides:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
+    on_out_of_range: str | None = None
 
 
 NO_OVERRIDES = Overrides()
@@ -61,7 +63,7 @@ def parse_custom_attributes(header: str | None) -> Overrides:
     for part in header.replace(";", ",").split(","):
         key, sep, value = part.partition("=")
         key = key.strip().lower()
-        if sep and key in ("model", "threshold", "margin"):
+        if sep and key in ("model", "threshold", "margin", "on_out_of_range"):
             found[key] = value.strip()
     where = CUSTOM_ATTRIBUTES_HEADER
     return Overrides(
@@ -72,6 +74,9 @@ def parse_custom_attributes(header: str | None) -> Overrides:
             else None
         ),
         margin=unit_interval(found["margin"], f"{where} margin") if "margin" in found else None,
+        on_out_of_range=(
+            on_out_of_range(found["on_out_of_range"], where) if "on_out_of_range" in found else None
+        ),
     )
 
 
@@ -99,6 +104,7 @@ def decode_inputs(
             model=overrides.model or request.model,
             threshold=first_set(overrides.threshold, request.threshold),
             margin=first_set(overrides.margin, request.margin),
+            on_out_of_range=overrides.on_out_of_range or request.on_out_of_range,
         )
     assert request_format in (CSV, JSONLINES)
     model = dataplane.model(overrides.model)
@@ -108,6 +114,7 @@ def decode_inputs(
         model=model.name,
         threshold=overrides.threshold,
         margin=overrides.margin,
+        on_out_of_range=overrides.on_out_of_range or "flag",
         source="body",
         row_name=line_namer(body, "body, row " if request_format == CSV else "body line "),
     )
