@@ -152,6 +152,7 @@ def _csv_inputs(body: bytes, query: EvaluateOptions, dataplane: DataPlane) -> Ev
         curve=bool(query.curve),
         models_field="query.models",
         instances_source="csv",
+        row_name=lambda index: f"body, row {_csv_row_number(body, index)}",
     )
 
 
