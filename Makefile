@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 DEV_ENV := .venv
 SERVE_ENV := .venv-serve
 
-.PHONY: help run test lint format train tune install install-serve bench lock clean
+.PHONY: help run test lint format train tune install install-serve bench lock clean chromium
 
 help:
 	@echo "make run      serve the shipped models on http://127.0.0.1:8080 (serving install, no TensorFlow)"
@@ -51,7 +51,22 @@ format: $(DEV_ENV)/.synced
 	$(DEV_ENV)/bin/ruff check --fix .
 	$(DEV_ENV)/bin/ruff format .
 
-test: $(DEV_ENV)/.synced $(SERVE_ENV)/.synced lint
+# The browser tests drive Debian's chromium (Playwright's own browser downloads are not
+# reachable). As root (CI) it is installed when missing; anyone else is told how, in one line.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium for the browser tests (apt-get install chromium)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+				|| { echo "apt-get could not install chromium"; exit 1; }; \
+		else \
+			echo "chromium is missing for the browser tests: install it with 'sudo apt-get install chromium' (Debian's package, $(CHROMIUM))"; \
+			exit 1; \
+		fi; \
+	fi
+
+test: $(DEV_ENV)/.synced $(SERVE_ENV)/.synced lint chromium
 	$(DEV_ENV)/bin/python -m pytest
 
 train: $(DEV_ENV)/.synced

@@ -14,7 +14,16 @@ from service.dataplane import DataPlane
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.registry import ModelRegistry, session_options
-from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
+from service.routes import (
+    docs,
+    evaluate,
+    explorer,
+    health,
+    metrics,
+    models,
+    predict,
+    sagemaker,
+)
 from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
@@ -71,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(docs.router)
     docs.mount_assets(app)
+    app.include_router(explorer.router)
+    explorer.mount_assets(app)
 
     # One layer for the size limit (before anything reads the body), the request metrics
     # and the direct call of the prediction endpoint, which carries the traffic.
