@@ -27,7 +27,7 @@ not take.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,13 +78,14 @@ class ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if declared is not None:
-            if declared > self.max_body_bytes:
-                await self._refuse(send, self._error(f"of {declared} bytes (Content-Length)"))
-                return
-            # The HTTP server holds a body to its declared length, so nothing needs
-            # counting; the hot path (small, declared JSON bodies) skips both wrappers.
+        declared, chunked = _body_framing(scope["headers"])
+        if declared is not None and declared > self.max_body_bytes:
+            await self._refuse(send, self._error(f"of {declared} bytes (Content-Length)"))
+            return
+        if not chunked and (declared is not None or scope.get("http_version") in _HTTP1):
+            # The HTTP server holds a body to its declared length, and an HTTP/1 request
+            # with neither Content-Length nor chunked encoding has no body, so nothing
+            # needs counting: the hot path skips both wrappers.
             await self._timed(scope, receive, send)
             return
 
@@ -168,11 +169,20 @@ class ServiceMiddleware:
             )
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
+_HTTP1 = frozenset({"1.0", "1.1"})
+
+
+def _body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """The declared Content-Length (None when absent or unreadable) and whether the body
+    must be counted as it arrives (any Transfer-Encoding, or an unreadable length)."""
+    declared = None
+    chunked = False
+    for name, value in headers:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                declared, chunked = None, True  # unreadable: count what actually comes
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked

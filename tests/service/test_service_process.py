@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,21 +41,27 @@ def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -
     raise AssertionError("serve did not answer /ping in time")
 
 
-@pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
+@contextmanager
+def running_serve(
+    model_dir: Path, cwd: Path, *args: str, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The real ``serve`` process on a free port (``settings``: extra environment), its
+    base URL once it answers /ping; killed on the way out if still running."""
     port = free_port()
     env = {
         **os.environ,
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "COSTAWARE_MODEL_DIR": str(model_dir),
         "COSTAWARE_HOST": "127.0.0.1",
+        **settings,
     }
-    env.pop("COSTAWARE_PORT", None)
-    # Started as SageMaker starts it: the `serve` word, plus an argument we do not know.
+    for name in ("COSTAWARE_PORT", "COSTAWARE_LOOP", "COSTAWARE_HTTP", "COSTAWARE_WORKERS"):
+        if name not in settings:
+            env.pop(name, None)
     process = subprocess.Popen(
-        [*serve_command(), "serve", "--unknown-flag"],
+        [*serve_command(), *args],
         env=env,
-        cwd=tmp_path_factory.mktemp("cwd"),
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -66,6 +74,35 @@ def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
+    # Started as SageMaker starts it: the `serve` word, plus an argument we do not know.
+    with running_serve(model_dir, tmp_path_factory.mktemp("cwd"), "serve", "--unknown-flag") as s:
+        yield s
+
+
+def test_serves_on_uvloop_and_httptools(server):
+    """The standard stack (uvicorn[standard]) is installed with the service and used: the
+    running worker reports the loop it runs on and the HTTP implementation that called it."""
+    base, _ = server
+    assert importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
+    live = httpx.get(f"{base}/health/live").json()
+    assert live["server"] == {"loop": "uvloop", "http": "httptools"}
+
+
+def test_loop_and_http_settings_choose_the_stack(model_dir, tmp_path):
+    # For debugging: the pure-Python stack on request, named in the start-up log line.
+    with running_serve(model_dir, tmp_path, COSTAWARE_LOOP="asyncio", COSTAWARE_HTTP="h11") as (
+        base,
+        process,
+    ):
+        live = httpx.get(f"{base}/health/live").json()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert live["server"] == {"loop": "asyncio", "http": "h11"}
+    assert "server stack: uvicorn with the asyncio event loop and the h11 HTTP parser" in stderr
 
 
 def test_concurrent_requests_each_get_their_own_answer(server, instances):
