@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.batch_scorer = BatchScorer(enabled=settings.batch_scoring)
+    app.state.batch_scorer = BatchScorer(
+        enabled=settings.batch_scoring, observe_call=app.state.metrics.observe_scoring_call
+    )
     app.state.registry = None
     install_error_handlers(app)
 

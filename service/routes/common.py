@@ -13,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.batching import BatchScorer
-from service.inference import Overrides, answer, decode_request, run_pipeline
+from service.codecs import Predictions
+from service.inference import Overrides, answer, decode_request
 from service.metrics import Metrics
 from service.registry import ModelRegistry, registry_of
 from service.settings import Settings
@@ -105,7 +106,7 @@ async def predictions_response(
     that answered (for the request metrics)."""
     if len(body) > INLINE_BODY_BYTES:
         encoded, predictions = await run_in_threadpool(
-            run_pipeline, registry, body, request_format, response_format, overrides
+            _pipeline_now, registry, scorer, body, request_format, response_format, overrides
         )
     else:
         job = decode_request(registry, body, request_format, overrides)
@@ -113,3 +114,16 @@ async def predictions_response(
         encoded, predictions = answer(job, scores, response_format)
     metrics.observe_predictions(predictions.model, predictions.labels, predictions.close)
     return Response(encoded, media_type=response_format), predictions.model
+
+
+def _pipeline_now(
+    registry: ModelRegistry,
+    scorer: BatchScorer,
+    body: bytes,
+    request_format: str,
+    response_format: str,
+    overrides: Overrides | None,
+) -> tuple[bytes, Predictions]:
+    # service.inference.run_pipeline, with the session call made (and counted) by the scorer.
+    job = decode_request(registry, body, request_format, overrides)
+    return answer(job, scorer.score_now(job.model, job.x), response_format)
