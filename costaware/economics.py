@@ -21,7 +21,13 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, close_to_threshold, decide
+
 OUTCOMES = ("tp", "fp", "tn", "fn")
+# The largest outcome value in magnitude: sums over millions of instances, and the
+# differences between outcomes, stay far from float64's overflow (about 1.8e308), which
+# would turn an expected value into inf or NaN.
+MAX_OUTCOME_VALUE = 1e15
 
 CostValue = float | NDArray[np.float64]
 
@@ -81,6 +87,18 @@ def _as_float(value: Any, field: str, error: type[EconomicsError]) -> float:
     return number
 
 
+def _check_magnitude(values: NDArray, field: str, *, scalar: bool) -> None:
+    too_big = np.abs(values) > MAX_OUTCOME_VALUE
+    if too_big.any():
+        index = int(np.argmax(too_big))
+        where = field if scalar else f"{field}[{index}]"
+        raise CostMatrixError(
+            where,
+            f"{values[index]:g} is larger in magnitude than {MAX_OUTCOME_VALUE:g}, the "
+            "largest outcome value supported (sums must stay finite)",
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class CostMatrix:
     """Dollar value of each outcome; each entry a float or one float per instance."""
@@ -96,9 +114,12 @@ class CostMatrix:
             raw = getattr(self, name)
             field = f"cost_matrix.{name}"
             if isinstance(raw, Real) and not isinstance(raw, bool):
-                object.__setattr__(self, name, _as_float(raw, field, CostMatrixError))
+                value = _as_float(raw, field, CostMatrixError)
+                _check_magnitude(np.array([value]), field, scalar=True)
+                object.__setattr__(self, name, value)
             else:
                 array = _as_float_array(raw, field, CostMatrixError)
+                _check_magnitude(array, field, scalar=False)
                 array.flags.writeable = False
                 object.__setattr__(self, name, array)
                 lengths[name] = len(array)
@@ -323,7 +344,7 @@ def _count(y: NDArray, predicted: NDArray) -> Confusion:
 def confusion(labels: ArrayLike, scores: ArrayLike, threshold: float) -> Confusion:
     """Confusion counts with ``predicted = score >= threshold``."""
     y, s = _inputs(labels, scores)
-    return _count(y, s >= _check_unit(threshold, "threshold"))
+    return _count(y, decide(s, _check_unit(threshold, "threshold")))
 
 
 def accuracy(labels: ArrayLike, scores: ArrayLike, threshold: float) -> float:
@@ -402,8 +423,8 @@ def close_confusions(
 
 
 def _close_confusions(y: NDArray, s: NDArray, threshold: float, margin: float) -> dict[str, int]:
-    close = np.abs(s - threshold) < margin
-    counts = _count(y[close], s[close] >= threshold).counts()
+    close = close_to_threshold(s, threshold, margin)
+    counts = _count(y[close], decide(s[close], threshold)).counts()
     counts["total"] = int(np.count_nonzero(close))
     return counts
 
@@ -424,7 +445,7 @@ def outcome_values(labels: ArrayLike, predicted: ArrayLike, costs: CostMatrix) -
 
 def total_value(labels: ArrayLike, scores: ArrayLike, threshold: float, costs: CostMatrix) -> float:
     y, s = _inputs(labels, scores)
-    return float(outcome_values(y, s >= _check_unit(threshold, "threshold"), costs).sum())
+    return float(outcome_values(y, decide(s, _check_unit(threshold, "threshold")), costs).sum())
 
 
 def expected_value(
@@ -432,7 +453,7 @@ def expected_value(
 ) -> float:
     """Mean outcome value per instance (the reference formula, generalised per instance)."""
     y, s = _inputs(labels, scores)
-    return float(outcome_values(y, s >= _check_unit(threshold, "threshold"), costs).mean())
+    return float(outcome_values(y, decide(s, _check_unit(threshold, "threshold")), costs).mean())
 
 
 ElkanKind = Literal["threshold", "always_positive", "always_negative", "indifferent", "inverted"]
@@ -454,7 +475,7 @@ class ElkanThreshold:
 
     def decide(self, scores: NDArray) -> NDArray[np.bool_]:
         if self.kind == "threshold":
-            return scores >= self.value
+            return decide(scores, self.value)
         if self.kind == "always_positive":
             return np.ones(len(scores), dtype=bool)
         if self.kind == "inverted":
@@ -642,8 +663,8 @@ def evaluate(
     labels: ArrayLike,
     scores: ArrayLike,
     costs: CostMatrix,
-    threshold: float = 0.5,
-    margin: float = 0.1,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Any]:
     """Everything one ``/evaluate`` result entry shows, JSON-ready (no numpy types)."""
     y, s = _inputs(labels, scores)
@@ -651,7 +672,7 @@ def evaluate(
     margin = _check_unit(margin, "margin")
     costs.check_length(len(y))
     n = len(y)
-    predicted = s >= threshold
+    predicted = decide(s, threshold)
     counts = _count(y, predicted)
     values = outcome_values(y, predicted, costs)
     result: dict[str, Any] = {

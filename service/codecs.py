@@ -2,7 +2,8 @@
 
 Decoders turn a body (JSON, JSON lines, CSV) into a float64 matrix ``[N, n_features]``
 or raise a :class:`~service.errors.ServiceError` whose detail names the row, column or
-field at fault. Encoders turn :class:`Predictions` into JSON, CSV or JSON lines.
+field at fault. Encoders turn :class:`~service.dataplane.Predictions` into JSON, CSV or
+JSON lines.
 No FastAPI here: these are plain functions the bench also runs in-process.
 """
 
@@ -13,7 +14,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -26,13 +27,17 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 
+if TYPE_CHECKING:
+    from service.dataplane import Predictions
+
 JSON = "application/json"
 CSV = "text/csv"
 JSONLINES = "application/jsonlines"
 # Spellings of JSON lines seen in the wild (SageMaker documents both of the first two).
 JSONLINES_ALIASES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl"})
 RESPONSE_TYPES = (JSON, CSV, JSONLINES)
-REQUEST_KEYS = frozenset({"model", "instances", "threshold", "margin"})
+REQUEST_KEYS = frozenset({"model", "instances", "threshold", "margin", "on_out_of_range"})
+ON_OUT_OF_RANGE = ("flag", "refuse")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -286,6 +291,7 @@ class JsonRequest:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
+    on_out_of_range: str = "flag"
 
 
 def unit_interval(value: Any, field: str) -> float:
@@ -329,7 +335,19 @@ def decode_json_request(body: bytes, source: str = "body") -> JsonRequest:
         model=model,
         threshold=None if threshold is None else unit_interval(threshold, f"{source}.threshold"),
         margin=None if margin is None else unit_interval(margin, f"{source}.margin"),
+        on_out_of_range=on_out_of_range(payload.get("on_out_of_range"), source),
     )
+
+
+def on_out_of_range(value: Any, source: str) -> str:
+    """``flag`` (the default) or ``refuse``, or an InvalidInputError naming the field."""
+    if value is None:
+        return "flag"
+    if value not in ON_OUT_OF_RANGE:
+        raise InvalidInputError(
+            f"{source}.on_out_of_range: expected 'flag' or 'refuse', got {_describe(value)}"
+        )
+    return value
 
 
 def decode_jsonlines(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
@@ -368,53 +386,51 @@ def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np
 # Predictions and encoding
 
 
-@dataclass(frozen=True)
-class Predictions:
-    """One request's answer, as plain Python values.
-
-    Lists, not arrays: a request usually carries one instance, and on a one-element array
-    every numpy call costs more than the Python comparison it stands for (under load, with
-    the HTTP server's code and data competing for the caches, several times more). For a
-    large batch the per-row Python work here is small beside formatting the lines.
-    """
-
-    model: str
-    version: str
-    threshold: float
-    margin: float
-    score_text: list[str]  # the shortest decimal that round-trips the model's float32 output
-    labels: list[bool]  # score >= threshold
-    close: list[bool]  # |score - threshold| < margin
-
-    @classmethod
-    def from_scores(
-        cls, model: str, version: str, scores: np.ndarray, threshold: float, margin: float
-    ) -> Predictions:
-        """``scores``: the graph's 1-D output. Compared in float64 (Python floats hold
-        float32 values exactly), shown as float32 text."""
-        values = scores.tolist()
-        return cls(
-            model=model,
-            version=version,
-            threshold=threshold,
-            margin=margin,
-            score_text=np.asarray(scores, dtype=np.float32).astype(str).tolist(),
-            labels=[value >= threshold for value in values],
-            close=[abs(value - threshold) < margin for value in values],
-        )
-
-
 _BOOL = ("false", "true")
-_RECORD = '{{"score":{},"label":{},"close_confusion":{}}}'
-_CSV_LINE = "{},{},{}"
+_RECORD = '{{"score":{},"label":{},"close_confusion":{},"out_of_range":{}}}'
+# CSV: score, label (0/1), close_confusion (true/false), out_of_range: the names of the
+# features outside the training range separated by ";" (empty when none, or when the card
+# records no ranges), quoted as RFC 4180 says when a name holds a comma, quote or newline.
+_CSV_LINE = "{},{},{},{}"
+CSV_COLUMNS = ("score", "label", "close_confusion", "out_of_range")
 
 
-def _lines(predictions: Predictions, template: str) -> list[str]:
-    """One ``template``-formatted line (score, label 0/1, close true/false) per instance."""
+def _json_names(names: list[str] | None) -> str:
+    if names is None:
+        return "null"
+    return orjson.dumps(names).decode() if names else "[]"
+
+
+def _csv_names(names: list[str] | None) -> str:
+    if not names:
+        return ""
+    field = ";".join(names)
+    if any(c in field for c in ',"\r\n'):
+        field = '"' + field.replace('"', '""') + '"'
+    return field
+
+
+def score_text(scores: np.ndarray) -> list[str]:
+    """Each float32 score as the shortest decimal that converts back to exactly it."""
+    return np.asarray(scores, dtype=np.float32).astype(str).tolist()
+
+
+def _lines(
+    predictions: Predictions, template: str, names: Callable[[list[str] | None], str]
+) -> list[str]:
+    """One ``template``-formatted line (score, label 0/1, close true/false, out-of-range
+    features shown by ``names``) per instance."""
+    flagged = predictions.out_of_range
+    none = names(None if flagged is None else [])
     return [
-        template.format(score, int(label), _BOOL[close])
-        for score, label, close in zip(
-            predictions.score_text, predictions.labels, predictions.close, strict=True
+        template.format(
+            score,
+            int(label),
+            _BOOL[close],
+            names(flagged[index]) if flagged and index in flagged else none,
+        )
+        for index, (score, label, close) in enumerate(
+            zip(score_text(predictions.scores), predictions.labels, predictions.close, strict=True)
         )
     ]
 
@@ -434,16 +450,16 @@ def encode_json(predictions: Predictions) -> bytes:
     head = _json_head(
         predictions.model, predictions.version, predictions.threshold, predictions.margin
     )
-    records = ",".join(_lines(predictions, _RECORD))
+    records = ",".join(_lines(predictions, _RECORD, _json_names))
     return (head + records + "]}").encode()
 
 
 def encode_jsonlines(predictions: Predictions) -> bytes:
-    return ("\n".join(_lines(predictions, _RECORD)) + "\n").encode()
+    return ("\n".join(_lines(predictions, _RECORD, _json_names)) + "\n").encode()
 
 
 def encode_csv(predictions: Predictions) -> bytes:
-    return ("\n".join(_lines(predictions, _CSV_LINE)) + "\n").encode()
+    return ("\n".join(_lines(predictions, _CSV_LINE, _csv_names)) + "\n").encode()
 
 
 ENCODERS = {JSON: encode_json, CSV: encode_csv, JSONLINES: encode_jsonlines}

@@ -35,9 +35,11 @@ from costaware.card import (
     OutcomeValues,
     ScoreCorrection,
     TrainingSpec,
+    feature_ranges,
     sha256_file,
     write_card,
 )
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.economics import (
     REFERENCE_QALY_VALUES,
     CostMatrix,
@@ -159,8 +161,8 @@ def export_model(
     models_dir: Path,
     *,
     beta: float = 1.0,
-    threshold: float = 0.5,
-    margin: float = 0.1,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
     cost_matrix: CostMatrix | None = None,
     extra_sections: dict[str, dict[str, Any]] | None = None,
     n_train: int | None = None,
@@ -248,6 +250,9 @@ def export_model(
             labels=[int(v) for v in data.y_test],
         ),
         score_correction=ScoreCorrection(kind="none" if beta == 1.0 else "prior_shift", beta=beta),
+        # The whole training split, also for a model fitted on a subsample of it: the
+        # split is what the data says the model is meant for.
+        feature_ranges=feature_ranges(data.x_train, list(dataset.feature_names)),
         **(extra_sections or {}),
     )
     with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:

@@ -1,0 +1,595 @@
+"""The data plane: predictions and evaluations on plain Python and numpy inputs.
+
+No HTTP here. Routes decode a request into :class:`PredictInputs` or
+:class:`EvaluateInputs`, call :class:`DataPlane`, and encode the result object it returns;
+the load benchmark, the batch engine and tests call the same methods without a server.
+Refusals are :class:`~service.errors.ServiceError` subclasses, which carry the status a
+route answers with.
+
+A prediction's hops: choose the model and its threshold and margin (request, else the
+card), turn the instances into a float matrix in the card's feature order, score it (one
+onnxruntime call, shared with the other requests of the same event-loop turn when called
+through :meth:`DataPlane.predict`), decide with :mod:`costaware.decision`, count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from costaware import economics, figures
+from costaware.decision import (
+    DEFAULT_MARGIN,
+    DEFAULT_THRESHOLD,
+    all_probabilities,
+    close_each,
+    decide_each,
+    not_probabilities,
+)
+from costaware.economics import CostMatrix, EconomicsError
+from service.batching import BatchScorer
+from service.codecs import instances_to_matrix
+from service.errors import (
+    InvalidInputError,
+    NonFiniteScoreError,
+    NotFoundError,
+    NotReadyError,
+    OutOfRangeError,
+)
+from service.metrics import Metrics
+from service.registry import LoadedModel, ModelRegistry
+
+# ---------------------------------------------------------------------------------------
+# Predictions
+
+OnOutOfRange = Literal["flag", "refuse"]
+# Out-of-range features by instance index, only for instances that have any.
+OutOfRange = dict[int, list[str]]
+
+
+@dataclass(frozen=True)
+class PredictInputs:
+    """What to score and how to decide.
+
+    ``instances``: a float matrix ``[N, F]`` already in the model's feature order (CSV and
+    JSON lines are decoded against the model's features), or a list of rows, each an array
+    of F numbers or an object keyed by feature name (JSON). ``None`` for ``model``,
+    ``threshold`` or ``margin`` means the default model and the card's values.
+    """
+
+    instances: np.ndarray | Sequence[Any]
+    model: str | None = None
+    threshold: float | None = None
+    margin: float | None = None
+    # Instances with features outside the training range: flagged in the answer, or the
+    # request refused (OutOfRangeError).
+    on_out_of_range: OnOutOfRange = "flag"
+    # How errors name the instances: ``instances[3]`` by default; CSV and JSON lines name
+    # the line (``body, row 4``, ``body line 4``).
+    source: str = "instances"
+    row_name: Callable[[int], str] | None = None
+
+    def name_row(self, index: int) -> str:
+        if self.row_name is not None:
+            return self.row_name(index)
+        return f"{self.source}[{index}]"
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """A request ready to score: the model, the rows, and how to decide on the scores."""
+
+    model: LoadedModel
+    x: np.ndarray  # raw feature rows [N, F], float64
+    threshold: float
+    margin: float
+    row_name: Callable[[int], str]
+    out_of_range: OutOfRange | None  # None: the card records no training ranges
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One request's answer.
+
+    Lists, not arrays, for the decisions: a request usually carries one instance, and on
+    a one-element array every numpy call costs more than the Python comparison it stands
+    for. ``scores`` is the graph's float32 output as it came, which the encoders show as
+    the shortest decimal that converts back to it.
+    """
+
+    model: str
+    version: str
+    threshold: float
+    margin: float
+    scores: np.ndarray  # 1-D float32
+    labels: list[bool]  # score >= threshold
+    close: list[bool]  # |score - threshold| < margin
+    # Names of the features outside the training [min, max], by instance index, for the
+    # instances that have any; None when the model's card records no training ranges.
+    out_of_range: OutOfRange | None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def out_of_range_of(self, index: int) -> list[str] | None:
+        if self.out_of_range is None:
+            return None
+        return self.out_of_range.get(index, [])
+
+
+class DataPlane:
+    """Predictions and evaluations over the registry's models; counts what it serves."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        scorer: BatchScorer | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.registry = registry
+        self.scorer = scorer or BatchScorer(enabled=False)
+        self.metrics = metrics
+        self._bounds: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def model(self, name: str | None = None) -> LoadedModel:
+        """The named model, or the default one (NotFoundError, NotReadyError)."""
+        return self.registry.get(name)
+
+    def prepare(self, inputs: PredictInputs) -> ScoringJob:
+        """Choose the model, threshold and margin and check the instances."""
+        model = self.registry.get(inputs.model)
+        instances = inputs.instances
+        if isinstance(instances, np.ndarray):
+            x = instances
+            if x.ndim != 2 or x.shape[1] != model.n_features:
+                raise InvalidInputError(
+                    f"{inputs.source}: model {model.name!r} takes {model.n_features} "
+                    f"features per instance, got {x.shape[-1] if x.ndim else 0}"
+                )
+        else:
+            x = instances_to_matrix(instances, model.card.features, inputs.source)
+        card = model.card
+        return ScoringJob(
+            model=model,
+            x=x,
+            threshold=card.threshold if inputs.threshold is None else inputs.threshold,
+            margin=card.margin if inputs.margin is None else inputs.margin,
+            row_name=inputs.name_row,
+            out_of_range=self._check_ranges(model, x, inputs),
+        )
+
+    def training_bounds(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray] | None:
+        """The card's per-feature training minimum and maximum as arrays (cached)."""
+        key = id(model.card)
+        if key not in self._bounds:
+            ranges = model.card.feature_ranges
+            self._bounds[key] = (
+                None
+                if ranges is None
+                else (
+                    np.array([item.min for item in ranges]),
+                    np.array([item.max for item in ranges]),
+                )
+            )
+        return self._bounds[key]
+
+    def _check_ranges(
+        self, model: LoadedModel, x: np.ndarray, inputs: PredictInputs
+    ) -> OutOfRange | None:
+        bounds = self.training_bounds(model)
+        if bounds is None:
+            return None
+        low, high = bounds
+        outside = np.less(x, low)
+        np.logical_or(outside, np.greater(x, high), out=outside)
+        # The ufunc's own reduce: most requests have one instance and nothing outside.
+        if not np.logical_or.reduce(outside, axis=None):
+            return {}
+        features = model.card.features
+        found = {
+            int(row): [features[c] for c in np.flatnonzero(outside[row])]
+            for row in np.flatnonzero(outside.any(axis=1))
+        }
+        if self.metrics is not None:
+            self.metrics.observe_out_of_range(model.name, len(found))
+        if inputs.on_out_of_range == "refuse":
+            raise out_of_range_error(model, x, found, low, high, inputs.name_row)
+        return found
+
+    async def predict(self, inputs: PredictInputs) -> Predictions:
+        """Score and decide; the session call is shared with the other requests decoded in
+        this turn of the event loop (service.batching)."""
+        job = self.prepare(inputs)
+        return self.decide(job, await self.scorer.score(job.model, job.x))
+
+    def predict_now(self, inputs: PredictInputs) -> Predictions:
+        """:meth:`predict` with a session call of its own, for a caller off the event loop
+        (a large body in the thread pool, the benchmark, a batch worker)."""
+        job = self.prepare(inputs)
+        return self.decide(job, self.scorer.score_now(job.model, job.x))
+
+    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions:
+        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
+        NonFiniteScoreError when any score is not a finite number in [0, 1]."""
+        if not all_probabilities(scores):
+            bad = not_probabilities(scores)
+            if self.metrics is not None:
+                self.metrics.observe_non_finite(job.model.name, len(bad))
+            raise non_finite_error(job.model.name, scores, bad, job.row_name)
+        values = scores.tolist()
+        predictions = Predictions(
+            model=job.model.name,
+            version=job.model.card.version,
+            threshold=job.threshold,
+            margin=job.margin,
+            scores=scores,
+            labels=decide_each(values, job.threshold),
+            close=close_each(values, job.threshold, job.margin),
+            out_of_range=job.out_of_range,
+        )
+        if self.metrics is not None:
+            self.metrics.observe_predictions(
+                predictions.model, predictions.labels, predictions.close
+            )
+        return predictions
+
+    # -----------------------------------------------------------------------------------
+    # Evaluation
+
+    def evaluate(self, inputs: EvaluateInputs) -> Evaluation:
+        """Each chosen model's (or the posted scores') decisions valued under the cost
+        matrix; see :class:`EvaluateInputs` for where the data comes from."""
+        if inputs.scores is not None:
+            targets = [self._posted_scores_target(inputs)]
+            source = "scores"
+        else:
+            models = self.select_models(inputs.models, inputs.models_field)
+            if inputs.instances is None:
+                if inputs.labels is not None:
+                    raise InvalidInputError(
+                        "labels: given without instances or scores to go with them"
+                    )
+                targets = held_out_targets(models, inputs.threshold, inputs.margin)
+                source = "held_out"
+            else:
+                targets = self._scored_targets(models, inputs)
+                source = inputs.instances_source
+        for target in targets:
+            _check_cost_length(inputs.cost_matrix, target)
+        return Evaluation(source=source, targets=targets, costs=inputs.cost_matrix)
+
+    def select_models(
+        self, names: Sequence[str] | None, field: str = "models"
+    ) -> list[LoadedModel]:
+        """The named models in the order given, or every loaded model by name."""
+        registry = self.registry
+        if names is None:
+            if not registry.ready:
+                raise NotReadyError(f"no model is loaded from {registry.model_dir}")
+            return [registry.models[name] for name in registry.names()]
+        if not isinstance(names, list) or not names:
+            raise InvalidInputError(f"{field}: expected a non-empty list of model names")
+        chosen: list[LoadedModel] = []
+        for index, name in enumerate(names):
+            where = f"{field}[{index}]"
+            if not isinstance(name, str):
+                raise InvalidInputError(f"{where}: {json.dumps(name)} is not a model name")
+            if any(model.name == name for model in chosen):
+                raise InvalidInputError(f"{where}: {name!r} is listed twice")
+            try:
+                chosen.append(registry.get(name))
+            except NotFoundError as exc:
+                raise NotFoundError(f"{where}: {exc.detail}") from None
+        return chosen
+
+    def _posted_scores_target(self, inputs: EvaluateInputs) -> Target:
+        if inputs.instances is not None:
+            raise InvalidInputError("scores: send either instances or scores, not both")
+        if inputs.models is not None:
+            raise InvalidInputError(
+                "models: posted scores were produced elsewhere; leave models out "
+                "or post instances instead"
+            )
+        values = _checked_list(
+            inputs.scores, "scores", "a list of probabilities in [0, 1]", economics.as_scores
+        )
+        return Target(
+            model=None,
+            labels=_labels(inputs.labels, len(values), "scores"),
+            scores=values,
+            threshold=DEFAULT_THRESHOLD if inputs.threshold is None else inputs.threshold,
+            margin=DEFAULT_MARGIN if inputs.margin is None else inputs.margin,
+        )
+
+    def _score(
+        self, model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]
+    ) -> np.ndarray:
+        # The rule of a prediction: no decision, and so no value, from a score that is not
+        # a finite number in [0, 1].
+        raw = model.raw_scores(x)
+        if not all_probabilities(raw):
+            bad = not_probabilities(raw)
+            if self.metrics is not None:
+                self.metrics.observe_non_finite(model.name, len(bad))
+            raise non_finite_error(model.name, raw, bad, row_name)
+        return raw.astype(np.float64)
+
+    def _scored_targets(self, models: list[LoadedModel], inputs: EvaluateInputs) -> list[Target]:
+        instances = inputs.instances
+        if isinstance(instances, np.ndarray):
+            labels = _labels(inputs.labels, len(instances), "instances")
+        else:
+            if not isinstance(instances, list) or not instances:
+                raise InvalidInputError("instances: expected a non-empty list of instances")
+            labels = _labels(inputs.labels, len(instances), "instances")
+        matrices: dict[tuple[str, ...], np.ndarray] = {}
+        targets = []
+        for model in models:
+            features = tuple(model.card.features)
+            if features not in matrices:
+                if isinstance(instances, np.ndarray):
+                    if instances.shape[1] != len(features):
+                        raise InvalidInputError(
+                            f"body: model {model.name!r} takes {len(features)} features, "
+                            f"the rows have {instances.shape[1]}"
+                        )
+                    matrices[features] = instances
+                else:
+                    matrices[features] = instances_to_matrix(instances, features, "instances")
+            scores = self._score(model, matrices[features], inputs.name_row)
+            targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
+        return targets
+
+
+def out_of_range_error(
+    model: LoadedModel,
+    x: np.ndarray,
+    found: OutOfRange,
+    low: np.ndarray,
+    high: np.ndarray,
+    row_name: Callable[[int], str],
+) -> OutOfRangeError:
+    """The refusal of instances outside the training range (``on_out_of_range: refuse``);
+    names up to five instances, and for each the first feature with its value and range."""
+    features = model.card.features
+    parts = []
+    for row, names in list(found.items())[:5]:
+        c = features.index(names[0])
+        more = ""
+        if len(names) > 1:
+            shown = ", ".join(names[1:4]) + (", ..." if len(names) > 4 else "")
+            more = f" (and {len(names) - 1} more: {shown})"
+        parts.append(
+            f"{row_name(row)}: {names[0]} = {float(x[row, c])!r} is outside "
+            f"[{float(low[c])!r}, {float(high[c])!r}]{more}"
+        )
+    rest = f"; and {len(found) - 5} more instances" if len(found) > 5 else ""
+    return OutOfRangeError(
+        f"{'; '.join(parts)}{rest}: outside model {model.name!r}'s training range, and the "
+        "request asked for on_out_of_range=refuse"
+    )
+
+
+def non_finite_error(
+    model: str, scores: np.ndarray, bad: np.ndarray, row_name: Callable[[int], str]
+) -> NonFiniteScoreError:
+    """The refusal of a request whose model gave scores that are not finite numbers in
+    [0, 1] for the instances at ``bad``; names up to five of them and their scores."""
+    shown = "; ".join(f"{row_name(int(i))} ({float(scores[i])!r})" for i in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return NonFiniteScoreError(
+        f"{shown}{more}: model {model!r} gives no finite score in [0, 1] for "
+        f"{len(bad)} of {len(scores)} instances, so no decision is made; such inputs are "
+        "usually far outside what the model was trained on"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation inputs and results
+
+EvaluationSource = Literal["held_out", "instances", "scores", "csv"]
+Plot = Literal["distribution", "value"]
+
+NOTES = {
+    "held_out": "no data posted: each model is evaluated on the held-out split stored in "
+    "its card (data it was not trained on)",
+    "instances": "posted instances, scored here by each model",
+    "scores": "posted scores produced elsewhere; no model is involved",
+    "csv": "posted text/csv instances (label in the first column), scored here by each model",
+}
+TITLES = {
+    "held_out": "held-out split",
+    "instances": "posted instances",
+    "scores": "posted scores",
+    "csv": "posted CSV",
+}
+
+
+@dataclass(frozen=True)
+class EvaluateInputs:
+    """An evaluation request.
+
+    The data is, in order: ``scores`` produced elsewhere (with ``labels``, no model);
+    ``instances`` scored here by each model (a list of rows as for a prediction, or a
+    float matrix, with ``labels``); or neither, for each model's held-out split from its
+    card. ``models`` None means every loaded model. ``threshold`` and ``margin`` None mean
+    each card's (the defaults for posted scores).
+    """
+
+    cost_matrix: CostMatrix
+    models: list[str] | None = None
+    instances: np.ndarray | list[Any] | None = None
+    scores: list[Any] | None = None
+    labels: list[Any] | np.ndarray | None = None
+    threshold: float | None = None
+    margin: float | None = None
+    # How errors name the list of models (``models``, ``query.models``) and what the
+    # posted instances were (``instances``, ``csv``).
+    models_field: str = "models"
+    instances_source: EvaluationSource = "instances"
+    row_name: Callable[[int], str] | None = None
+
+    def name_row(self, index: int) -> str:
+        return f"instances[{index}]" if self.row_name is None else self.row_name(index)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to evaluate: a model's (or nobody's) scores against labels."""
+
+    model: LoadedModel | None
+    labels: np.ndarray
+    scores: np.ndarray
+    threshold: float
+    margin: float
+
+    @property
+    def name(self) -> str | None:
+        return None if self.model is None else self.model.name
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The targets of one evaluation and the cost matrix they are valued under."""
+
+    source: EvaluationSource
+    targets: list[Target]
+    costs: CostMatrix
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready answer: each target's economics, the ranking, the best model and
+        the best decision."""
+        entries = [_entry(target, self.costs) for target in self.targets]
+        ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
+        best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
+        costs = self.costs
+        return {
+            "data": self.source,
+            "note": NOTES[self.source],
+            "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
+            "warnings": costs.warnings(),
+            "results": entries,
+            "ranking": [
+                {
+                    "rank": rank,
+                    "model": entry["model"],
+                    "threshold": entry["threshold"],
+                    "expected_value": entry["expected_value"],
+                    "total_value": entry["total_value"],
+                }
+                for rank, entry in enumerate(ranking, start=1)
+            ],
+            "best_model": ranking[0]["model"],
+            "best_decision": {"model": best["model"], **best["best_threshold"]},
+        }
+
+    def figure(self, plot: Plot) -> bytes:
+        """A PNG of the one target: the close-confusion histogram or the value curve."""
+        if len(self.targets) != 1:
+            raise InvalidInputError(
+                f"models: a figure shows one model, this request has {len(self.targets)} "
+                f"({', '.join(str(t.name) for t in self.targets)}); name one"
+            )
+        target = self.targets[0]
+        costs = self.costs
+        title = f"{target.name or 'posted scores'}: {TITLES[self.source]}"
+        if plot == "distribution":
+            return figures.distribution_png(
+                target.labels, target.scores, target.threshold, target.margin, title=title
+            )
+        sweep = economics.threshold_sweep(target.labels, target.scores, costs)
+        best = economics.best_threshold(target.labels, target.scores, costs)
+        elkan = None if costs.per_instance else economics.elkan_threshold(costs)
+        return figures.value_curve_png(
+            sweep,
+            None if elkan is None else elkan.value,
+            best.threshold,
+            title=f"Expected value by threshold: {title}",
+            best_value=best.expected_value,
+        )
+
+
+def held_out_targets(
+    models: list[LoadedModel], threshold: float | None, margin: float | None
+) -> list[Target]:
+    """Each model's held-out split (labels and scores stored in its card)."""
+    return [
+        _target(
+            model,
+            np.asarray(model.card.held_out.labels, dtype=np.int8),
+            np.asarray(model.card.held_out.scores, dtype=np.float64),
+            threshold,
+            margin,
+        )
+        for model in models
+    ]
+
+
+def _target(
+    model: LoadedModel,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | None,
+    margin: float | None,
+) -> Target:
+    return Target(
+        model=model,
+        labels=labels,
+        scores=scores,
+        threshold=model.card.threshold if threshold is None else threshold,
+        margin=model.card.margin if margin is None else margin,
+    )
+
+
+def _invalid(exc: EconomicsError) -> InvalidInputError:
+    return InvalidInputError(str(exc))
+
+
+def _check_cost_length(costs: CostMatrix, target: Target) -> None:
+    if costs.n is not None and costs.n != len(target.labels):
+        whose = f"the held-out split of model {target.name!r}" if target.model else "the data"
+        field = next(k for k in economics.OUTCOMES if isinstance(getattr(costs, k), np.ndarray))
+        raise InvalidInputError(
+            f"cost_matrix.{field}: has {costs.n} per-instance values but {whose} "
+            f"has {len(target.labels)} instances"
+        )
+
+
+def _checked_list(
+    raw: Any, field: str, expected: str, convert: Callable[[Any], np.ndarray]
+) -> np.ndarray:
+    if isinstance(raw, np.ndarray):
+        raw = raw.tolist()
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"{field}: expected {expected}")
+    try:
+        return convert(raw)
+    except EconomicsError as exc:
+        raise _invalid(exc) from None
+
+
+def _labels(raw: Any, n: int, what: str) -> np.ndarray:
+    if raw is None:
+        raise InvalidInputError(f"labels: required with {what}")
+    labels = _checked_list(raw, "labels", "a list of 0/1", economics.as_labels)
+    if len(labels) != n:
+        raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
+    return labels
+
+
+def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:
+    try:
+        result = economics.evaluate(
+            target.labels, target.scores, costs, target.threshold, target.margin
+        )
+    except EconomicsError as exc:
+        raise _invalid(exc) from None
+    result.pop("warnings")
+    head: dict[str, Any] = {"model": target.name}
+    if target.model is not None:
+        head["version"] = target.model.card.version
+    return head | result
