@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 CONSTANT = (
     b'{"model":"medical","version":"c2624e041647","threshold":0.5,"margin":0.1,'
-    b'"predictions":[{"score":1.0,"label":1,"close_confusion":false}]}'
+    b'"predictions":[{"score":1.0,"label":1,"close_confusion":false,"out_of_range":[]}]}'
 )
 
 app = FastAPI()
