@@ -210,7 +210,7 @@ class DataPlane:
         """:meth:`predict` with a session call of its own, for a caller off the event loop
         (a large body in the thread pool, the benchmark, a batch worker)."""
         job = self.prepare(inputs)
-        return self.decide(job, job.model.raw_scores(job.x))
+        return self.decide(job, self.scorer.score_now(job.model, job.x))
 
     def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions:
         """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
