@@ -1,102 +1,136 @@
 """What API keys cost on the hot path. Prints figures; exits 0 whatever they are.
 
-    .venv/bin/python bench/auth.py [--rounds 5] [--baseline-dir DIR]
+    .venv/bin/python bench/auth.py [--rounds 5] [--seconds 5] [--baseline-dir DIR]
 
-Starts the service (one uvicorn worker, access log off, shipped models) twice: without
-keys, and with ten inference keys and one admin key, the client sending a valid inference
-key. With ``--baseline-dir`` (a checkout of another commit, e.g. made by ``git archive
-main | tar -x -C DIR``) a third server runs that code without keys, to show what the
-key check costs when none is configured. The servers are measured in alternating rounds
-with bench/load.py's asyncio keep-alive client: ``POST /predict`` with one instance, p50
-at concurrency 1 and requests/s at concurrency 32; medians over rounds.
+Needs wrk (as bench/load.py). Starts the service (one worker, access log off, shipped
+models) twice: without keys, and with ten inference keys and one admin key, wrk sending
+the last configured inference key (every digest is compared whichever key matches). With
+``--baseline-dir`` (a checkout of another commit, e.g. ``git archive main | tar -x -C
+DIR``) a third server runs that code without keys, to show what the key check costs when
+none is configured. ``POST /predict`` with one instance; p50 at concurrency 1, requests/s
+and server CPU per request at concurrency 32; the servers are measured in every round, in
+turn, and the medians over rounds are reported.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
-from contextlib import ExitStack
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import numpy as np
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.load import (
-    REPO,
-    feature_rows,
-    free_port,
-    http_request,
-    latencies,
-    measured_throughput,
-    server,
-)
+from bench.load import REPO, cpu_seconds, descendants, feature_rows, free_port, wrk
 
 KEYS = [f"bench-inference-key-{i:02d}-0123456789abcdef" for i in range(10)]
+
+
+@contextmanager
+def serving(env: dict[str, str], cwd: Path) -> dict:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the service did not start in {cwd}")
+            time.sleep(0.3)
+        yield {"port": port, "pid": process.pid}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def measure(server: dict, body_file: Path, key: str | None, seconds: float) -> dict:
+    url = f"http://127.0.0.1:{server['port']}/predict"
+    if key:
+        os.environ["WRK_AUTHORIZATION"] = f"Bearer {key}"  # read by bench/wrk_post.lua
+    try:
+        single = wrk(url, body_file, 1, seconds)
+        pids = descendants(server["pid"])
+        before = cpu_seconds(pids)
+        loaded = wrk(url, body_file, 32, seconds)
+        cpu = cpu_seconds(pids) - before
+    finally:
+        os.environ.pop("WRK_AUTHORIZATION", None)
+    if single.errors or loaded.errors:
+        raise SystemExit(f"errors: {single.errors} {loaded.errors}")
+    requests = loaded.rps * max(1, round(seconds))
+    return {"p50_ms": single.p50_ms, "rps": loaded.rps, "server_us": 1e6 * cpu / requests}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--baseline-dir", type=Path)
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
 
-    base_env = {
-        **os.environ,
-        "COSTAWARE_MODEL_DIR": str(REPO / "models"),
-        "COSTAWARE_HOST": "127.0.0.1",
-        "COSTAWARE_WORKERS": "1",
-        "COSTAWARE_LOG_LEVEL": "warning",
-        "COSTAWARE_ACCESS_LOG": "false",
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("COSTAWARE_", "SAGEMAKER_"))
     }
-    for name in ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS", "COSTAWARE_PORT"):
-        base_env.pop(name, None)
-    for name in [n for n in base_env if n.startswith("COSTAWARE_") and "KEYS" in n]:
-        base_env.pop(name)
-    keyed_env = {**base_env, "COSTAWARE_API_KEYS": ",".join(KEYS)}
-    keyed_env["COSTAWARE_ADMIN_KEYS"] = "bench-admin-key-0123456789abcdef"
-
-    body = json.dumps({"instances": [feature_rows(REPO / "models")[0].tolist()]}).encode()
-    plain = http_request("/predict", body, "application/json")
-    # The last configured key: every digest is compared whichever key matches.
-    keyed = plain.replace(b"\r\n\r\n", f"\r\nAuthorization: Bearer {KEYS[-1]}\r\n\r\n".encode(), 1)
-    setups = {"no keys": (base_env, REPO, plain), "10 keys": (keyed_env, REPO, keyed)}
+    env.update(
+        COSTAWARE_MODEL_DIR=str(REPO / "models"),
+        COSTAWARE_HOST="127.0.0.1",
+        COSTAWARE_LOG_LEVEL="warning",
+        COSTAWARE_ACCESS_LOG="false",
+    )
+    keyed = {
+        **env,
+        "COSTAWARE_API_KEYS": ",".join(KEYS),
+        "COSTAWARE_ADMIN_KEYS": "bench-admin-key-0123456789abcdef",
+    }
+    setups = {"no keys": (env, REPO, None), "10 keys": (keyed, REPO, KEYS[-1])}
     if args.baseline_dir:
-        setups = {"baseline": (base_env, args.baseline_dir.resolve(), plain), **setups}
+        setups = {"baseline": (env, args.baseline_dir.resolve(), None), **setups}
 
-    samples = {name: {"p50_ms": [], "rps": [], "server_us": []} for name in setups}
-    with ExitStack() as stack:
-        running = {}
-        for name, (env, cwd, raw) in setups.items():
-            port = free_port()
-            command = [sys.executable, "-m", "service", "--port", str(port)]
-            process = stack.enter_context(server(command, env, port, cwd=cwd))
-            running[name] = (process.pid, port, raw)
+    with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
+        body_file = Path(scratch) / "body.json"
+        body_file.write_text(json.dumps({"instances": [feature_rows()[0].tolist()]}))
+        servers = {
+            name: stack.enter_context(serving(server_env, cwd))
+            for name, (server_env, cwd, _) in setups.items()
+        }
+        samples: dict[str, list[dict]] = {name: [] for name in setups}
         for _ in range(args.rounds):
-            for name, (_, port, raw) in running.items():
-                lat = asyncio.run(latencies(port, raw, args.requests))
-                samples[name]["p50_ms"].append(1000 * float(np.percentile(lat, 50)))
-            for name, (pid, port, raw) in running.items():
-                rps, server_us, _ = measured_throughput(
-                    pid, port, raw, args.concurrency, args.seconds
-                )
-                samples[name]["rps"].append(rps)
-                samples[name]["server_us"].append(server_us)
+            for name, server in servers.items():
+                samples[name].append(measure(server, body_file, setups[name][2], args.seconds))
 
-    print(f"POST /predict, one instance; medians of {args.rounds} alternating rounds")
-    for name, figures in samples.items():
-        p50, rps, cpu = (statistics.median(figures[k]) for k in ("p50_ms", "rps", "server_us"))
+    print(f"POST /predict, one instance, wrk; medians of {args.rounds} rounds")
+    for name, rounds in samples.items():
+        p50, rps, cpu = (
+            statistics.median(r[key] for r in rounds) for key in ("p50_ms", "rps", "server_us")
+        )
         print(
-            f"  {name:<9} c=1 p50 {p50:6.3f} ms   c={args.concurrency} {rps:6.0f} req/s   "
-            f"server CPU {cpu:4.0f} us/request   rounds rps: "
-            + " ".join(f"{v:.0f}" for v in figures["rps"])
+            f"  {name:<9} c=1 p50 {p50:6.3f} ms   c=32 {rps:6.0f} req/s   "
+            f"server CPU {cpu:4.0f} us/request   rounds: "
+            + " ".join(f"{r['rps']:.0f}" for r in rounds)
         )
 
 

@@ -208,22 +208,24 @@ def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -
 
 @contextmanager
 def running_serve(
-    model_dir: Path, cwd: Path, args: tuple[str, ...] = (), **env: str
+    model_dir: Path, cwd: Path, *args: str, **settings: str
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The real ``serve`` process on a free loopback port, with ``COSTAWARE_*`` ``env``;
-    yields its base URL and process, and kills it if the test has not stopped it."""
+    """The real ``serve`` process on a free port (``settings``: extra environment), its
+    base URL once it answers /ping; killed on the way out if still running."""
     port = free_port()
-    environment = {
+    env = {
         **os.environ,
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "COSTAWARE_MODEL_DIR": str(model_dir),
         "COSTAWARE_HOST": "127.0.0.1",
-        **env,
+        **settings,
     }
-    environment.pop("COSTAWARE_PORT", None)
+    for name in ("COSTAWARE_PORT", "COSTAWARE_LOOP", "COSTAWARE_HTTP", "COSTAWARE_WORKERS"):
+        if name not in settings:
+            env.pop(name, None)
     process = subprocess.Popen(
         [*serve_command(), *args],
-        env=environment,
+        env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -236,6 +238,8 @@ def running_serve(
         wait_for_ping(base, process)
         yield base, process
     finally:
+        # Workers hold the output pipes too: stop the whole group, not just the parent
+        # (which may have exited already).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
@@ -285,3 +289,18 @@ def read_response(
     if keep:
         keep.buffer = rest[length:]
     return int(status_line.split()[1]), headers, rest[:length]
+
+
+# Debian's chromium for the browser tests (Playwright's own downloads are not reachable).
+# Without the background-networking flags it reaches for Google's hosts at start-up.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -20,10 +21,30 @@ from _servicekit import REPO, csv_body, running_serve, serve_command
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
     # Started as SageMaker starts it: the `serve` word, plus an argument we do not know.
-    with running_serve(
-        model_dir, tmp_path_factory.mktemp("cwd"), ("serve", "--unknown-flag")
-    ) as started:
-        yield started
+    with running_serve(model_dir, tmp_path_factory.mktemp("cwd"), "serve", "--unknown-flag") as s:
+        yield s
+
+
+def test_serves_on_uvloop_and_httptools(server):
+    """The standard stack (uvicorn[standard]) is installed with the service and used: the
+    running worker reports the loop it runs on and the HTTP implementation that called it."""
+    base, _ = server
+    assert importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
+    live = httpx.get(f"{base}/health/live").json()
+    assert live["server"] == {"loop": "uvloop", "http": "httptools"}
+
+
+def test_loop_and_http_settings_choose_the_stack(model_dir, tmp_path):
+    # For debugging: the pure-Python stack on request, named in the start-up log line.
+    with running_serve(model_dir, tmp_path, COSTAWARE_LOOP="asyncio", COSTAWARE_HTTP="h11") as (
+        base,
+        process,
+    ):
+        live = httpx.get(f"{base}/health/live").json()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert live["server"] == {"loop": "asyncio", "http": "h11"}
+    assert "server stack: uvicorn with the asyncio event loop and the h11 HTTP parser" in stderr
 
 
 def test_concurrent_requests_each_get_their_own_answer(server, instances):
@@ -72,7 +93,7 @@ def test_end_to_end_over_http_then_clean_sigterm(server, model_dir, instances):
         np.array([float(line.split(",")[0]) for line in lines], dtype=np.float32), expected
     )
     for line, score in zip(lines, expected, strict=True):
-        _, label, close = line.split(",")
+        _, label, close, _out_of_range = line.split(",")
         assert label == str(int(score >= 0.3))
         assert close == ("true" if abs(float(score) - 0.3) < 0.1 else "false")
 
@@ -127,3 +148,50 @@ def test_service_imports_no_training_stack(model_dir):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            key, value = line.rsplit(" ", 1)
+            if all(f'{label}="{wanted}"' in key for label, wanted in labels.items()):
+                total += float(value)
+    return total
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_metrics_add_up_every_workers_requests(model_dir, instances, tmp_path):
+    """With two workers, /metrics (whichever worker answers it) counts the requests both
+    answered: each connection asks /health/live which worker it reached, then predicts."""
+    with running_serve(model_dir, tmp_path, COSTAWARE_WORKERS="2") as (base, process):
+
+        def one_connection(n: int) -> tuple[int, int]:
+            with httpx.Client(base_url=base) as client:
+                pid = client.get("/health/live").json()["pid"]
+                body = {"instances": instances[: 1 + n % 4].tolist()}
+                assert client.post("/predict", json=body).status_code == 200
+            return pid, 1 + n % 4
+
+        answered: list[tuple[int, int]] = []
+        with ThreadPoolExecutor(4) as pool:
+            for start in range(0, 400, 8):  # bounded: stops as soon as both have answered
+                answered += pool.map(one_connection, range(start, start + 8))
+                per_worker = {pid for pid, _ in answered}
+                if len(per_worker) == 2 and len(answered) >= 16:
+                    break
+        text = httpx.get(f"{base}/metrics").text
+        workers = {pid for pid, _ in answered}
+        assert len(workers) == 2, "every connection went to the same worker"
+        # Both are the serve process's own workers.
+        assert {parent_pid(pid) for pid in workers} == {process.pid}
+
+    requests, rows = len(answered), sum(n for _, n in answered)
+    assert metric_value(text, "costaware_requests_total", endpoint="/predict") == requests
+    assert metric_value(text, "costaware_requests_total", endpoint="/health/live") == requests
+    assert metric_value(text, "costaware_predictions_total", model="medical") == rows
+    assert metric_value(text, "costaware_scoring_call_rows_sum", model="medical") == rows
