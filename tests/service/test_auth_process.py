@@ -34,7 +34,7 @@ GUARDED = [
     ("GET", "/models/medical/distribution.png", {}),
     ("GET", "/execution-parameters", {}),
 ]
-OPEN = ["/ping", "/health/live", "/health/ready", "/docs", "/openapi.json"]
+OPEN = ["/ping", "/health/live", "/health/ready", "/docs", "/openapi.json", "/explorer"]
 ADMIN = ["/models/builtin/load", "/models/custom-5to1/unload", "/models/custom-5to1/load"]
 
 
@@ -86,6 +86,12 @@ def test_open_paths_need_no_key(server, path):
     base, _, _ = server
     assert call(base, "GET", path).status_code == 200
     assert call(base, "GET", path, WRONG_KEY).status_code == 200
+
+
+def test_the_explorer_page_and_its_assets_are_open(server):
+    base, _, _ = server
+    assert call(base, "GET", "/").status_code == 307
+    assert call(base, "GET", "/explorer/assets/explorer.js").status_code == 200
 
 
 def test_metrics_guarded_only_when_asked(server):
