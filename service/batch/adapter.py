@@ -1,0 +1,201 @@
+"""The batch engine's one doorway into the service core.
+
+Everything the batch code needs from the service (loading a model folder into an
+onnxruntime session, the CSV decoding rules, the decision rule, the defaults, the
+``/evaluate`` answer's shape) is reached through this module, so that when the core moves
+(an HTTP-free data plane, the decision rule in ``costaware/``) only this file changes.
+Nothing here imports FastAPI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from costaware.card import CARD_FILENAME, MODEL_FILENAME
+from costaware.economics import CostMatrix
+from costaware.tabular import TabularError, parse_numeric_csv
+from service.errors import ServiceError
+from service.registry import LoadedModel, ModelRefusedError, ModelRegistry, load_model
+from service.registry import session_options as _session_options
+from service.settings import Settings
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+DEFAULT_MODEL: str = Settings.model_fields["default_model"].default
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "BatchInputError",
+    "LoadedModel",
+    "ModelRefusedError",
+    "decide",
+    "decode_numeric_csv",
+    "load_registry",
+    "out_of_range",
+    "score_text",
+    "summary",
+]
+
+
+class BatchInputError(ValueError):
+    """Bad input data or options: one line naming the file, row and column (exit status 2)."""
+
+
+def load_registry(model_dir: Path) -> ModelRegistry:
+    """The service's registry over ``model_dir`` (one onnxruntime thread per session)."""
+    return ModelRegistry.load(model_dir, DEFAULT_MODEL, _session_options())
+
+
+def pick_models(registry: ModelRegistry, names: Sequence[str] | None) -> list[LoadedModel]:
+    """The named models (``None``: the default one), with the registry's own messages."""
+    try:
+        if names is None:
+            return [registry.get(None)]
+        return [registry.get(name) for name in names]
+    except ServiceError as exc:
+        refused = "; ".join(f"{k}: {v}" for k, v in registry.refused.items())
+        raise BatchInputError(exc.detail + (f" (refused: {refused})" if refused else "")) from None
+
+
+def model_files(model: LoadedModel) -> dict[str, bytes]:
+    """The card and graph of a loaded model, to load it again on a worker."""
+    return {
+        CARD_FILENAME: (model.folder / CARD_FILENAME).read_bytes(),
+        MODEL_FILENAME: (model.folder / model.card.onnx.file).read_bytes(),
+    }
+
+
+def load_model_folder(folder: Path) -> LoadedModel:
+    """A worker's copy of a model; the card's sha256 is checked again on the worker."""
+    return load_model(folder, _session_options())
+
+
+def decode_numeric_csv(
+    text: str,
+    names: Sequence[str],
+    columns: Sequence[int],
+    source: str,
+    first_line: int = 1,
+) -> np.ndarray:
+    """Headerless numeric CSV text as float64 ``[N, len(names)]``, by the service's rules.
+
+    The same parser and checks as the service's ``text/csv`` decoder (every cell a finite
+    number within float32 range); errors name ``source``, the file's line (``first_line`` is
+    the file line of the text's first line) and the file's column (``columns[i]``, 1-based,
+    for the text's column ``i``) with its name.
+    """
+    try:
+        _, matrix = parse_numeric_csv(text, source=source, n_columns=len(names))
+    except TabularError as exc:
+        if exc.row is not None:
+            exc.row += first_line - 1
+        if exc.column is not None:
+            exc.column_name = names[exc.column - 1]
+            exc.column = columns[exc.column - 1]
+        raise BatchInputError(str(exc)) from None
+    too_big = np.abs(matrix) > FLOAT32_MAX
+    if too_big.any():
+        r, c = (int(i) for i in np.argwhere(too_big)[0])
+        line = _data_line(text, r) + first_line - 1
+        raise BatchInputError(
+            f"{source}, row {line}, column {columns[c]} ({names[c]}): "
+            f"{matrix[r, c]!r} is outside float32 range"
+        )
+    return matrix
+
+
+def _data_line(text: str, index: int) -> int:
+    from costaware.tabular import data_line_numbers
+
+    return data_line_numbers(text)[index]
+
+
+def check_values(
+    matrix: np.ndarray, names: Sequence[str], columns: Sequence[int], where: Any
+) -> None:
+    """The service's value rules for numbers that arrive already typed (Parquet): finite and
+    within float32 range. ``where(r)`` names row ``r`` (``file, row R``)."""
+    bad = ~np.isfinite(matrix) | (np.abs(matrix) > FLOAT32_MAX)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        value = matrix[r, c]
+        what = "is not a finite number" if not np.isfinite(value) else "is outside float32 range"
+        raise BatchInputError(f"{where(r)}, column {columns[c]} ({names[c]}): {value!r} {what}")
+
+
+# ---------------------------------------------------------------------------------------
+# The decision rule and the per-prediction fields (as the service's codecs apply them)
+
+
+def decide(scores: np.ndarray, threshold: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(label, close_confusion)`` for the graph's float32 ``scores``: ``score >= threshold``
+    and ``|score - threshold| < margin``, compared in float64 as the service does."""
+    values = np.asarray(scores, dtype=np.float64)
+    return values >= threshold, np.abs(values - threshold) < margin
+
+
+def score_text(scores: np.ndarray) -> np.ndarray:
+    """The shortest decimal that round-trips each float32 score (the service's CSV text)."""
+    return np.asarray(scores, dtype=np.float32).astype(str)
+
+
+def check_scores(model: LoadedModel, scores: np.ndarray, where: Any) -> None:
+    """No decision is made from a non-finite score: the row and the model are named."""
+    finite = np.isfinite(scores)
+    if not finite.all():
+        r = int(np.argmin(finite))
+        raise BatchInputError(f"{where(r)}: model {model.name!r} gives no finite score")
+
+
+def out_of_range(model: LoadedModel, x: np.ndarray) -> list[list[str]]:
+    """Per row, the features outside the training range the card records.
+
+    Cards without a per-feature training range (every card before the range was added to
+    the card) give an empty list for every row: nothing can be said to be outside.
+    """
+    ranges = getattr(model.card, "feature_ranges", None)
+    if not ranges:
+        return [[] for _ in range(len(x))]
+    names = model.card.features
+    low = np.array([ranges[name].min for name in names])
+    high = np.array([ranges[name].max for name in names])
+    outside = (x < low) | (x > high)
+    return [[names[c] for c in np.flatnonzero(row)] for row in outside]
+
+
+# ---------------------------------------------------------------------------------------
+# The /evaluate answer
+
+
+NOTE = "files read in partitions, scored by each model on the workers and merged"
+
+
+def summary(
+    entries: list[dict[str, Any]], costs: CostMatrix, data: str = "batch", note: str = NOTE
+) -> dict[str, Any]:
+    """``/evaluate``'s JSON around ``entries`` (one per model, as economics.evaluate gives
+    them with the model's name and version in front): ranking, best model, best decision."""
+    ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
+    best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
+    return {
+        "data": data,
+        "note": note,
+        "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
+        "warnings": costs.warnings(),
+        "results": entries,
+        "ranking": [
+            {
+                "rank": rank,
+                "model": entry["model"],
+                "threshold": entry["threshold"],
+                "expected_value": entry["expected_value"],
+                "total_value": entry["total_value"],
+            }
+            for rank, entry in enumerate(ranking, start=1)
+        ],
+        "best_model": ranking[0]["model"],
+        "best_decision": {"model": best["model"], **best["best_threshold"]},
+    }

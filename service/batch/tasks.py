@@ -1,0 +1,176 @@
+"""What a worker does with one partition: score it and write a part file, or reduce it to
+mergeable evaluation counts. Plain functions of plain values, so the engine can ship them
+to any Dask worker (or call them in-process)."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+
+from service.batch import adapter
+from service.batch.adapter import BatchInputError, LoadedModel
+from service.batch.partials import ScoreCounts
+from service.batch.sources import Batch, Partition, read
+
+OutputFormat = Literal["parquet", "csv"]
+FIXED_COLUMNS = ("score", "label", "close_confusion", "out_of_range")
+
+# A worker process loads each model once; the key is the card's and the graph's digest.
+_MODELS: dict[str, LoadedModel] = {}
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model's card and graph as bytes: workers need no shared file system."""
+
+    name: str
+    files: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> ModelFiles:
+        return cls(model.name, tuple(sorted(adapter.model_files(model).items())))
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256()
+        for name, data in self.files:
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return digest.hexdigest()
+
+    def load(self) -> LoadedModel:
+        key = self.key
+        if key not in _MODELS:
+            folder = Path(tempfile.mkdtemp(prefix=f"costaware-batch-{self.name}-"))
+            for name, data in self.files:
+                (folder / name).write_bytes(data)
+            _MODELS[key] = adapter.load_model_folder(folder)
+        return _MODELS[key]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    threshold: float | None
+    margin: float | None
+    output: str  # directory URL
+    output_format: OutputFormat
+
+
+@dataclass(frozen=True)
+class PartResult:
+    index: int
+    rows: int
+    path: str | None
+
+
+def part_name(index: int, output_format: OutputFormat) -> str:
+    return f"part-{index:05d}.{'parquet' if output_format == 'parquet' else 'csv'}"
+
+
+def score_partition(part: Partition, model_files: ModelFiles, options: ScoreOptions) -> PartResult:
+    """Score one partition and write its part file (none for a partition with no rows)."""
+    model = model_files.load()
+    batch = read(part)
+    if batch.n == 0:
+        return PartResult(part.index, 0, None)
+    threshold = model.card.threshold if options.threshold is None else options.threshold
+    margin = model.card.margin if options.margin is None else options.margin
+    scores = model.raw_scores(batch.x)
+    adapter.check_scores(model, scores, batch.where)
+    labels, close = adapter.decide(scores, threshold, margin)
+    outside = adapter.out_of_range(model, batch.x)
+    url = options.output.rstrip("/") + "/" + part_name(part.index, options.output_format)
+    if options.output_format == "parquet":
+        _write_parquet(url, batch, scores, labels, close, outside)
+    else:
+        _write_csv(url, batch, scores, labels, close, outside)
+    return PartResult(part.index, batch.n, url)
+
+
+def _write_parquet(
+    url: str,
+    batch: Batch,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    close: np.ndarray,
+    outside: list[list[str]],
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, Any] = {
+        name: pa.array(cells) if isinstance(cells, list) else cells
+        for name, cells in batch.keep.items()
+    }
+    columns["score"] = pa.array(scores, type=pa.float32())
+    columns["label"] = pa.array(labels.astype(np.int8))
+    columns["close_confusion"] = pa.array(close)
+    columns["out_of_range"] = pa.array(outside, type=pa.list_(pa.string()))
+    with fsspec.open(url, "wb") as f:
+        pq.write_table(pa.table(columns), f)
+
+
+_BOOL = np.array(["false", "true"])
+
+
+def _write_csv(
+    url: str,
+    batch: Batch,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    close: np.ndarray,
+    outside: list[list[str]],
+) -> None:
+    # The service's CSV conventions: float32 score text, label 0/1, close true/false.
+    fields = [
+        adapter.score_text(scores),
+        labels.astype(np.int8).astype(str),
+        _BOOL[close.astype(int)],
+        np.array([";".join(names) for names in outside], dtype=object),
+    ]
+    kept = [np.asarray(_cells(cells), dtype=object) for cells in batch.keep.values()]
+    header = ",".join([*batch.keep, *FIXED_COLUMNS])
+    rows = zip(*kept, *fields, strict=True)
+    body = "\n".join(",".join(row) for row in rows)
+    with fsspec.open(url, "wb") as f:
+        f.write((header + "\n" + body + "\n").encode())
+
+
+def _cells(cells: Any) -> list[str]:
+    if isinstance(cells, list):
+        return cells
+    return ["" if v is None else str(v) for v in cells.to_pylist()]
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    index: int
+    rows: int
+    counts: dict[str, ScoreCounts]  # by model name
+
+
+def evaluate_partition(part: Partition, models: list[ModelFiles]) -> EvaluateResult:
+    """Score one partition with every model; keep only the counts per distinct score."""
+    batch = read(part)
+    if batch.n == 0:
+        return EvaluateResult(part.index, 0, {})
+    assert batch.labels is not None
+    counts = {}
+    for files in models:
+        model = files.load()
+        raw = model.score(batch.x)
+        adapter.check_scores(model, raw, batch.where)
+        # As /evaluate: scores clipped into [0, 1] (+0.0 folds a -0.0 into 0.0).
+        counts[model.name] = ScoreCounts.of(batch.labels, np.clip(raw, 0.0, 1.0) + 0.0)
+    return EvaluateResult(part.index, batch.n, counts)
+
+
+def check_keep(keep: tuple[str, ...]) -> None:
+    clash = next((name for name in keep if name in FIXED_COLUMNS), None)
+    if clash:
+        raise BatchInputError(f"--keep {clash}: the output has its own {clash!r} column")
