@@ -102,7 +102,7 @@ def decode_numeric_csv(
         line = _data_line(text, r) + first_line - 1
         raise BatchInputError(
             f"{source}, row {line}, column {columns[c]} ({names[c]}): "
-            f"{matrix[r, c]!r} is outside float32 range"
+            f"{float(matrix[r, c])!r} is outside float32 range"
         )
     return matrix
 
@@ -121,7 +121,7 @@ def check_values(
     bad = ~np.isfinite(matrix) | (np.abs(matrix) > FLOAT32_MAX)
     if bad.any():
         r, c = (int(i) for i in np.argwhere(bad)[0])
-        value = matrix[r, c]
+        value = float(matrix[r, c])
         what = "is not a finite number" if not np.isfinite(value) else "is outside float32 range"
         raise BatchInputError(f"{where(r)}, column {columns[c]} ({names[c]}): {value!r} {what}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,29 +69,63 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def score(args: argparse.Namespace) -> ScoreSummary:
-    inputs = _inputs(args)
-    models = adapter.pick_models(
-        adapter.load_registry(inputs.model_dir), [args.model] if args.model else None
-    )
-    parts = _plan(inputs, models[0].card.features, None, args.keep)
+    """``score``: the command line's options, on the cluster they name."""
     with _client(args) as client:
-        return run_score(
+        return score_files(
             client,
-            inputs,
-            parts,
-            models[0],
+            _inputs(args),
             args.output,
-            args.output_format,
+            model=args.model,
+            keep=args.keep,
+            output_format=args.output_format,
             progress=not args.no_progress,
         )
 
 
 def evaluate(args: argparse.Namespace, costs: CostMatrix) -> dict[str, Any]:
-    inputs = _inputs(args)
-    models = _evaluated_models(inputs.model_dir, args.models)
-    parts = _plan(inputs, models[0].card.features, args.label, [])
+    """``evaluate``: the command line's options, on the cluster they name."""
     with _client(args) as client:
-        return run_evaluate(client, inputs, parts, models, costs, progress=not args.no_progress)
+        return evaluate_files(
+            client,
+            _inputs(args),
+            costs,
+            models=args.models,
+            label=args.label,
+            progress=not args.no_progress,
+        )
+
+
+def score_files(
+    client: Any,
+    inputs: Inputs,
+    output: str,
+    *,
+    model: str | None = None,
+    keep: Sequence[str] = (),
+    output_format: str = "parquet",
+    progress: bool = False,
+) -> ScoreSummary:
+    """Score ``inputs`` with ``model`` (default: the service's default) into ``output``."""
+    registry = adapter.load_registry(inputs.model_dir)
+    (chosen,) = adapter.pick_models(registry, [model] if model else None)
+    parts = _plan(inputs, chosen.card.features, None, keep)
+    return run_score(client, inputs, parts, chosen, output, output_format, progress=progress)
+
+
+def evaluate_files(
+    client: Any,
+    inputs: Inputs,
+    costs: CostMatrix,
+    *,
+    models: Sequence[str] | None = None,
+    label: str = "label",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """``/evaluate``'s JSON for the labeled ``inputs`` under ``costs``, for ``models``
+    (default: every loaded model)."""
+    chosen = _evaluated_models(inputs.model_dir, models)
+    parts = _plan(inputs, chosen[0].card.features, label, [])
+    return run_evaluate(client, inputs, parts, chosen, costs, progress=progress)
 
 
 def _evaluated_models(model_dir: Path, names: Sequence[str] | None) -> list[adapter.LoadedModel]:
@@ -124,13 +158,6 @@ def _plan(
         input_format=inputs.input_format,
         partition_bytes=inputs.partition_bytes,
     )
-
-
-def prepare_plan(
-    inputs: Inputs, features: Sequence[str], label: str | None = None, keep: Sequence[str] = ()
-) -> list[Partition]:
-    """The partitions for ``inputs`` (for callers that drive the jobs themselves)."""
-    return _plan(inputs, features, label, keep)
 
 
 def _check_output(output: str) -> tuple[Any, str]:
@@ -244,8 +271,3 @@ def run_evaluate(
         "by each model on the workers, merged from per-partition counts"
     )
     return adapter.summary(entries, costs, note=note)
-
-
-def local(workers: int = 1) -> Any:
-    """A context with a client on a LocalCluster (for scripts and the bench)."""
-    return connect(workers) if workers else nullcontext()

@@ -1,0 +1,111 @@
+"""``score`` on a real two-process LocalCluster: the service's scores, decisions and text,
+in input order, whatever the partition size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from _servicekit import SHIPPED
+
+from costaware.card import read_card
+from service.batch.jobs import Inputs, score_files
+from service.codecs import CSV
+from service.inference import run_pipeline
+from service.registry import ModelRegistry
+
+
+def parts_table(out: Path) -> pa.Table:
+    parts = sorted(out.glob("part-*.parquet"))
+    assert parts, f"no part files in {out}"
+    return pa.concat_tables([pq.read_table(p) for p in parts])
+
+
+def onnxruntime_scores(model: str, x: np.ndarray) -> np.ndarray:
+    card = read_card(SHIPPED / model)
+    session = ort.InferenceSession(str(SHIPPED / model / "model.onnx"))
+    (out,) = session.run([card.onnx.output_name], {card.onnx.input_name: x.astype(np.float32)})
+    return out.reshape(-1)
+
+
+@pytest.mark.parametrize("model", ["medical", "builtin", "tuned"])
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_scores_equal_onnxruntime_bit_for_bit_in_input_order(
+    cluster, labeled, tmp_path, model, source
+):
+    path = labeled.csv if source == "csv" else labeled.parquet
+    inputs = Inputs([str(path)], model_dir=SHIPPED, partition_bytes=40_000)
+    summary = score_files(cluster, inputs, str(tmp_path / "out"), model=model, keep=["id"])
+    assert summary.rows == len(labeled.x) and summary.partitions > 3
+    table = parts_table(tmp_path / "out")
+    assert table.column_names == ["id", "score", "label", "close_confusion", "out_of_range"]
+    assert table.column("id").to_pylist() == labeled.ids
+    scores = table.column("score").to_numpy()
+    expected = onnxruntime_scores(model, labeled.x)
+    assert scores.dtype == np.float32
+    assert np.array_equal(scores.view(np.uint32), expected.view(np.uint32))
+    card = read_card(SHIPPED / model)
+    values = expected.astype(np.float64)
+    assert np.array_equal(table.column("label").to_numpy(), (values >= card.threshold))
+    close = np.abs(values - card.threshold) < card.margin
+    assert np.array_equal(table.column("close_confusion").to_numpy(), close)
+    assert close.any() and (~close).any()
+    assert (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_csv_output_matches_the_service_pipeline_line_for_line(cluster, labeled, tmp_path):
+    """The part files' score,label,close_confusion are the service's own text/csv answer."""
+    plain = tmp_path / "features.csv"
+    plain.write_text("".join(line.split(",", 1)[1] for line in labeled.plain_csv.open()))
+    inputs = Inputs([str(plain)], model_dir=SHIPPED, has_header=False, partition_bytes=30_000)
+    score_files(cluster, inputs, str(tmp_path / "out"), output_format="csv")
+    lines: list[str] = []
+    for part in sorted((tmp_path / "out").glob("part-*.csv")):
+        header, *rows = part.read_text().splitlines()
+        assert header == "score,label,close_confusion,out_of_range"
+        lines.extend(row.rsplit(",", 1)[0] for row in rows)
+    registry = ModelRegistry.load(SHIPPED, "medical")
+    answer, _ = run_pipeline(registry, plain.read_bytes(), CSV, CSV)
+    assert lines == answer.decode().splitlines()
+
+
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_partition_size_does_not_change_the_output(cluster, labeled, tmp_path, source):
+    path = labeled.csv if source == "csv" else labeled.parquet
+    tables, counts = [], []
+    for size in (7_000, 300_000, 64 << 20):
+        out = tmp_path / f"out-{size}"
+        inputs = Inputs([str(path)], model_dir=SHIPPED, partition_bytes=size)
+        counts.append(score_files(cluster, inputs, str(out), keep=["id"]).partitions)
+        tables.append(parts_table(out))
+    assert counts[0] > counts[1] > counts[2] == 1
+    assert tables[0].equals(tables[1]) and tables[1].equals(tables[2])
+
+
+def test_several_files_by_glob_and_file_url_keep_their_order(cluster, labeled, tmp_path):
+    lines = labeled.csv.read_text().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"chunk-{i}.csv").write_text(header + "".join(rows[i * 1000 : (i + 1) * 1000]))
+    inputs = Inputs([f"file://{folder}/chunk-*.csv"], model_dir=SHIPPED, partition_bytes=50_000)
+    summary = score_files(cluster, inputs, f"file://{tmp_path}/out", keep=["id"])
+    assert summary.rows == 3000
+    assert parts_table(tmp_path / "out").column("id").to_pylist() == labeled.ids
+
+
+def test_output_folder_must_be_new_or_empty(cluster, labeled, tmp_path):
+    from service.batch.adapter import BatchInputError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.parquet").write_text("keep me")
+    inputs = Inputs([str(labeled.csv)], model_dir=SHIPPED)
+    with pytest.raises(BatchInputError, match="not empty"):
+        score_files(cluster, inputs, str(out), keep=["id"])
+    assert (out / "precious.parquet").read_text() == "keep me"
