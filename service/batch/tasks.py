@@ -16,7 +16,7 @@ import numpy as np
 from service.batch import adapter
 from service.batch.adapter import BatchInputError, LoadedModel
 from service.batch.partials import ScoreCounts
-from service.batch.sources import Batch, Partition, read
+from service.batch.sources import Partition, read
 
 OutputFormat = Literal["parquet", "csv"]
 FIXED_COLUMNS = ("score", "label", "close_confusion", "out_of_range")
@@ -83,62 +83,56 @@ def score_partition(part: Partition, model_files: ModelFiles, options: ScoreOpti
     scores = model.raw_scores(batch.x)
     adapter.check_scores(model, scores, batch.where)
     labels, close = adapter.decide(scores, threshold, margin)
-    outside = adapter.out_of_range(model, batch.x)
+    scored = Scored(batch.keep, scores, labels, close, adapter.out_of_range(model, batch.x))
     url = options.output.rstrip("/") + "/" + part_name(part.index, options.output_format)
-    if options.output_format == "parquet":
-        _write_parquet(url, batch, scores, labels, close, outside)
-    else:
-        _write_csv(url, batch, scores, labels, close, outside)
-    return PartResult(part.index, batch.n, url)
-
-
-def _write_parquet(
-    url: str,
-    batch: Batch,
-    scores: np.ndarray,
-    labels: np.ndarray,
-    close: np.ndarray,
-    outside: list[list[str]],
-) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns: dict[str, Any] = {
-        name: pa.array(cells) if isinstance(cells, list) else cells
-        for name, cells in batch.keep.items()
-    }
-    columns["score"] = pa.array(scores, type=pa.float32())
-    columns["label"] = pa.array(labels.astype(np.int8))
-    columns["close_confusion"] = pa.array(close)
-    columns["out_of_range"] = pa.array(outside, type=pa.list_(pa.string()))
     with fsspec.open(url, "wb") as f:
-        pq.write_table(pa.table(columns), f)
+        f.write(scored.parquet() if options.output_format == "parquet" else scored.csv())
+    return PartResult(part.index, batch.n, url)
 
 
 _BOOL = np.array(["false", "true"])
 
 
-def _write_csv(
-    url: str,
-    batch: Batch,
-    scores: np.ndarray,
-    labels: np.ndarray,
-    close: np.ndarray,
-    outside: list[list[str]],
-) -> None:
-    # The service's CSV conventions: float32 score text, label 0/1, close true/false.
-    fields = [
-        adapter.score_text(scores),
-        labels.astype(np.int8).astype(str),
-        _BOOL[close.astype(int)],
-        np.array([";".join(names) for names in outside], dtype=object),
-    ]
-    kept = [np.asarray(_cells(cells), dtype=object) for cells in batch.keep.values()]
-    header = ",".join([*batch.keep, *FIXED_COLUMNS])
-    rows = zip(*kept, *fields, strict=True)
-    body = "\n".join(",".join(row) for row in rows)
-    with fsspec.open(url, "wb") as f:
-        f.write((header + "\n" + body + "\n").encode())
+@dataclass(frozen=True)
+class Scored:
+    """A scored partition: the kept input columns, then the service's per-prediction fields
+    (a multiclass model's decision would be one more column here)."""
+
+    keep: dict[str, Any]
+    scores: np.ndarray  # the graph's float32 output
+    labels: np.ndarray  # bool
+    close: np.ndarray  # bool
+    out_of_range: list[list[str]]
+
+    def parquet(self) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns: dict[str, Any] = {
+            name: pa.array(cells) if isinstance(cells, list) else cells
+            for name, cells in self.keep.items()
+        }
+        columns["score"] = pa.array(self.scores, type=pa.float32())
+        columns["label"] = pa.array(self.labels.astype(np.int8))
+        columns["close_confusion"] = pa.array(self.close)
+        columns["out_of_range"] = pa.array(self.out_of_range, type=pa.list_(pa.string()))
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.table(columns), sink)
+        return sink.getvalue().to_pybytes()
+
+    def csv(self) -> bytes:
+        """The service's CSV conventions: float32 score text, label 0/1, close true/false;
+        the out-of-range feature names joined by ``;``."""
+        fields = [
+            adapter.score_text(self.scores),
+            self.labels.astype(np.int8).astype(str),
+            _BOOL[self.close.astype(int)],
+            [";".join(names) for names in self.out_of_range],
+        ]
+        kept = [_cells(cells) for cells in self.keep.values()]
+        header = ",".join([*self.keep, *FIXED_COLUMNS])
+        body = "\n".join(",".join(row) for row in zip(*kept, *fields, strict=True))
+        return (header + "\n" + body + "\n").encode()
 
 
 def _cells(cells: Any) -> list[str]:

@@ -3,7 +3,6 @@ data files in CSV and Parquet for the shipped models."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,25 +12,15 @@ import pytest
 from _servicekit import SHIPPED
 
 from costaware.card import read_card
+from service.batch.engine import connect
 
 N_ROWS = 3000
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[object]:
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as local,
-        Client(local) as client,
-    ):
+    """The engine's own LocalCluster of two worker processes, one thread each."""
+    with connect(workers=2) as client:
         yield client
 
 
