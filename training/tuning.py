@@ -20,13 +20,12 @@ exported like any other model with the search in the card's ``tuning`` section.
 The held-out split cannot influence the choice: :func:`tune` seals it in a
 :class:`SealedSplit`, which raises on any read until the search is over.
 
-``python -m training tune`` is :mod:`training.tuning_cli`; this module only
-forwards ``add_arguments``/``run`` to it (the subcommand registry names this module).
+``python -m training tune`` is :mod:`training.tuning_cli`, which imports this module;
+this module imports no command-line code.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from costaware.decision import DEFAULT_MARGIN
 from costaware.economics import CostMatrix, best_threshold, elkan_threshold, outcome_values
 from training.data import Dataset, Split
 from training.fit import FittedModel, Progress, fit_variant
@@ -765,7 +765,7 @@ def tune(
     seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
     name: str = DEFAULT_NAME,
-    margin: float = 0.1,
+    margin: float = DEFAULT_MARGIN,
     on_fit: FitCallback | None = None,
     progress: Progress | None = None,
 ) -> TuneOutcome:
@@ -799,16 +799,3 @@ def tune(
         extra_sections={"tuning": tuned.card_section()},
     )
     return TuneOutcome(tuned=tuned, split=split, export=exported)
-
-
-# The subcommand registry (training.cli.SUBCOMMANDS) names this module.
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.tuning_cli import add_arguments as add
-
-    add(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    from training.tuning_cli import run as run_cli
-
-    return run_cli(args)

@@ -371,7 +371,7 @@ def test_bad_options_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
 
 
 def test_cost_matrix_from_a_json_file_or_a_model_card(tmp_path):
-    from training.tuning_cli import parse_cost_matrix
+    from training.options import OptionError, parse_cost_matrix
 
     plain = tmp_path / "matrix.json"
     plain.write_text(json.dumps({"tp": -1, "fp": -2, "tn": 0, "fn": -9}))
@@ -383,7 +383,7 @@ def test_cost_matrix_from_a_json_file_or_a_model_card(tmp_path):
     assert parse_cost_matrix(str(wrapped)).loss_weights() == (3.0, 1.0)
     broken = tmp_path / "broken.json"
     broken.write_text("{")
-    with pytest.raises(TuningError, match="not a readable JSON file"):
+    with pytest.raises(OptionError, match="not a readable JSON file"):
         parse_cost_matrix(str(broken))
 
 
