@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from costaware import decision
 from costaware.card import CARD_FILENAME, MODEL_FILENAME
 from costaware.economics import CostMatrix
 from costaware.tabular import TabularError, parse_numeric_csv
+from service.dataplane import summarize
 from service.errors import ServiceError
 from service.registry import LoadedModel, ModelRefusedError, ModelRegistry, load_model
 from service.registry import session_options as _session_options
@@ -131,10 +133,12 @@ def check_values(
 
 
 def decide(scores: np.ndarray, threshold: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(label, close_confusion)`` for the graph's float32 ``scores``: ``score >= threshold``
-    and ``|score - threshold| < margin``, compared in float64 as the service does."""
+    """``(label, close_confusion)`` for the graph's float32 ``scores`` by the decision rule
+    (costaware.decision), compared in float64 as the service does."""
     values = np.asarray(scores, dtype=np.float64)
-    return values >= threshold, np.abs(values - threshold) < margin
+    return decision.decide(values, threshold), decision.close_to_threshold(
+        values, threshold, margin
+    )
 
 
 def score_text(scores: np.ndarray) -> np.ndarray:
@@ -176,26 +180,5 @@ NOTE = "files read in partitions, scored by each model on the workers and merged
 def summary(
     entries: list[dict[str, Any]], costs: CostMatrix, data: str = "batch", note: str = NOTE
 ) -> dict[str, Any]:
-    """``/evaluate``'s JSON around ``entries`` (one per model, as economics.evaluate gives
-    them with the model's name and version in front): ranking, best model, best decision."""
-    ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
-    best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
-    return {
-        "data": data,
-        "note": note,
-        "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
-        "warnings": costs.warnings(),
-        "results": entries,
-        "ranking": [
-            {
-                "rank": rank,
-                "model": entry["model"],
-                "threshold": entry["threshold"],
-                "expected_value": entry["expected_value"],
-                "total_value": entry["total_value"],
-            }
-            for rank, entry in enumerate(ranking, start=1)
-        ],
-        "best_model": ranking[0]["model"],
-        "best_decision": {"model": best["model"], **best["best_threshold"]},
-    }
+    """``/evaluate``'s JSON around ``entries`` (the data plane's own summary)."""
+    return summarize(entries, costs, data, note)

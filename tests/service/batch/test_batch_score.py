@@ -109,3 +109,16 @@ def test_output_folder_must_be_new_or_empty(cluster, labeled, tmp_path):
     with pytest.raises(BatchInputError, match="not empty"):
         score_files(cluster, inputs, str(out), keep=["id"])
     assert (out / "precious.parquet").read_text() == "keep me"
+
+
+def test_the_batch_engine_imports_no_web_framework():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, service.batch.cli, service.batch.jobs, service.batch.tasks; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
