@@ -1,9 +1,8 @@
-"""One real Dask LocalCluster (two worker processes) for the whole session, and labeled
-data files in CSV and Parquet for the shipped models."""
+"""Labeled data files in CSV and Parquet for the shipped models (the cluster is the
+session's, from tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,16 +11,8 @@ import pytest
 from _servicekit import SHIPPED
 
 from costaware.card import read_card
-from service.batch.engine import connect
 
 N_ROWS = 3000
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[object]:
-    """The engine's own LocalCluster of two worker processes, one thread each."""
-    with connect(workers=2) as client:
-        yield client
 
 
 @dataclass(frozen=True)
