@@ -25,6 +25,9 @@ from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Rows per onnxruntime call: 1 is a lone one-instance request; more is batch scoring at
+# work (service/batching.py) or a client's own batch.
+ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536)
 UNMATCHED = "unmatched"
 
 
@@ -68,6 +71,7 @@ class Metrics:
         # The children one request touches, looked up once per model or per request key.
         self._prediction_children: dict[str, tuple[Any, Any, Any]] = {}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._rows_children: dict[str, Any] = {}
         self.requests = Counter(
             "costaware_requests",
             "HTTP requests by endpoint, model and status",
@@ -91,6 +95,28 @@ class Metrics:
             "costaware_close_confusions",
             "Predictions with |score - threshold| < margin, by model",
             ["model"],
+            registry=self.registry,
+        )
+        self.non_finite_scores = Counter(
+            "costaware_non_finite_scores",
+            "Instances refused because the model's score was not a finite number in [0, 1]",
+            ["model"],
+            registry=self.registry,
+        )
+        self.out_of_range = Counter(
+            "costaware_out_of_range",
+            "Instances with at least one feature outside the model's training range "
+            "(flagged or refused), by model",
+            ["model"],
+            registry=self.registry,
+        )
+
+        self.scoring_rows = Histogram(
+            "costaware_scoring_call_rows",
+            "Rows scored per onnxruntime call for /predict and /invocations, by model "
+            "(more than a request's own rows: batch scoring at work)",
+            ["model"],
+            buckets=ROWS_BUCKETS,
             registry=self.registry,
         )
 
@@ -123,6 +149,18 @@ class Metrics:
         n_close = close.count(True)
         if n_close:
             close_child.inc(n_close)
+
+    def observe_scoring_call(self, model: str, rows: int) -> None:
+        child = self._rows_children.get(model)
+        if child is None:
+            child = self._rows_children[model] = self._child(self.scoring_rows, model)
+        child.observe(rows)
+
+    def observe_non_finite(self, model: str, instances: int) -> None:
+        self._child(self.non_finite_scores, model).inc(instances)
+
+    def observe_out_of_range(self, model: str, instances: int) -> None:
+        self._child(self.out_of_range, model).inc(instances)
 
     def observe_request(self, endpoint: str, model: str, status: int, seconds: float) -> None:
         key = (endpoint, model, status)

@@ -9,17 +9,18 @@ Nothing here imports FastAPI.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from costaware import decision
 from costaware.card import CARD_FILENAME, MODEL_FILENAME
+from costaware.decision import all_probabilities, not_probabilities
 from costaware.economics import CostMatrix
 from costaware.tabular import TabularError, parse_numeric_csv
-from service.dataplane import summarize
+from service.codecs import CSV_COLUMNS, encode_csv
+from service.dataplane import DataPlane, PredictInputs, Predictions, non_finite_error, summarize
 from service.errors import ServiceError
 from service.registry import LoadedModel, ModelRefusedError, ModelRegistry, load_model
 from service.registry import session_options as _session_options
@@ -29,15 +30,17 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEFAULT_MODEL: str = Settings.model_fields["default_model"].default
 
 __all__ = [
+    "CSV_COLUMNS",
     "DEFAULT_MODEL",
     "BatchInputError",
     "LoadedModel",
     "ModelRefusedError",
-    "decide",
+    "Predictions",
+    "csv_lines",
     "decode_numeric_csv",
     "load_registry",
-    "out_of_range",
-    "score_text",
+    "predict",
+    "probabilities",
     "summary",
 ]
 
@@ -129,45 +132,62 @@ def check_values(
 
 
 # ---------------------------------------------------------------------------------------
-# The decision rule and the per-prediction fields (as the service's codecs apply them)
+# Scoring: the service's data plane, on the worker
+
+# A worker's data plane per model (keyed by the loaded model's identity).
+_PLANES: dict[int, DataPlane] = {}
 
 
-def decide(scores: np.ndarray, threshold: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(label, close_confusion)`` for the graph's float32 ``scores`` by the decision rule
-    (costaware.decision), compared in float64 as the service does."""
-    values = np.asarray(scores, dtype=np.float64)
-    return decision.decide(values, threshold), decision.close_to_threshold(
-        values, threshold, margin
+def _plane(model: LoadedModel) -> DataPlane:
+    key = id(model)
+    if key not in _PLANES:
+        registry = ModelRegistry(
+            model_dir=model.folder, default_name=model.name, models={model.name: model}
+        )
+        _PLANES[key] = DataPlane(registry)
+    return _PLANES[key]
+
+
+def predict(
+    model: LoadedModel,
+    x: np.ndarray,
+    row_name: Callable[[int], str],
+    *,
+    threshold: float | None = None,
+    margin: float | None = None,
+    on_out_of_range: str = "flag",
+) -> Predictions:
+    """The service's prediction for the rows ``x`` (scores, decisions, out-of-range
+    features), with its refusals (a non-finite score; an out-of-range row when asked to
+    refuse) as one-line errors naming the row with ``row_name``."""
+    inputs = PredictInputs(
+        instances=x,
+        model=model.name,
+        threshold=threshold,
+        margin=margin,
+        on_out_of_range=on_out_of_range,  # type: ignore[arg-type]
+        row_name=row_name,
     )
+    try:
+        return _plane(model).predict_now(inputs)
+    except ServiceError as exc:
+        raise BatchInputError(exc.detail) from None
 
 
-def score_text(scores: np.ndarray) -> np.ndarray:
-    """The shortest decimal that round-trips each float32 score (the service's CSV text)."""
-    return np.asarray(scores, dtype=np.float32).astype(str)
+def probabilities(model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]) -> np.ndarray:
+    """Scores to evaluate, by /evaluate's rule: no value from a score that is not a finite
+    number in [0, 1]; float64."""
+    raw = model.raw_scores(x)
+    if not all_probabilities(raw):
+        error = non_finite_error(model.name, raw, not_probabilities(raw), row_name)
+        raise BatchInputError(error.detail)
+    return raw.astype(np.float64)
 
 
-def check_scores(model: LoadedModel, scores: np.ndarray, where: Any) -> None:
-    """No decision is made from a non-finite score: the row and the model are named."""
-    finite = np.isfinite(scores)
-    if not finite.all():
-        r = int(np.argmin(finite))
-        raise BatchInputError(f"{where(r)}: model {model.name!r} gives no finite score")
-
-
-def out_of_range(model: LoadedModel, x: np.ndarray) -> list[list[str]]:
-    """Per row, the features outside the training range the card records.
-
-    Cards without a per-feature training range (every card before the range was added to
-    the card) give an empty list for every row: nothing can be said to be outside.
-    """
-    ranges = getattr(model.card, "feature_ranges", None)
-    if not ranges:
-        return [[] for _ in range(len(x))]
-    names = model.card.features
-    low = np.array([ranges[name].min for name in names])
-    high = np.array([ranges[name].max for name in names])
-    outside = (x < low) | (x > high)
-    return [[names[c] for c in np.flatnonzero(row)] for row in outside]
+def csv_lines(predictions: Predictions) -> list[str]:
+    """The service's text/csv answer, one line per row (score, label, close_confusion,
+    out_of_range)."""
+    return encode_csv(predictions).decode().split("\n")[: len(predictions)]
 
 
 # ---------------------------------------------------------------------------------------

@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COLUMNS",
         help="input columns copied into the output, e.g. claim_id,date",
     )
+    score.add_argument(
+        "--on-out-of-range",
+        choices=("flag", "refuse"),
+        default="flag",
+        help="rows with features outside the training range: list them in out_of_range "
+        "(default) or stop the job naming the first (exit status 2)",
+    )
     evaluate = commands.add_parser("evaluate", help="print /evaluate's JSON for labeled data")
     _common(evaluate)
     evaluate.add_argument(
@@ -139,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--label", default="label", help="the 0/1 label column (default %(default)s)"
+    )
+    evaluate.add_argument(
+        "--prevalence",
+        type=_unit,
+        help="value the decisions as if the positives were this share of the data "
+        "(counts, rates and AUC stay the data's)",
+    )
+    evaluate.add_argument(
+        "--curve", action="store_true", help="add each model's expected value by threshold"
     )
     return parser
 

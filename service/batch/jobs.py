@@ -44,6 +44,16 @@ class Inputs:
 
 
 @dataclass(frozen=True)
+class EvaluateOptions:
+    """``/evaluate``'s options beyond the cost matrix."""
+
+    models: Sequence[str] | None = None  # None: every loaded model
+    label: str = "label"
+    prevalence: float | None = None
+    curve: bool = False
+
+
+@dataclass(frozen=True)
 class ScoreSummary:
     rows: int
     parts: list[str]
@@ -78,6 +88,7 @@ def score(args: argparse.Namespace) -> ScoreSummary:
             model=args.model,
             keep=args.keep,
             output_format=args.output_format,
+            on_out_of_range=args.on_out_of_range,
             progress=not args.no_progress,
         )
 
@@ -89,8 +100,7 @@ def evaluate(args: argparse.Namespace, costs: CostMatrix) -> dict[str, Any]:
             client,
             _inputs(args),
             costs,
-            models=args.models,
-            label=args.label,
+            EvaluateOptions(args.models, args.label, args.prevalence, args.curve),
             progress=not args.no_progress,
         )
 
@@ -103,29 +113,36 @@ def score_files(
     model: str | None = None,
     keep: Sequence[str] = (),
     output_format: str = "parquet",
+    on_out_of_range: str = "flag",
     progress: bool = False,
 ) -> ScoreSummary:
     """Score ``inputs`` with ``model`` (default: the service's default) into ``output``."""
     registry = adapter.load_registry(inputs.model_dir)
     (chosen,) = adapter.pick_models(registry, [model] if model else None)
     parts = _plan(inputs, chosen.card.features, None, keep)
-    return run_score(client, inputs, parts, chosen, output, output_format, progress=progress)
+    options = ScoreOptions(
+        inputs.threshold,
+        inputs.margin,
+        output,
+        output_format,
+        on_out_of_range,  # type: ignore[arg-type]
+    )
+    return run_score(client, parts, chosen, options, progress=progress)
 
 
 def evaluate_files(
     client: Any,
     inputs: Inputs,
     costs: CostMatrix,
+    options: EvaluateOptions | None = None,
     *,
-    models: Sequence[str] | None = None,
-    label: str = "label",
     progress: bool = False,
 ) -> dict[str, Any]:
-    """``/evaluate``'s JSON for the labeled ``inputs`` under ``costs``, for ``models``
-    (default: every loaded model)."""
-    chosen = _evaluated_models(inputs.model_dir, models)
-    parts = _plan(inputs, chosen[0].card.features, label, [])
-    return run_evaluate(client, inputs, parts, chosen, costs, progress=progress)
+    """``/evaluate``'s JSON for the labeled ``inputs`` under ``costs``."""
+    options = options or EvaluateOptions()
+    chosen = _evaluated_models(inputs.model_dir, options.models)
+    parts = _plan(inputs, chosen[0].card.features, options.label, [])
+    return run_evaluate(client, inputs, parts, chosen, costs, options, progress=progress)
 
 
 def _evaluated_models(model_dir: Path, names: Sequence[str] | None) -> list[adapter.LoadedModel]:
@@ -175,18 +192,15 @@ def _check_output(output: str) -> tuple[Any, str]:
 
 def run_score(
     client: Any,
-    inputs: Inputs,
     parts: list[Partition],
     model: adapter.LoadedModel,
-    output: str,
-    output_format: str = "parquet",
+    options: ScoreOptions,
     *,
     progress: bool = True,
 ) -> ScoreSummary:
-    """Score every partition with ``model`` into part files under ``output``; on failure the
-    part files this run wrote are removed and the error is raised."""
-    fs, path = _check_output(output)
-    options = ScoreOptions(inputs.threshold, inputs.margin, output, output_format)  # type: ignore[arg-type]
+    """Score every partition with ``model`` into part files under ``options.output``; on
+    failure the part files this run wrote are removed and the error is raised."""
+    fs, path = _check_output(options.output)
     results: list[PartResult] = []
     bar = Progress(len(parts), "partitions") if progress else None
     try:
@@ -231,6 +245,7 @@ def run_evaluate(
     parts: list[Partition],
     models: list[adapter.LoadedModel],
     costs: CostMatrix,
+    options: EvaluateOptions,
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -261,7 +276,16 @@ def run_evaluate(
         threshold = model.card.threshold if inputs.threshold is None else inputs.threshold
         margin = model.card.margin if inputs.margin is None else inputs.margin
         try:
-            result = partials.evaluate(mergers[model.name].result(), costs, threshold, margin)
+            result = partials.evaluate(
+                mergers[model.name].result(),
+                costs,
+                threshold,
+                margin,
+                prevalence=options.prevalence,
+                curve=options.curve,
+                # As /evaluate: the card's threshold is marked even when another is used.
+                curve_marks=[model.card.threshold],
+            )
         except EconomicsError as exc:
             raise BatchInputError(str(exc)) from None
         entries.append({"model": model.name, "version": model.card.version, **result})

@@ -12,12 +12,14 @@ model produces), not the number of rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from costaware import economics
+from costaware.decision import close_to_threshold, decide
 from costaware.economics import (
     BestThreshold,
     Confusion,
@@ -92,18 +94,45 @@ class Merger:
         return ScoreCounts.merge(self.pending)
 
 
-def _value(confusion: Confusion, costs: CostMatrix) -> float:
-    return (
-        confusion.tp * float(costs.tp)
-        + confusion.fp * float(costs.fp)
-        + confusion.tn * float(costs.tn)
-        + confusion.fn * float(costs.fn)
-    )
+@dataclass(frozen=True)
+class Weights:
+    """Per-instance weights by class: 1 and 1, or what ``prevalence_weights`` gives (every
+    positive ``prevalence / p``, every negative ``(1 - prevalence) / (1 - p)``)."""
+
+    positive: float = 1.0
+    negative: float = 1.0
+
+    @classmethod
+    def of(cls, counts: ScoreCounts, prevalence: float | None) -> Weights | None:
+        if prevalence is None:
+            return None
+        # The library's own checks and weights, on one instance of each class present.
+        n_pos = int(counts.positives.sum())
+        labels = np.array([1] * min(n_pos, 1) + [0] * min(counts.n - n_pos, 1), dtype=np.int8)
+        economics.prevalence_weights(labels, prevalence)  # raises for a one-class data set
+        observed = n_pos / counts.n
+        return cls(prevalence / observed, (1.0 - prevalence) / (1.0 - observed))
 
 
-def _value_entry(confusion: Confusion, costs: CostMatrix) -> dict[str, float]:
-    total = _value(confusion, costs)
-    return {"expected_value": total / confusion.n, "total_value": total}
+def _cells(c: Confusion, costs: CostMatrix, w: Weights | None) -> dict[str, float]:
+    """Dollars in each confusion cell (``+ 0.0``: an empty cell is 0.0, never -0.0)."""
+    w = w or Weights()
+    return {
+        "tp": c.tp * float(costs.tp) * w.positive + 0.0,
+        "fp": c.fp * float(costs.fp) * w.negative + 0.0,
+        "tn": c.tn * float(costs.tn) * w.negative + 0.0,
+        "fn": c.fn * float(costs.fn) * w.positive + 0.0,
+    }
+
+
+def _value_entry(c: Confusion, costs: CostMatrix, w: Weights | None) -> dict[str, float]:
+    total = sum(_cells(c, costs, w).values())
+    expected = total / c.n
+    return {
+        "expected_value": expected,
+        "total_value": total,
+        "per_1000_decisions": economics.per_1000_decisions(expected),
+    }
 
 
 def _per_class(c: Confusion) -> dict[str, dict[str, Any]]:
@@ -133,28 +162,59 @@ def _auc(counts: ScoreCounts) -> float | None:
     return (twice_rank_sum - n_pos * (n_pos + 1)) / (2 * n_pos * n_neg)
 
 
-def _best_threshold(counts: ScoreCounts, costs: CostMatrix) -> BestThreshold:
+def _deltas(counts: ScoreCounts, costs: CostMatrix, w: Weights | None) -> tuple[np.ndarray, float]:
+    """Per distinct score (ascending), the value change from treating its rows; and the
+    value of treating no one (as economics' per-instance deltas, summed per score)."""
+    w = w or Weights()
+    gain_pos, gain_neg = (float(v) for v in costs.treat_gain())
+    delta = counts.positives * (gain_pos * w.positive) - counts.negatives * (gain_neg * w.negative)
+    base = (
+        int(counts.positives.sum()) * float(costs.fn) * w.positive
+        + int(counts.negatives.sum()) * float(costs.tn) * w.negative
+    )
+    return delta, base
+
+
+def _best_threshold(counts: ScoreCounts, costs: CostMatrix, w: Weights | None) -> BestThreshold:
     """As economics.best_threshold: every distinct score as threshold plus treating no one;
     ties within 1e-9 relative go to the lower threshold."""
-    gain_pos, gain_neg = (float(v) for v in costs.treat_gain())
-    n_pos, n_neg = int(counts.positives.sum()), int(counts.negatives.sum())
-    base = n_pos * float(costs.fn) + n_neg * float(costs.tn)
-    pos, neg = counts.positives[::-1], counts.negatives[::-1]
-    totals = np.r_[base, base + np.cumsum(pos * gain_pos - neg * gain_neg)]
+    delta, base = _deltas(counts, costs, w)
+    totals = np.r_[base, base + np.cumsum(delta[::-1])]
     thresholds = np.r_[np.nan, counts.scores[::-1]]
-    treated = np.r_[0, np.cumsum(pos + neg)]
+    treated = np.r_[0, np.cumsum((counts.positives + counts.negatives)[::-1])]
     tolerance = 1e-9 * max(1.0, float(np.abs(totals).max()))
     best = int(np.flatnonzero(totals >= totals.max() - tolerance)[-1])
     return BestThreshold(
         threshold=None if best == 0 else float(thresholds[best]),
-        expected_value=float(totals[best]) / (n_pos + n_neg),
+        expected_value=float(totals[best]) / counts.n,
         total_value=float(totals[best]),
         n_treated=int(treated[best]),
     )
 
 
+def _curve(
+    counts: ScoreCounts, costs: CostMatrix, marks: list[float], w: Weights | None
+) -> dict[str, list[float]]:
+    """As economics.value_curve: expected value at the default thresholds and the marks."""
+    grid = np.unique(np.r_[economics.default_thresholds(), np.asarray(marks, dtype=np.float64)])
+    delta, base = _deltas(counts, costs, w)
+    suffix = np.r_[np.cumsum(delta[::-1])[::-1], 0.0]  # treated: every score >= t
+    start = np.searchsorted(counts.scores, grid, side="left")
+    return {
+        "thresholds": grid.tolist(),
+        "expected_value": ((base + suffix[start]) / counts.n).tolist(),
+    }
+
+
 def evaluate(
-    counts: ScoreCounts, costs: CostMatrix, threshold: float, margin: float
+    counts: ScoreCounts,
+    costs: CostMatrix,
+    threshold: float,
+    margin: float,
+    *,
+    prevalence: float | None = None,
+    curve: bool = False,
+    curve_marks: Sequence[float] = (),
 ) -> dict[str, Any]:
     """What ``costaware.economics.evaluate`` gives for the rows behind ``counts`` (scalar
     cost matrices; the warnings are left to the summary, as ``/evaluate`` does)."""
@@ -163,30 +223,42 @@ def evaluate(
     n = counts.n
     if n == 0:
         raise EconomicsError("labels", "empty: need at least one labeled instance")
+    w = Weights.of(counts, prevalence)
     s = counts.scores
-    at_threshold = counts.confusion(s >= threshold)
-    close = np.abs(s - threshold) < margin
+    at_threshold = counts.confusion(decide(s, threshold))
+    close = close_to_threshold(s, threshold, margin)
     near = ScoreCounts(s[close], counts.positives[close], counts.negatives[close])
-    close_counts = near.confusion(near.scores >= threshold).counts()
+    close_counts = near.confusion(decide(near.scores, threshold)).counts()
     close_counts["total"] = near.n
     elkan = elkan_threshold(costs)
-    return {
+    best = _best_threshold(counts, costs, w)
+    result: dict[str, Any] = {
         "n": n,
         "prevalence": int(counts.positives.sum()) / n,
+        "target_prevalence": None if prevalence is None else float(prevalence),
         "threshold": threshold,
         "margin": margin,
         "confusion": at_threshold.counts(),
+        "confusion_value": _cells(at_threshold, costs, w),
         "rates": at_threshold.rates(),
         "accuracy": at_threshold.accuracy,
         "per_class": _per_class(at_threshold),
         "auc": _auc(counts),
         "close_confusions": close_counts,
-        **_value_entry(at_threshold, costs),
+        **_value_entry(at_threshold, costs, w),
         "elkan_threshold": {
             **elkan.to_dict(),
-            **_value_entry(counts.confusion(elkan.decide(s)), costs),
+            **_value_entry(counts.confusion(elkan.decide(s)), costs, w),
         },
-        "best_threshold": _best_threshold(counts, costs).to_dict(),
-        "treat_none": _value_entry(counts.confusion(np.zeros(len(s), dtype=bool)), costs),
-        "treat_all": _value_entry(counts.confusion(np.ones(len(s), dtype=bool)), costs),
+        "best_threshold": best.to_dict(),
+        "treat_none": _value_entry(counts.confusion(np.zeros(len(s), dtype=bool)), costs, w),
+        "treat_all": _value_entry(counts.confusion(np.ones(len(s), dtype=bool)), costs, w),
     }
+    if curve:
+        marks = [threshold, *curve_marks]
+        if elkan.kind in ("threshold", "always_positive"):
+            marks.append(float(elkan.value))
+        if best.threshold is not None:
+            marks.append(best.threshold)
+        result["curve"] = _curve(counts, costs, marks, w)
+    return result

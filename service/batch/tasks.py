@@ -19,7 +19,7 @@ from service.batch.partials import ScoreCounts
 from service.batch.sources import Partition, read
 
 OutputFormat = Literal["parquet", "csv"]
-FIXED_COLUMNS = ("score", "label", "close_confusion", "out_of_range")
+FIXED_COLUMNS = adapter.CSV_COLUMNS
 
 # A worker process loads each model once; the key is the card's and the graph's digest.
 _MODELS: dict[str, LoadedModel] = {}
@@ -59,6 +59,7 @@ class ScoreOptions:
     margin: float | None
     output: str  # directory URL
     output_format: OutputFormat
+    on_out_of_range: str = "flag"
 
 
 @dataclass(frozen=True)
@@ -78,19 +79,19 @@ def score_partition(part: Partition, model_files: ModelFiles, options: ScoreOpti
     batch = read(part)
     if batch.n == 0:
         return PartResult(part.index, 0, None)
-    threshold = model.card.threshold if options.threshold is None else options.threshold
-    margin = model.card.margin if options.margin is None else options.margin
-    scores = model.raw_scores(batch.x)
-    adapter.check_scores(model, scores, batch.where)
-    labels, close = adapter.decide(scores, threshold, margin)
-    scored = Scored(batch.keep, scores, labels, close, adapter.out_of_range(model, batch.x))
+    predictions = adapter.predict(
+        model,
+        batch.x,
+        batch.where,
+        threshold=options.threshold,
+        margin=options.margin,
+        on_out_of_range=options.on_out_of_range,
+    )
+    scored = Scored(batch.keep, predictions)
     url = options.output.rstrip("/") + "/" + part_name(part.index, options.output_format)
     with fsspec.open(url, "wb") as f:
         f.write(scored.parquet() if options.output_format == "parquet" else scored.csv())
     return PartResult(part.index, batch.n, url)
-
-
-_BOOL = np.array(["false", "true"])
 
 
 @dataclass(frozen=True)
@@ -99,46 +100,53 @@ class Scored:
     (a multiclass model's decision would be one more column here)."""
 
     keep: dict[str, Any]
-    scores: np.ndarray  # the graph's float32 output
-    labels: np.ndarray  # bool
-    close: np.ndarray  # bool
-    out_of_range: list[list[str]]
+    predictions: adapter.Predictions
 
     def parquet(self) -> bytes:
+        """``score`` is the graph's float32 output as it came; ``out_of_range`` lists the
+        features outside the training range (null when the card records no ranges)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        p = self.predictions
         columns: dict[str, Any] = {
             name: pa.array(cells) if isinstance(cells, list) else cells
             for name, cells in self.keep.items()
         }
-        columns["score"] = pa.array(self.scores, type=pa.float32())
-        columns["label"] = pa.array(self.labels.astype(np.int8))
-        columns["close_confusion"] = pa.array(self.close)
-        columns["out_of_range"] = pa.array(self.out_of_range, type=pa.list_(pa.string()))
+        columns["score"] = pa.array(p.scores, type=pa.float32())
+        columns["label"] = pa.array(np.array(p.labels, dtype=np.int8))
+        columns["close_confusion"] = pa.array(np.array(p.close, dtype=bool))
+        outside = (
+            [None] * len(p)
+            if p.out_of_range is None
+            else [p.out_of_range.get(i, []) for i in range(len(p))]
+        )
+        columns["out_of_range"] = pa.array(outside, type=pa.list_(pa.string()))
         sink = pa.BufferOutputStream()
         pq.write_table(pa.table(columns), sink)
         return sink.getvalue().to_pybytes()
 
     def csv(self) -> bytes:
-        """The service's CSV conventions: float32 score text, label 0/1, close true/false;
-        the out-of-range feature names joined by ``;``."""
-        fields = [
-            adapter.score_text(self.scores),
-            self.labels.astype(np.int8).astype(str),
-            _BOOL[self.close.astype(int)],
-            [";".join(names) for names in self.out_of_range],
-        ]
-        kept = [_cells(cells) for cells in self.keep.values()]
-        header = ",".join([*self.keep, *FIXED_COLUMNS])
-        body = "\n".join(",".join(row) for row in zip(*kept, *fields, strict=True))
-        return (header + "\n" + body + "\n").encode()
+        """The service's text/csv answer line for line, after the kept columns."""
+        lines = adapter.csv_lines(self.predictions)
+        header = ",".join([*self.keep, *adapter.CSV_COLUMNS])
+        if self.keep:
+            kept = zip(*(_cells(cells) for cells in self.keep.values()), strict=True)
+            lines = [",".join([*cells, line]) for cells, line in zip(kept, lines, strict=True)]
+        return (header + "\n" + "\n".join(lines) + "\n").encode()
 
 
 def _cells(cells: Any) -> list[str]:
+    """Kept values as CSV fields (Parquet values quoted as RFC 4180 says when needed)."""
     if isinstance(cells, list):
-        return cells
-    return ["" if v is None else str(v) for v in cells.to_pylist()]
+        return cells  # CSV input: cells were split at commas, so they hold none
+    return [_field("" if v is None else str(v)) for v in cells.to_pylist()]
+
+
+def _field(text: str) -> str:
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 @dataclass(frozen=True)
@@ -157,10 +165,9 @@ def evaluate_partition(part: Partition, models: list[ModelFiles]) -> EvaluateRes
     counts = {}
     for files in models:
         model = files.load()
-        raw = model.score(batch.x)
-        adapter.check_scores(model, raw, batch.where)
-        # As /evaluate: scores clipped into [0, 1] (+0.0 folds a -0.0 into 0.0).
-        counts[model.name] = ScoreCounts.of(batch.labels, np.clip(raw, 0.0, 1.0) + 0.0)
+        scores = adapter.probabilities(model, batch.x, batch.where)
+        # + 0.0 folds a -0.0 into 0.0, so one score is one key.
+        counts[model.name] = ScoreCounts.of(batch.labels, scores + 0.0)
     return EvaluateResult(part.index, batch.n, counts)
 
 

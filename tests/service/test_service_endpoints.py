@@ -7,6 +7,7 @@ weights (the oracle), and onnxruntime run directly on the model file.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -47,7 +48,10 @@ def test_ping_is_empty_200(client):
 
 
 def test_live_and_ready(client):
-    assert client.get("/health/live").json() == {"status": "alive"}
+    live = client.get("/health/live").json()
+    assert (live["status"], live["pid"]) == ("alive", os.getpid())
+    # In-process, under the test client: whatever loop runs it, and no uvicorn protocol.
+    assert set(live["server"]) == {"loop", "http"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["models"] == ["builtin", "custom-5to1", "medical"]
@@ -158,7 +162,9 @@ def test_invocations_content_types(client, model_dir, sample, payload, content_t
 def parse_csv_answer(text: str) -> list[dict]:
     out = []
     for line in text.splitlines():
-        score, label, close = line.split(",")
+        # The fixture cards record no training ranges, so out_of_range is always empty.
+        score, label, close, out_of_range = line.split(",")
+        assert out_of_range == ""
         out.append({"score": float(score), "label": int(label), "close_confusion": close == "true"})
     return out
 

@@ -15,6 +15,7 @@ from _servicekit import SHIPPED
 from costaware.card import read_card
 from service.batch.jobs import Inputs, score_files
 from service.codecs import CSV
+from service.dataplane import DataPlane, PredictInputs
 from service.inference import run_pipeline
 from service.registry import ModelRegistry
 
@@ -67,7 +68,7 @@ def test_csv_output_matches_the_service_pipeline_line_for_line(cluster, labeled,
     for part in sorted((tmp_path / "out").glob("part-*.csv")):
         header, *rows = part.read_text().splitlines()
         assert header == "score,label,close_confusion,out_of_range"
-        lines.extend(row.rsplit(",", 1)[0] for row in rows)
+        lines.extend(rows)
     registry = ModelRegistry.load(SHIPPED, "medical")
     answer, _ = run_pipeline(registry, plain.read_bytes(), CSV, CSV)
     assert lines == answer.decode().splitlines()
@@ -122,3 +123,51 @@ def test_the_batch_engine_imports_no_web_framework():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_out_of_range_names_the_features_outside_the_training_range(cluster, labeled, tmp_path):
+    """The same names the service gives for the same rows: none for rows inside the card's
+    training range, the pushed features for rows pushed outside it."""
+    card = read_card(SHIPPED / "medical")
+    x = labeled.x[:400].copy()
+    ranges = card.feature_ranges
+    assert ranges is not None
+    inside = np.array([[(r.p0_5 + r.p99_5) / 2 for r in ranges]] * len(x))
+    x[:200] = inside[:200]
+    x[250] = x[260] = inside[0]
+    x[250, 3] = ranges[3].max * 2
+    x[260, [0, 7]] = [ranges[0].min - 1, ranges[7].max + 1]
+    header = ",".join(card.features)
+    path = tmp_path / "pushed.csv"
+    path.write_text(header + "\n" + "\n".join(",".join(map(repr, row)) for row in x.tolist()))
+    inputs = Inputs([str(path)], model_dir=SHIPPED, partition_bytes=10_000)
+    score_files(cluster, inputs, str(tmp_path / "out"))
+    flagged = parts_table(tmp_path / "out").column("out_of_range").to_pylist()
+    assert flagged[:200] == [[]] * 200
+    assert flagged[250] == [card.features[3]]
+    assert flagged[260] == [card.features[0], card.features[7]]
+    served = DataPlane(ModelRegistry.load(SHIPPED, "medical")).predict_now(
+        PredictInputs(instances=x, model="medical")
+    )
+    assert flagged == [served.out_of_range.get(i, []) for i in range(len(x))]
+
+
+def test_refusing_out_of_range_rows_names_the_first(cluster, tmp_path):
+    from service.batch.adapter import BatchInputError
+
+    card = read_card(SHIPPED / "medical")
+    ranges = card.feature_ranges
+    low, high = (np.array([getattr(r, k) for r in ranges]) for k in ("p0_5", "p99_5"))
+    x = np.random.default_rng(5).uniform(low, high, size=(3000, len(ranges))).round(5)
+    x = np.clip(x, low, high)
+    x[2000, 5] = ranges[5].max * 3
+    path = tmp_path / "pushed.csv"
+    path.write_text(
+        ",".join(card.features)
+        + "\n"
+        + "\n".join(",".join(map(repr, row)) for row in x.tolist())
+        + "\n"
+    )
+    inputs = Inputs([str(path)], model_dir=SHIPPED, partition_bytes=30_000)
+    with pytest.raises(BatchInputError, match=rf"^{path}, row 2002: {card.features[5]} = "):
+        score_files(cluster, inputs, str(tmp_path / "out"), on_out_of_range="refuse")
