@@ -60,9 +60,9 @@ def generate(data_dir: Path, rows: int, seed: int = 18) -> dict[str, Path]:
     from sklearn.datasets import load_breast_cancer
 
     files = {
-        "score.csv": data_dir / f"score-{rows}.csv",
-        "labeled.csv": data_dir / f"labeled-{rows}.csv",
-        "labeled.parquet": data_dir / f"labeled-{rows}.parquet",
+        "score.csv": data_dir / f"score-{rows}-v2.csv",
+        "labeled.csv": data_dir / f"labeled-{rows}-v2.csv",
+        "labeled.parquet": data_dir / f"labeled-{rows}-v2.parquet",
     }
     if all(path.exists() for path in files.values()):
         return files
@@ -70,6 +70,10 @@ def generate(data_dir: Path, rows: int, seed: int = 18) -> dict[str, Path]:
     features = list(read_card(MODELS / MODEL).features)
     cancer = load_breast_cancer()
     rng = np.random.default_rng(seed)
+    # Rows any shipped model scores outside [0, 1] (float32 rounding of the graph gives
+    # 1 + 2**-23 for a few extreme rows) are refused by the service, and so stop a batch
+    # job; the bench data leaves them out.
+    registry = ModelRegistry.load(MODELS, MODEL)
     started = time.monotonic()
     partial = {key: path.with_suffix(path.suffix + ".partial") for key, path in files.items()}
     options = pacsv.WriteOptions(include_header=False)
@@ -80,11 +84,17 @@ def generate(data_dir: Path, rows: int, seed: int = 18) -> dict[str, Path]:
         score_csv.write((",".join(features) + "\n").encode())
         labeled_csv.write((",".join(["label", *features]) + "\n").encode())
         writer = None
-        for first in range(0, rows, BLOCK):
+        first = 0
+        while first < rows:
             n = min(BLOCK, rows - first)
-            pick = rng.integers(0, len(cancer.data), n)
-            x = np.round(cancer.data[pick] * rng.lognormal(0.0, 0.15, size=(n, 30)), 4)
-            labels = (cancer.target[pick] == 0) ^ (rng.random(n) < 0.05)
+            pick = rng.integers(0, len(cancer.data), n + n // 100)
+            x = np.round(cancer.data[pick] * rng.lognormal(0.0, 0.15, size=(len(pick), 30)), 4)
+            labels = (cancer.target[pick] == 0) ^ (rng.random(len(pick)) < 0.05)
+            usable = np.ones(len(x), dtype=bool)
+            for model in registry.models.values():
+                scores = model.raw_scores(x)
+                usable &= (scores >= 0.0) & (scores <= 1.0)
+            x, labels = x[usable][:n], labels[usable][:n]
             columns = {name: x[:, c] for c, name in enumerate(features)}
             table = pa.table(columns)
             labeled = pa.table({"label": labels.astype(np.int8), **columns})
@@ -93,7 +103,8 @@ def generate(data_dir: Path, rows: int, seed: int = 18) -> dict[str, Path]:
             if writer is None:
                 writer = pq.ParquetWriter(partial["labeled.parquet"], labeled.schema)
             writer.write_table(labeled, row_group_size=100_000)
-            print(f"  generated {first + n:,} of {rows:,} rows", file=sys.stderr, end="\r")
+            first += n
+            print(f"  generated {first:,} of {rows:,} rows", file=sys.stderr, end="\r")
         assert writer is not None
         writer.close()
     for key, path in partial.items():
@@ -102,10 +113,11 @@ def generate(data_dir: Path, rows: int, seed: int = 18) -> dict[str, Path]:
     return files
 
 
-def baseline(path: Path, limit: int) -> float:
-    """Rows/s of the service's in-process text/csv pipeline over 16 MiB chunks."""
+def baseline(path: Path, limit: int) -> tuple[float, float]:
+    """Rows per second and per CPU second of the service's in-process text/csv pipeline
+    over 16 MiB chunks."""
     registry = ModelRegistry.load(MODELS, MODEL)
-    done, seconds = 0, 0.0
+    done, seconds, cpu = 0, 0.0, 0.0
     with path.open("rb") as f:
         f.readline()  # the header
         rest = b""
@@ -116,11 +128,12 @@ def baseline(path: Path, limit: int) -> float:
             block = rest + block
             cut = block.rfind(b"\n") + 1
             chunk, rest = block[:cut], block[cut:]
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             run_pipeline(registry, chunk, CSV, CSV)
             seconds += time.perf_counter() - started
+            cpu += time.process_time() - cpu_started
             done += chunk.count(b"\n")
-    return done / seconds
+    return done / seconds, done / cpu
 
 
 class RssSampler:
@@ -132,6 +145,8 @@ class RssSampler:
 
         self.processes = [psutil.Process(pid) for pid in pids]
         self.peaks = [p.memory_info().rss for p in self.processes]
+        self.cpu_start = [sum(p.cpu_times()[:2]) for p in self.processes]
+        self.cpu_seconds = 0.0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -148,6 +163,10 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+        self.cpu_seconds = sum(
+            sum(p.cpu_times()[:2]) - start
+            for p, start in zip(self.processes, self.cpu_start, strict=True)
+        )
 
     @property
     def peak_mb(self) -> float:
@@ -180,6 +199,8 @@ def job(kind: str, path: Path, workers: int, out_dir: Path) -> dict[str, float]:
         "seconds": seconds,
         "rows_per_s": rows / seconds,
         "per_worker": rows / seconds / workers,
+        "worker_cpu_s": sampler.cpu_seconds,
+        "rows_per_cpu_s": rows / sampler.cpu_seconds,
         "peak_rss_mb": sampler.peak_mb,
         "client_peak_mb": client_rss,
         "idle_rss_mb": idle,
@@ -203,11 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.data_dir / "out"
     wanted = args.jobs.split(",")
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
-    baselines: list[float] = []
+    baselines: list[tuple[float, float]] = []
     for round_no in range(1, args.rounds + 1):
         print(f"round {round_no}", file=sys.stderr)
         baselines.append(baseline(big["score.csv"], args.baseline_rows))
-        print(f"  in-process pipeline: {baselines[-1]:,.0f} rows/s", file=sys.stderr)
+        print(
+            f"  in-process pipeline: {baselines[-1][0]:,.0f} rows/s, "
+            f"{baselines[-1][1]:,.0f} rows/CPU-s",
+            file=sys.stderr,
+        )
         for name in ("score.csv", "score.parquet", "evaluate.csv", "evaluate.parquet"):
             if name not in wanted:
                 continue
@@ -219,11 +244,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  {name:<17} {workers} worker(s): {figures['rows_per_s']:>10,.0f} rows/s "
                     f"in {figures['seconds']:.1f} s, peak RSS/worker "
-                    f"{figures['peak_rss_mb']:.0f} MB",
+                    f"{figures['peak_rss_mb']:.0f} MB, {figures['rows_per_cpu_s']:,.0f} rows/CPU-s",
                     file=sys.stderr,
                 )
         baselines.append(baseline(big["score.csv"], args.baseline_rows))
-        print(f"  in-process pipeline: {baselines[-1]:,.0f} rows/s", file=sys.stderr)
+        print(
+            f"  in-process pipeline: {baselines[-1][0]:,.0f} rows/s, "
+            f"{baselines[-1][1]:,.0f} rows/CPU-s",
+            file=sys.stderr,
+        )
         if small is not None:
             for path in (small["score.csv"], big["score.csv"]):
                 figures = job("score", path, 2, out_dir)
@@ -232,18 +261,24 @@ def main(argv: list[str] | None = None) -> int:
     def median(key: tuple[str, int], field: str) -> float:
         return statistics.median(r[field] for r in results[key])
 
-    pipeline = statistics.median(baselines)
+    pipeline = statistics.median(b[0] for b in baselines)
+    pipeline_cpu = statistics.median(b[1] for b in baselines)
     print(f"# bench/batch.py: {args.rows:,} rows x 30 features, model {MODEL}, 16 MiB partitions")
-    print(f"# rounds {args.rounds}; medians; the in-process pipeline: {pipeline:,.0f} rows/s")
     print(
-        f"{'job':<18} {'workers':>7} {'rows/s':>11} {'per worker':>11} {'seconds':>8} "
-        f"{'peak RSS/worker MB':>19} {'idle MB':>8} {'start s':>8}"
+        f"# rounds {args.rounds}; medians; the in-process pipeline: {pipeline:,.0f} rows/s, "
+        f"{pipeline_cpu:,.0f} rows per CPU second; load average at the end "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"{'job':<21} {'workers':>7} {'rows/s':>11} {'per worker':>11} {'seconds':>8} "
+        f"{'rows/CPU-s':>11} {'peak RSS/worker MB':>19} {'idle MB':>8} {'start s':>8}"
     )
     for (name, workers), _runs in results.items():
         key = (name, workers)
         print(
-            f"{name:<18} {workers:>7} {median(key, 'rows_per_s'):>11,.0f} "
+            f"{name:<21} {workers:>7} {median(key, 'rows_per_s'):>11,.0f} "
             f"{median(key, 'per_worker'):>11,.0f} {median(key, 'seconds'):>8.1f} "
+            f"{median(key, 'rows_per_cpu_s'):>11,.0f} "
             f"{median(key, 'peak_rss_mb'):>19.0f} {median(key, 'idle_rss_mb'):>8.0f} "
             f"{median(key, 'startup_s'):>8.1f}"
         )
@@ -251,13 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("score.csv", "score.parquet", "evaluate.csv", "evaluate.parquet"):
         if (name, 1) in results and (name, 2) in results:
             speedup = median((name, 2), "rows_per_s") / median((name, 1), "rows_per_s")
-            print(f"{name:<18} 2 workers / 1 worker: {speedup:.2f}x (target >= 1.6x)")
+            efficiency = median((name, 2), "rows_per_cpu_s") / median((name, 1), "rows_per_cpu_s")
+            print(
+                f"{name:<18} 2 workers / 1 worker: {speedup:.2f}x wall (target >= 1.6x); "
+                f"rows per CPU second {efficiency:.2f}x"
+            )
     for workers in (1, 2):
         if ("score.csv", workers) in results:
             ratio = median(("score.csv", workers), "per_worker") / pipeline
+            cpu_ratio = median(("score.csv", workers), "rows_per_cpu_s") / pipeline_cpu
             print(
                 f"score.csv per-worker rows/s with {workers} worker(s) / in-process pipeline: "
-                f"{ratio:.2f} (target >= 0.7)"
+                f"{ratio:.2f} wall (target >= 0.7); {cpu_ratio:.2f} per CPU second"
             )
     rss = [k for k in results if k[0].startswith("rss ")]
     if len(rss) == 2:
