@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 
 from costaware import economics
+from service.dataplane import DataPlane
 from service.registry import ModelRegistry
 from service.routes.evaluate import EvaluateOptions, _respond
 
@@ -112,14 +113,14 @@ def main() -> None:
 
     body, labels, scores = make_body(args.n, args.seed)
     costs = economics.CostMatrix(**QALY)
-    registry = ModelRegistry.load(ROOT / "models", "medical")
+    dataplane = DataPlane(ModelRegistry.load(ROOT / "models", "medical"))
     options = EvaluateOptions(
         plot=None, models=None, costs=dict.fromkeys(economics.OUTCOMES), threshold=None, margin=None
     )
 
     compute_s, in_memory = timed(lambda: economics.evaluate(labels, scores, costs), args.repeats)
     pipeline_s, _ = timed(
-        lambda: _respond(body, "application/json", "application/json", options, registry),
+        lambda: _respond(body, "application/json", "application/json", options, dataplane),
         args.repeats,
     )
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MODEL_NAME_PATTERN
+
 CARD_FILENAME = "model-card.json"
 MODEL_FILENAME = "model.onnx"
 CARD_SCHEMA_VERSION = 1
@@ -132,14 +134,14 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = CARD_SCHEMA_VERSION
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
     version: str
     created_at: str
     description: str = ""
     loss: LossSpec
     cost_matrix: OutcomeValues | None = None
-    threshold: float = Field(default=0.5, ge=0, le=1)
-    margin: float = Field(default=0.1, ge=0, le=1)
+    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0, le=1)
+    margin: float = Field(default=DEFAULT_MARGIN, ge=0, le=1)
     features: list[str] = Field(min_length=1)
     onnx: OnnxSpec
     training: TrainingSpec

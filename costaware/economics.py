@@ -21,6 +21,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, close_to_threshold, decide
+
 OUTCOMES = ("tp", "fp", "tn", "fn")
 
 CostValue = float | NDArray[np.float64]
@@ -323,7 +325,7 @@ def _count(y: NDArray, predicted: NDArray) -> Confusion:
 def confusion(labels: ArrayLike, scores: ArrayLike, threshold: float) -> Confusion:
     """Confusion counts with ``predicted = score >= threshold``."""
     y, s = _inputs(labels, scores)
-    return _count(y, s >= _check_unit(threshold, "threshold"))
+    return _count(y, decide(s, _check_unit(threshold, "threshold")))
 
 
 def accuracy(labels: ArrayLike, scores: ArrayLike, threshold: float) -> float:
@@ -402,8 +404,8 @@ def close_confusions(
 
 
 def _close_confusions(y: NDArray, s: NDArray, threshold: float, margin: float) -> dict[str, int]:
-    close = np.abs(s - threshold) < margin
-    counts = _count(y[close], s[close] >= threshold).counts()
+    close = close_to_threshold(s, threshold, margin)
+    counts = _count(y[close], decide(s[close], threshold)).counts()
     counts["total"] = int(np.count_nonzero(close))
     return counts
 
@@ -424,7 +426,7 @@ def outcome_values(labels: ArrayLike, predicted: ArrayLike, costs: CostMatrix) -
 
 def total_value(labels: ArrayLike, scores: ArrayLike, threshold: float, costs: CostMatrix) -> float:
     y, s = _inputs(labels, scores)
-    return float(outcome_values(y, s >= _check_unit(threshold, "threshold"), costs).sum())
+    return float(outcome_values(y, decide(s, _check_unit(threshold, "threshold")), costs).sum())
 
 
 def expected_value(
@@ -432,7 +434,7 @@ def expected_value(
 ) -> float:
     """Mean outcome value per instance (the reference formula, generalised per instance)."""
     y, s = _inputs(labels, scores)
-    return float(outcome_values(y, s >= _check_unit(threshold, "threshold"), costs).mean())
+    return float(outcome_values(y, decide(s, _check_unit(threshold, "threshold")), costs).mean())
 
 
 ElkanKind = Literal["threshold", "always_positive", "always_negative", "indifferent", "inverted"]
@@ -454,7 +456,7 @@ class ElkanThreshold:
 
     def decide(self, scores: NDArray) -> NDArray[np.bool_]:
         if self.kind == "threshold":
-            return scores >= self.value
+            return decide(scores, self.value)
         if self.kind == "always_positive":
             return np.ones(len(scores), dtype=bool)
         if self.kind == "inverted":
@@ -642,8 +644,8 @@ def evaluate(
     labels: ArrayLike,
     scores: ArrayLike,
     costs: CostMatrix,
-    threshold: float = 0.5,
-    margin: float = 0.1,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Any]:
     """Everything one ``/evaluate`` result entry shows, JSON-ready (no numpy types)."""
     y, s = _inputs(labels, scores)
@@ -651,7 +653,7 @@ def evaluate(
     margin = _check_unit(margin, "margin")
     costs.check_length(len(y))
     n = len(y)
-    predicted = s >= threshold
+    predicted = decide(s, threshold)
     counts = _count(y, predicted)
     values = outcome_values(y, predicted, costs)
     result: dict[str, Any] = {

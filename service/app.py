@@ -10,11 +10,12 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from service.batching import BatchScorer
-from service.errors import install_error_handlers
+from service.dataplane import DataPlane
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.registry import ModelRegistry, session_options
 from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
+from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.default_model,
             session_options(settings.ort_intra_op_threads, settings.ort_inter_op_threads),
         )
+        app.state.dataplane = DataPlane(
+            app.state.registry, app.state.batch_scorer, app.state.metrics
+        )
         log.info(
             "serving %s from %s (default %s)",
             app.state.registry.names() or "no models",
@@ -41,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.default_model,
         )
         yield
-        app.state.registry = None
+        app.state.registry = app.state.dataplane = None
 
     app = FastAPI(
         title="costaware",
@@ -55,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.batch_scorer = BatchScorer(enabled=settings.batch_scoring)
-    app.state.registry = None
+    app.state.registry = app.state.dataplane = None
     install_error_handlers(app)
 
     # Routes match in order: the prediction endpoints first, they carry the traffic.

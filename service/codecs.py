@@ -2,7 +2,8 @@
 
 Decoders turn a body (JSON, JSON lines, CSV) into a float64 matrix ``[N, n_features]``
 or raise a :class:`~service.errors.ServiceError` whose detail names the row, column or
-field at fault. Encoders turn :class:`Predictions` into JSON, CSV or JSON lines.
+field at fault. Encoders turn :class:`~service.dataplane.Predictions` into JSON, CSV or
+JSON lines.
 No FastAPI here: these are plain functions the bench also runs in-process.
 """
 
@@ -13,7 +14,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -25,6 +26,9 @@ from service.errors import (
     NotAcceptableError,
     UnsupportedMediaTypeError,
 )
+
+if TYPE_CHECKING:
+    from service.dataplane import Predictions
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -368,45 +372,14 @@ def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np
 # Predictions and encoding
 
 
-@dataclass(frozen=True)
-class Predictions:
-    """One request's answer, as plain Python values.
-
-    Lists, not arrays: a request usually carries one instance, and on a one-element array
-    every numpy call costs more than the Python comparison it stands for (under load, with
-    the HTTP server's code and data competing for the caches, several times more). For a
-    large batch the per-row Python work here is small beside formatting the lines.
-    """
-
-    model: str
-    version: str
-    threshold: float
-    margin: float
-    score_text: list[str]  # the shortest decimal that round-trips the model's float32 output
-    labels: list[bool]  # score >= threshold
-    close: list[bool]  # |score - threshold| < margin
-
-    @classmethod
-    def from_scores(
-        cls, model: str, version: str, scores: np.ndarray, threshold: float, margin: float
-    ) -> Predictions:
-        """``scores``: the graph's 1-D output. Compared in float64 (Python floats hold
-        float32 values exactly), shown as float32 text."""
-        values = scores.tolist()
-        return cls(
-            model=model,
-            version=version,
-            threshold=threshold,
-            margin=margin,
-            score_text=np.asarray(scores, dtype=np.float32).astype(str).tolist(),
-            labels=[value >= threshold for value in values],
-            close=[abs(value - threshold) < margin for value in values],
-        )
-
-
 _BOOL = ("false", "true")
 _RECORD = '{{"score":{},"label":{},"close_confusion":{}}}'
 _CSV_LINE = "{},{},{}"
+
+
+def score_text(scores: np.ndarray) -> list[str]:
+    """Each float32 score as the shortest decimal that converts back to exactly it."""
+    return np.asarray(scores, dtype=np.float32).astype(str).tolist()
 
 
 def _lines(predictions: Predictions, template: str) -> list[str]:
@@ -414,7 +387,7 @@ def _lines(predictions: Predictions, template: str) -> list[str]:
     return [
         template.format(score, int(label), _BOOL[close])
         for score, label, close in zip(
-            predictions.score_text, predictions.labels, predictions.close, strict=True
+            score_text(predictions.scores), predictions.labels, predictions.close, strict=True
         )
     ]
 

@@ -1,28 +1,26 @@
-"""The parse-infer-format pipeline behind ``/predict`` and ``/invocations``.
+"""From request bytes to the data plane and back, for ``/predict`` and ``/invocations``.
 
-Plain functions over bytes and the registry, so the load benchmark can run exactly the
-same pipeline in-process and compare it with the HTTP path.
+The SageMaker headers that choose a model, threshold and margin; the decoding of a body
+into :class:`~service.dataplane.PredictInputs`; and :func:`run_pipeline`, bytes in and
+bytes out, which the load benchmark runs in-process to compare with the HTTP path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from service.codecs import (
     CSV,
     ENCODERS,
     JSON,
     JSONLINES,
-    Predictions,
     decode_csv,
     decode_json_request,
     decode_jsonlines,
-    instances_to_matrix,
     unit_interval,
 )
-from service.registry import LoadedModel, ModelRegistry
+from service.dataplane import DataPlane, PredictInputs, Predictions
+from service.registry import ModelRegistry
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -74,59 +72,44 @@ def parse_custom_attributes(header: str | None) -> Overrides:
     )
 
 
-def first_set(*values: float | str | None) -> float | str | None:
+def first_set(*values: float | None) -> float | None:
     return next((value for value in values if value is not None), None)
 
 
-@dataclass(frozen=True)
-class ScoringJob:
-    """A decoded request: what to score, with which model, and how to label the scores."""
-
-    model: LoadedModel
-    x: np.ndarray  # raw feature rows [N, F]
-    threshold: float
-    margin: float
-
-
-def decode_request(
-    registry: ModelRegistry,
+def decode_inputs(
+    dataplane: DataPlane,
     body: bytes,
     request_format: str,
     overrides: Overrides | None = None,
-) -> ScoringJob:
-    """Decode ``body`` and choose the model, threshold and margin.
+) -> PredictInputs:
+    """Decode ``body`` into the data plane's inputs.
 
     Precedence for the model, threshold and margin: headers (``overrides``), then the
-    JSON body, then the settings' default model and the card's threshold and margin.
+    JSON body, then (in the data plane) the default model and the card's values. CSV and
+    JSON lines name no model, so they are decoded against the chosen model's features.
     """
     overrides = overrides or NO_OVERRIDES
     if request_format == JSON:
         request = decode_json_request(body)
-        model = registry.get(overrides.model or request.model)
-        x = instances_to_matrix(request.instances, model.card.features, "instances")
-        threshold = first_set(overrides.threshold, request.threshold, model.card.threshold)
-        margin = first_set(overrides.margin, request.margin, model.card.margin)
-    else:
-        model = registry.get(overrides.model)
-        decode = decode_csv if request_format == CSV else decode_jsonlines
-        assert request_format in (CSV, JSONLINES)
-        x = decode(body, model.card.features)
-        threshold = first_set(overrides.threshold, model.card.threshold)
-        margin = first_set(overrides.margin, model.card.margin)
-    assert isinstance(threshold, float) and isinstance(margin, float)
-    return ScoringJob(model=model, x=x, threshold=threshold, margin=margin)
-
-
-def answer(job: ScoringJob, scores: np.ndarray, response_format: str) -> tuple[bytes, Predictions]:
-    """Label ``scores`` (the job's model's raw output for ``job.x``) and encode them."""
-    predictions = Predictions.from_scores(
-        job.model.name, job.model.card.version, scores, job.threshold, job.margin
+        return PredictInputs(
+            instances=request.instances,
+            model=overrides.model or request.model,
+            threshold=first_set(overrides.threshold, request.threshold),
+            margin=first_set(overrides.margin, request.margin),
+        )
+    assert request_format in (CSV, JSONLINES)
+    model = dataplane.model(overrides.model)
+    decode = decode_csv if request_format == CSV else decode_jsonlines
+    return PredictInputs(
+        instances=decode(body, model.card.features),
+        model=model.name,
+        threshold=overrides.threshold,
+        margin=overrides.margin,
     )
-    return ENCODERS[response_format](predictions), predictions
 
 
 def run_pipeline(
-    registry: ModelRegistry,
+    registry: ModelRegistry | DataPlane,
     body: bytes,
     request_format: str,
     response_format: str,
@@ -134,5 +117,6 @@ def run_pipeline(
 ) -> tuple[bytes, Predictions]:
     """Decode ``body``, score it with the chosen model and encode the answer, all in this
     call (the service scores small requests through service.batching instead)."""
-    job = decode_request(registry, body, request_format, overrides)
-    return answer(job, job.model.raw_scores(job.x), response_format)
+    dataplane = registry if isinstance(registry, DataPlane) else DataPlane(registry)
+    predictions = dataplane.predict_now(decode_inputs(dataplane, body, request_format, overrides))
+    return ENCODERS[response_format](predictions), predictions

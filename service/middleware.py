@@ -32,8 +32,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLargeError, ServiceError, error_body, service_error_response
+from service.errors import PayloadTooLargeError, ServiceError, error_body
 from service.metrics import UNMATCHED, Metrics
+from service.routes.errors import service_error_response
 
 # (method, path) -> endpoint taking the scope and receive and returning the response.
 DirectEndpoint = Callable[[Scope, Receive], Awaitable[Response]]

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from fastapi import Depends, Request
 
 from costaware.card import CARD_FILENAME, CardError, ModelCard, read_card, verify_model_file
 from service.errors import NotFoundError, NotReadyError
@@ -191,16 +190,9 @@ class ModelRegistry:
             raise NotFoundError(f"unknown model {name!r}; loaded models: {self.names()}") from None
 
 
-async def get_registry(request: Request) -> ModelRegistry:
-    return registry_of(request.app.state)
-
-
 def registry_of(state: Any) -> ModelRegistry:
     """The app's registry (``app.state.registry``), or NotReadyError while it starts."""
     registry = getattr(state, "registry", None)
     if registry is None:
         raise NotReadyError("the model registry has not been built (the app is still starting)")
     return registry
-
-
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from costaware.card import CARD_FILENAME
+from costaware.decision import MODEL_NAME_PATTERN
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 # The checkout's (and the container's baked-in) models/, found relative to this package
@@ -40,7 +41,7 @@ class Settings(BaseSettings):
         default=SAGEMAKER_MODEL_DIR,
         description="Where SageMaker unpacks model.tar.gz; used when it holds models.",
     )
-    default_model: str = Field(default="medical", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    default_model: str = Field(default="medical", pattern=MODEL_NAME_PATTERN)
     host: str = "0.0.0.0"
     port: int = Field(
         default=8080,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.tabular import TabularError
 from training.data import DEFAULT_SPLIT_SEED, DEFAULT_TEST_SIZE, Split
 from training.export import ExportError
@@ -181,14 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     variants.add_argument(
         "--threshold",
         type=fraction,
-        default=0.5,
+        default=DEFAULT_THRESHOLD,
         help="decision threshold written to the cards and used for the metrics "
         "(default %(default)s)",
     )
     variants.add_argument(
         "--margin",
         type=fraction,
-        default=0.1,
+        default=DEFAULT_MARGIN,
         help="close-confusion margin written to the cards (default %(default)s)",
     )
     output = parser.add_argument_group("output")

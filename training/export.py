@@ -38,6 +38,7 @@ from costaware.card import (
     sha256_file,
     write_card,
 )
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.economics import (
     REFERENCE_QALY_VALUES,
     CostMatrix,
@@ -159,8 +160,8 @@ def export_model(
     models_dir: Path,
     *,
     beta: float = 1.0,
-    threshold: float = 0.5,
-    margin: float = 0.1,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
     cost_matrix: CostMatrix | None = None,
     extra_sections: dict[str, dict[str, Any]] | None = None,
     n_train: int | None = None,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, outcome_values
 from training.data import (
     DEFAULT_SPLIT_SEED,
@@ -128,8 +129,8 @@ def train_variant(
     models_dir: Path,
     *,
     rows: TrainingRows | None = None,
-    threshold: float = 0.5,
-    margin: float = 0.1,
+    threshold: float = DEFAULT_THRESHOLD,
+    margin: float = DEFAULT_MARGIN,
     cost_matrix: CostMatrix | None = None,
     progress: Progress | None = stderr_progress,
 ) -> VariantResult:

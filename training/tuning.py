@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from costaware.decision import DEFAULT_MARGIN
 from costaware.economics import CostMatrix, best_threshold, elkan_threshold, outcome_values
 from training.data import Dataset, Split
 from training.fit import FittedModel, Progress, fit_variant
@@ -764,7 +765,7 @@ def tune(
     seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
     name: str = DEFAULT_NAME,
-    margin: float = 0.1,
+    margin: float = DEFAULT_MARGIN,
     on_fit: FitCallback | None = None,
     progress: Progress | None = None,
 ) -> TuneOutcome:

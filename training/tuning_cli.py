@@ -13,6 +13,7 @@ from typing import IO, Any
 import numpy as np
 
 from costaware.card import CardError, ModelCard, read_card
+from costaware.decision import DEFAULT_MARGIN
 from costaware.economics import (
     REFERENCE_QALY_VALUES,
     CostMatrix,
@@ -115,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS)
     parser.add_argument("--name", default=DEFAULT_NAME, help="model name (default %(default)s)")
-    parser.add_argument("--margin", type=fraction, default=0.1)
+    parser.add_argument("--margin", type=fraction, default=DEFAULT_MARGIN)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-report", action="store_true")

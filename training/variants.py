@@ -10,14 +10,14 @@ only the differences between deciding right and wrong matter).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from costaware.decision import MODEL_NAME_RE
 from costaware.economics import CostMatrix
 
 LossType = Literal["builtin", "custom"]
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = MODEL_NAME_RE
 DEFAULT_EPOCHS = 50
 DEFAULT_SEED = 1
 DEFAULT_BATCH_SIZE = 32

@@ -1,19 +1,21 @@
-"""What several routes share: dependencies for settings and metrics, and the one way a
-prediction request is run and answered."""
+"""What several routes share: the dependencies (settings, metrics, registry, data plane),
+and the one way a prediction request is decoded, run through the data plane and answered."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from service.batching import BatchScorer
-from service.inference import Overrides, answer, decode_request, run_pipeline
+from service.codecs import ENCODERS
+from service.dataplane import DataPlane
+from service.errors import NotReadyError
+from service.inference import Overrides, decode_inputs, run_pipeline
 from service.metrics import Metrics
 from service.registry import ModelRegistry, registry_of
 from service.settings import Settings
@@ -21,6 +23,14 @@ from service.settings import Settings
 # Below this size decoding and scoring take less time than a hop to the thread pool; above
 # it they run there, so a multi-MB CSV does not stall /ping on the event loop.
 INLINE_BODY_BYTES = 64 * 1024
+
+
+def dataplane_of(state: Any) -> DataPlane:
+    """The app's data plane (``app.state.dataplane``), or NotReadyError while it starts."""
+    dataplane = getattr(state, "dataplane", None)
+    if dataplane is None:
+        raise NotReadyError("the model registry has not been built (the app is still starting)")
+    return dataplane
 
 
 async def get_settings(request: Request) -> Settings:
@@ -31,8 +41,18 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def get_registry(request: Request) -> ModelRegistry:
+    return registry_of(request.app.state)
+
+
+async def get_dataplane(request: Request) -> DataPlane:
+    return dataplane_of(request.app.state)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 
 
 class DirectRoute(APIRoute):
@@ -75,41 +95,31 @@ async def answer_predictions(
 ) -> Response:
     # The hot path skips dependency injection, which costs more per request than the
     # whole single-instance pipeline; it reads the app's state as the dependencies do.
-    state = request.app.state
-    registry = registry_of(state)
+    dataplane = dataplane_of(request.app.state)
     # The body size limit is enforced while this reads (service.middleware).
     body = await request.body()
     response, model = await predictions_response(
-        registry,
-        state.batch_scorer,
-        state.metrics,
-        body,
-        request_format,
-        response_format,
-        overrides,
+        dataplane, body, request_format, response_format, overrides
     )
     request.state.model = model
     return response
 
 
 async def predictions_response(
-    registry: ModelRegistry,
-    scorer: BatchScorer,
-    metrics: Metrics,
+    dataplane: DataPlane,
     body: bytes,
     request_format: str,
     response_format: str,
     overrides: Overrides | None = None,
 ) -> tuple[Response, str]:
-    """Run the pipeline on ``body`` and count the predictions; the response and the model
-    that answered (for the request metrics)."""
+    """Decode ``body``, run it through the data plane and encode the answer; the response
+    and the model that answered (for the request metrics)."""
     if len(body) > INLINE_BODY_BYTES:
         encoded, predictions = await run_in_threadpool(
-            run_pipeline, registry, body, request_format, response_format, overrides
+            run_pipeline, dataplane, body, request_format, response_format, overrides
         )
     else:
-        job = decode_request(registry, body, request_format, overrides)
-        scores = await scorer.score(job.model, job.x)
-        encoded, predictions = answer(job, scores, response_format)
-    metrics.observe_predictions(predictions.model, predictions.labels, predictions.close)
+        inputs = decode_inputs(dataplane, body, request_format, overrides)
+        predictions = await dataplane.predict(inputs)
+        encoded = ENCODERS[response_format](predictions)
     return Response(encoded, media_type=response_format), predictions.model

@@ -14,73 +14,37 @@ block the event loop.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from costaware import economics, figures
+from costaware import figures
 from costaware.economics import CostMatrix, EconomicsError
 from costaware.tabular import data_line_numbers
 from service.codecs import (
     CSV,
     JSON,
     decode_csv,
-    instances_to_matrix,
     negotiate,
     parse_media_type,
     unit_interval,
 )
+from service.dataplane import DataPlane, EvaluateInputs, Evaluation, Plot, held_out_targets
 from service.errors import (
     InvalidInputError,
     MalformedRequestError,
-    NotFoundError,
-    NotReadyError,
     UnsupportedMediaTypeError,
 )
-from service.registry import LoadedModel, ModelRegistry, RegistryDep
+from service.routes.common import DataPlaneDep
 
 router = APIRouter(tags=["economics"])
 
 PNG = "image/png"
 BODY_KEYS = ("models", "cost_matrix", "instances", "scores", "labels", "threshold", "margin")
-# Without a card (posted scores) these are the defaults, as for a card without its own.
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_MARGIN = 0.1
-NOTES = {
-    "held_out": "no data posted: each model is evaluated on the held-out split stored in "
-    "its card (data it was not trained on)",
-    "instances": "posted instances, scored here by each model",
-    "scores": "posted scores produced elsewhere; no model is involved",
-    "csv": "posted text/csv instances (label in the first column), scored here by each model",
-}
-TITLES = {
-    "held_out": "held-out split",
-    "instances": "posted instances",
-    "scores": "posted scores",
-    "csv": "posted CSV",
-}
-
-Plot = Literal["distribution", "value"]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One thing to evaluate: a model's (or nobody's) scores against labels."""
-
-    model: LoadedModel | None
-    labels: np.ndarray
-    scores: np.ndarray
-    threshold: float
-    margin: float
-
-    @property
-    def name(self) -> str | None:
-        return None if self.model is None else self.model.name
 
 
 @dataclass(frozen=True)
@@ -101,31 +65,6 @@ class EvaluateOptions:
         return given
 
 
-def _invalid(exc: EconomicsError) -> InvalidInputError:
-    return InvalidInputError(str(exc))
-
-
-def _select_models(registry: ModelRegistry, names: Any, field: str) -> list[LoadedModel]:
-    if names is None:
-        if not registry.ready:
-            raise NotReadyError(f"no model is loaded from {registry.model_dir}")
-        return [registry.models[name] for name in registry.names()]
-    if not isinstance(names, list) or not names:
-        raise InvalidInputError(f"{field}: expected a non-empty list of model names")
-    chosen: list[LoadedModel] = []
-    for index, name in enumerate(names):
-        where = f"{field}[{index}]"
-        if not isinstance(name, str):
-            raise InvalidInputError(f"{where}: {json.dumps(name)} is not a model name")
-        if any(model.name == name for model in chosen):
-            raise InvalidInputError(f"{where}: {name!r} is listed twice")
-        try:
-            chosen.append(registry.get(name))
-        except NotFoundError as exc:
-            raise NotFoundError(f"{where}: {exc.detail}") from None
-    return chosen
-
-
 def _option(value: Any, field: str) -> float | None:
     return None if value is None else unit_interval(value, field)
 
@@ -134,126 +73,24 @@ def _cost_matrix(raw: Any, field: str) -> CostMatrix:
     try:
         return CostMatrix.from_mapping(raw, prefix=field)
     except EconomicsError as exc:
-        raise _invalid(exc) from None
+        raise InvalidInputError(str(exc)) from None
 
 
-def _check_cost_length(costs: CostMatrix, target: Target) -> None:
-    if costs.n is not None and costs.n != len(target.labels):
-        whose = f"the held-out split of model {target.name!r}" if target.model else "the data"
-        field = next(k for k in economics.OUTCOMES if isinstance(getattr(costs, k), np.ndarray))
-        raise InvalidInputError(
-            f"cost_matrix.{field}: has {costs.n} per-instance values but {whose} "
-            f"has {len(target.labels)} instances"
-        )
-
-
-def _checked_list(
-    raw: Any, field: str, expected: str, convert: Callable[[Any], np.ndarray]
-) -> np.ndarray:
-    if not isinstance(raw, list):
-        raise InvalidInputError(f"{field}: expected {expected}")
-    try:
-        return convert(raw)
-    except EconomicsError as exc:
-        raise _invalid(exc) from None
-
-
-def _labels(raw: Any, n: int, what: str) -> np.ndarray:
-    if raw is None:
-        raise InvalidInputError(f"labels: required with {what}")
-    labels = _checked_list(raw, "labels", "a list of 0/1", economics.as_labels)
-    if len(labels) != n:
-        raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
-    return labels
-
-
-def _score(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
-    # A graph fed float32-range but extreme inputs may still return a NaN; say so plainly.
-    scores = np.clip(model.score(matrix), 0.0, 1.0)
-    if not np.isfinite(scores).all():
-        row = int(np.argmin(np.isfinite(scores)))
-        raise InvalidInputError(f"instances[{row}]: model {model.name!r} gives no finite score")
-    return scores
-
-
-def _json_targets(
-    payload: dict[str, Any], registry: ModelRegistry
-) -> tuple[str, list[Target], CostMatrix]:
+def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs:
     unknown = sorted(set(payload) - set(BODY_KEYS))
     if unknown:
         raise InvalidInputError(f"{unknown[0]}: unknown field; allowed: {', '.join(BODY_KEYS)}")
     if "cost_matrix" not in payload:
         raise InvalidInputError("cost_matrix: missing (an object with tp, fp, tn and fn)")
-    costs = _cost_matrix(payload["cost_matrix"], "cost_matrix")
-    threshold = _option(payload.get("threshold"), "threshold")
-    margin = _option(payload.get("margin"), "margin")
-    instances, scores, labels = (payload.get(k) for k in ("instances", "scores", "labels"))
-    if instances is not None and scores is not None:
-        raise InvalidInputError("scores: send either instances or scores, not both")
-    if scores is not None:
-        if payload.get("models") is not None:
-            raise InvalidInputError(
-                "models: posted scores were produced elsewhere; leave models out "
-                "or post instances instead"
-            )
-        values = _checked_list(
-            scores, "scores", "a list of probabilities in [0, 1]", economics.as_scores
-        )
-        target = Target(
-            model=None,
-            labels=_labels(labels, len(values), "scores"),
-            scores=values,
-            threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-            margin=DEFAULT_MARGIN if margin is None else margin,
-        )
-        return "scores", [target], costs
-    models = _select_models(registry, payload.get("models"), "models")
-    if instances is None:
-        if labels is not None:
-            raise InvalidInputError("labels: given without instances or scores to go with them")
-        return "held_out", _held_out_targets(models, threshold, margin), costs
-    if not isinstance(instances, list) or not instances:
-        raise InvalidInputError("instances: expected a non-empty list of instances")
-    y = _labels(labels, len(instances), "instances")
-    matrices: dict[tuple[str, ...], np.ndarray] = {}
-    targets = []
-    for model in models:
-        features = tuple(model.card.features)
-        if features not in matrices:
-            matrices[features] = instances_to_matrix(instances, features, "instances")
-        targets.append(_target(model, y, _score(model, matrices[features]), threshold, margin))
-    return "instances", targets, costs
-
-
-def _target(
-    model: LoadedModel,
-    labels: np.ndarray,
-    scores: np.ndarray,
-    threshold: float | None,
-    margin: float | None,
-) -> Target:
-    return Target(
-        model=model,
-        labels=labels,
-        scores=scores,
-        threshold=model.card.threshold if threshold is None else threshold,
-        margin=model.card.margin if margin is None else margin,
+    return EvaluateInputs(
+        cost_matrix=_cost_matrix(payload["cost_matrix"], "cost_matrix"),
+        threshold=_option(payload.get("threshold"), "threshold"),
+        margin=_option(payload.get("margin"), "margin"),
+        models=payload.get("models"),
+        instances=payload.get("instances"),
+        scores=payload.get("scores"),
+        labels=payload.get("labels"),
     )
-
-
-def _held_out_targets(
-    models: list[LoadedModel], threshold: float | None, margin: float | None
-) -> list[Target]:
-    return [
-        _target(
-            model,
-            np.asarray(model.card.held_out.labels, dtype=np.int8),
-            np.asarray(model.card.held_out.scores, dtype=np.float64),
-            threshold,
-            margin,
-        )
-        for model in models
-    ]
 
 
 def _query_costs(query: EvaluateOptions) -> CostMatrix:
@@ -266,28 +103,29 @@ def _query_costs(query: EvaluateOptions) -> CostMatrix:
     return _cost_matrix(query.costs, "query")
 
 
-def _csv_targets(
-    body: bytes, query: EvaluateOptions, registry: ModelRegistry
-) -> tuple[str, list[Target], CostMatrix]:
+def _csv_inputs(body: bytes, query: EvaluateOptions, dataplane: DataPlane) -> EvaluateInputs:
     costs = _query_costs(query)
-    models = _select_models(registry, query.models, "query.models")
-    parsed: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
-    targets = []
-    for model in models:
-        features = tuple(model.card.features)
-        if features not in parsed:
-            matrix = decode_csv(body, ["label", *features])
-            labels = matrix[:, 0]
-            bad = (labels != 0) & (labels != 1)
-            if bad.any():
-                row = _csv_row_number(body, int(np.argmax(bad)))
-                raise InvalidInputError(
-                    f"body, row {row}, column 1 (label): {labels[bad][0]:g} is not 0 or 1"
-                )
-            parsed[features] = (labels.astype(np.int8), matrix[:, 1:])
-        labels, x = parsed[features]
-        targets.append(_target(model, labels, _score(model, x), query.threshold, query.margin))
-    return "csv", targets, costs
+    models = dataplane.select_models(query.models, "query.models")
+    # The rows are decoded once, against the first model's features (the names only
+    # matter in error messages); the data plane checks the width for each model.
+    matrix = decode_csv(body, ["label", *models[0].card.features])
+    labels = matrix[:, 0]
+    bad = (labels != 0) & (labels != 1)
+    if bad.any():
+        row = _csv_row_number(body, int(np.argmax(bad)))
+        raise InvalidInputError(
+            f"body, row {row}, column 1 (label): {labels[bad][0]:g} is not 0 or 1"
+        )
+    return EvaluateInputs(
+        cost_matrix=costs,
+        models=[model.name for model in models],
+        instances=matrix[:, 1:],
+        labels=labels.astype(np.int8),
+        threshold=query.threshold,
+        margin=query.margin,
+        models_field="query.models",
+        instances_source="csv",
+    )
 
 
 def _csv_row_number(body: bytes, index: int) -> int:
@@ -296,16 +134,20 @@ def _csv_row_number(body: bytes, index: int) -> int:
 
 
 def _decode(
-    body: bytes, content_type: str | None, query: EvaluateOptions, registry: ModelRegistry
-) -> tuple[str, list[Target], CostMatrix]:
+    body: bytes, content_type: str | None, query: EvaluateOptions, dataplane: DataPlane
+) -> EvaluateInputs:
     media, _ = parse_media_type(content_type)
     if media == CSV:
-        return _csv_targets(body, query, registry)
+        return _csv_inputs(body, query, dataplane)
     if not body.strip():
         # No body at all: the options travel in the query string, the data is held out.
-        costs = _query_costs(query)
-        models = _select_models(registry, query.models, "query.models")
-        return "held_out", _held_out_targets(models, query.threshold, query.margin), costs
+        return EvaluateInputs(
+            cost_matrix=_query_costs(query),
+            models=query.models,
+            threshold=query.threshold,
+            margin=query.margin,
+            models_field="query.models",
+        )
     if media not in (JSON, ""):
         raise UnsupportedMediaTypeError(
             f"Content-Type {content_type!r} is not supported by /evaluate; send {JSON} or {CSV}"
@@ -319,7 +161,7 @@ def _decode(
     payload = _load_json(body)
     if not isinstance(payload, dict):
         raise InvalidInputError("body: expected a JSON object with a cost_matrix")
-    return _json_targets(payload, registry)
+    return _json_inputs(payload)
 
 
 def _load_json(body: bytes) -> Any:
@@ -337,86 +179,19 @@ def _load_json(body: bytes) -> Any:
         raise MalformedRequestError("body: JSON nested too deeply") from None
 
 
-def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:
-    try:
-        result = economics.evaluate(
-            target.labels, target.scores, costs, target.threshold, target.margin
-        )
-    except EconomicsError as exc:
-        raise _invalid(exc) from None
-    result.pop("warnings")
-    head: dict[str, Any] = {"model": target.name}
-    if target.model is not None:
-        head["version"] = target.model.card.version
-    return head | result
-
-
-def _summary(source: str, entries: list[dict[str, Any]], costs: CostMatrix) -> dict[str, Any]:
-    ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
-    best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
-    return {
-        "data": source,
-        "note": NOTES[source],
-        "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
-        "warnings": costs.warnings(),
-        "results": entries,
-        "ranking": [
-            {
-                "rank": rank,
-                "model": entry["model"],
-                "threshold": entry["threshold"],
-                "expected_value": entry["expected_value"],
-                "total_value": entry["total_value"],
-            }
-            for rank, entry in enumerate(ranking, start=1)
-        ],
-        "best_model": ranking[0]["model"],
-        "best_decision": {
-            "model": best["model"],
-            **best["best_threshold"],
-        },
-    }
-
-
-def _figure(target: Target, costs: CostMatrix, plot: Plot, source: str) -> bytes:
-    title = f"{target.name or 'posted scores'}: {TITLES[source]}"
-    if plot == "distribution":
-        return figures.distribution_png(
-            target.labels, target.scores, target.threshold, target.margin, title=title
-        )
-    sweep = economics.threshold_sweep(target.labels, target.scores, costs)
-    best = economics.best_threshold(target.labels, target.scores, costs)
-    elkan = None if costs.per_instance else economics.elkan_threshold(costs)
-    return figures.value_curve_png(
-        sweep,
-        None if elkan is None else elkan.value,
-        best.threshold,
-        title=f"Expected value by threshold: {title}",
-        best_value=best.expected_value,
-    )
-
-
 def _respond(
     body: bytes,
     content_type: str | None,
     accept: str | None,
     query: EvaluateOptions,
-    registry: ModelRegistry,
+    dataplane: DataPlane,
 ) -> Response:
     offered = (PNG, JSON) if query.plot else (JSON, PNG)
     media = negotiate(accept, offered)
-    source, targets, costs = _decode(body, content_type, query, registry)
-    for target in targets:
-        _check_cost_length(costs, target)
+    evaluation: Evaluation = dataplane.evaluate(_decode(body, content_type, query, dataplane))
     if media == PNG:
-        if len(targets) != 1:
-            raise InvalidInputError(
-                f"models: a figure shows one model, this request has {len(targets)} "
-                f"({', '.join(str(t.name) for t in targets)}); name one"
-            )
-        image = _figure(targets[0], costs, query.plot or "distribution", source)
-        return Response(image, media_type=PNG)
-    summary = _summary(source, [_entry(target, costs) for target in targets], costs)
+        return Response(evaluation.figure(query.plot or "distribution"), media_type=PNG)
+    summary = evaluation.summary()
     return Response(json.dumps(summary, allow_nan=False).encode(), media_type=JSON)
 
 
@@ -445,7 +220,7 @@ after) or an empty body takes the cost matrix and options from the query string.
 )
 async def evaluate(
     request: Request,
-    registry: RegistryDep,
+    dataplane: DataPlaneDep,
     plot: Annotated[Plot | None, Query(description="figure to draw (Accept: image/png)")] = None,
     models: Annotated[list[str] | None, Query(description="CSV/empty body: models")] = None,
     tp: Annotated[float | None, Query(description="CSV/empty body: value of a TP")] = None,
@@ -469,7 +244,7 @@ async def evaluate(
         request.headers.get("content-type"),
         request.headers.get("accept"),
         query,
-        registry,
+        dataplane,
     )
 
 
@@ -481,12 +256,12 @@ async def evaluate(
 )
 async def distribution(
     name: str,
-    registry: RegistryDep,
+    dataplane: DataPlaneDep,
     threshold: Annotated[float | None, Query(description="default: the card's")] = None,
     margin: Annotated[float | None, Query(description="default: the card's")] = None,
 ) -> Response:
-    model = registry.get(name)
-    (target,) = _held_out_targets(
+    model = dataplane.model(name)
+    (target,) = held_out_targets(
         [model], _option(threshold, "threshold"), _option(margin, "margin")
     )
     image = await run_in_threadpool(

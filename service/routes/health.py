@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from service.errors import NotReadyError
-from service.registry import RegistryDep
+from service.routes.common import RegistryDep
 
 router = APIRouter(tags=["health"])
 

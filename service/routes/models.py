@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.registry import RegistryDep
+from service.routes.common import RegistryDep
 from service.schemas import ERROR_RESPONSES, ModelList
 
 router = APIRouter(tags=["models"])

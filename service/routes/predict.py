@@ -9,8 +9,12 @@ from starlette.types import Receive, Scope
 
 from service.codecs import JSON, negotiate, parse_media_type
 from service.errors import UnsupportedMediaTypeError
-from service.registry import registry_of
-from service.routes.common import DirectRoute, answer_predictions, predictions_response
+from service.routes.common import (
+    DirectRoute,
+    answer_predictions,
+    dataplane_of,
+    predictions_response,
+)
 from service.schemas import ERROR_RESPONSES, PredictResponse, json_request_body
 
 router = APIRouter(tags=["predictions"], route_class=DirectRoute)
@@ -48,12 +52,9 @@ async def predict_direct(scope: Scope, receive: Receive) -> Response:
         elif name == b"accept" and accept is None:
             accept = value.decode("latin-1")
     check_media_types(content_type, accept)
-    app = scope["app"]
-    registry = registry_of(app.state)
+    dataplane = dataplane_of(scope["app"].state)
     body = await _read_body(receive)
-    response, model = await predictions_response(
-        registry, app.state.batch_scorer, app.state.metrics, body, JSON, JSON
-    )
+    response, model = await predictions_response(dataplane, body, JSON, JSON)
     scope["state"]["model"] = model
     return response
 

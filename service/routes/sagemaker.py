@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.codecs import CSV, JSON, JSONLINES, RESPONSE_TYPES, negotiate, request_format
-from service.errors import error_response
 from service.inference import (
     CUSTOM_ATTRIBUTES_HEADER,
     TARGET_MODEL_HEADER,
@@ -15,8 +14,8 @@ from service.inference import (
     parse_custom_attributes,
     target_model_name,
 )
-from service.registry import RegistryDep
-from service.routes.common import DirectRoute, SettingsDep, answer_predictions
+from service.routes.common import DirectRoute, RegistryDep, SettingsDep, answer_predictions
+from service.routes.errors import error_response
 from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest
 
 router = APIRouter(tags=["sagemaker"], route_class=DirectRoute)

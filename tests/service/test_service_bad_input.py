@@ -11,7 +11,7 @@ from _servicekit import DATA
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.errors import install_error_handlers
+from service.routes.errors import install_error_handlers
 
 JSON, CSV, JSONL = "application/json", "text/csv", "application/jsonlines"
 

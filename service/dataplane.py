@@ -1,0 +1,459 @@
+"""The data plane: predictions and evaluations on plain Python and numpy inputs.
+
+No HTTP here. Routes decode a request into :class:`PredictInputs` or
+:class:`EvaluateInputs`, call :class:`DataPlane`, and encode the result object it returns;
+the load benchmark, the batch engine and tests call the same methods without a server.
+Refusals are :class:`~service.errors.ServiceError` subclasses, which carry the status a
+route answers with.
+
+A prediction's hops: choose the model and its threshold and margin (request, else the
+card), turn the instances into a float matrix in the card's feature order, score it (one
+onnxruntime call, shared with the other requests of the same event-loop turn when called
+through :meth:`DataPlane.predict`), decide with :mod:`costaware.decision`, count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from costaware import economics, figures
+from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, close_each, decide_each
+from costaware.economics import CostMatrix, EconomicsError
+from service.batching import BatchScorer
+from service.codecs import instances_to_matrix
+from service.errors import InvalidInputError, NotFoundError, NotReadyError
+from service.metrics import Metrics
+from service.registry import LoadedModel, ModelRegistry
+
+# ---------------------------------------------------------------------------------------
+# Predictions
+
+
+@dataclass(frozen=True)
+class PredictInputs:
+    """What to score and how to decide.
+
+    ``instances``: a float matrix ``[N, F]`` already in the model's feature order (CSV and
+    JSON lines are decoded against the model's features), or a list of rows, each an array
+    of F numbers or an object keyed by feature name (JSON). ``None`` for ``model``,
+    ``threshold`` or ``margin`` means the default model and the card's values.
+    """
+
+    instances: np.ndarray | Sequence[Any]
+    model: str | None = None
+    threshold: float | None = None
+    margin: float | None = None
+    # How errors name the instances: ``instances[3]``.
+    source: str = "instances"
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """A request ready to score: the model, the rows, and how to decide on the scores."""
+
+    model: LoadedModel
+    x: np.ndarray  # raw feature rows [N, F], float64
+    threshold: float
+    margin: float
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One request's answer.
+
+    Lists, not arrays, for the decisions: a request usually carries one instance, and on
+    a one-element array every numpy call costs more than the Python comparison it stands
+    for. ``scores`` is the graph's float32 output as it came, which the encoders show as
+    the shortest decimal that converts back to it.
+    """
+
+    model: str
+    version: str
+    threshold: float
+    margin: float
+    scores: np.ndarray  # 1-D float32
+    labels: list[bool]  # score >= threshold
+    close: list[bool]  # |score - threshold| < margin
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class DataPlane:
+    """Predictions and evaluations over the registry's models; counts what it serves."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        scorer: BatchScorer | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.registry = registry
+        self.scorer = scorer or BatchScorer(enabled=False)
+        self.metrics = metrics
+
+    def model(self, name: str | None = None) -> LoadedModel:
+        """The named model, or the default one (NotFoundError, NotReadyError)."""
+        return self.registry.get(name)
+
+    def prepare(self, inputs: PredictInputs) -> ScoringJob:
+        """Choose the model, threshold and margin and check the instances."""
+        model = self.registry.get(inputs.model)
+        instances = inputs.instances
+        if isinstance(instances, np.ndarray):
+            x = instances
+            if x.ndim != 2 or x.shape[1] != model.n_features:
+                raise InvalidInputError(
+                    f"{inputs.source}: model {model.name!r} takes {model.n_features} "
+                    f"features per instance, got {x.shape[-1] if x.ndim else 0}"
+                )
+        else:
+            x = instances_to_matrix(instances, model.card.features, inputs.source)
+        card = model.card
+        return ScoringJob(
+            model=model,
+            x=x,
+            threshold=card.threshold if inputs.threshold is None else inputs.threshold,
+            margin=card.margin if inputs.margin is None else inputs.margin,
+        )
+
+    async def predict(self, inputs: PredictInputs) -> Predictions:
+        """Score and decide; the session call is shared with the other requests decoded in
+        this turn of the event loop (service.batching)."""
+        job = self.prepare(inputs)
+        return self.decide(job, await self.scorer.score(job.model, job.x))
+
+    def predict_now(self, inputs: PredictInputs) -> Predictions:
+        """:meth:`predict` with a session call of its own, for a caller off the event loop
+        (a large body in the thread pool, the benchmark, a batch worker)."""
+        job = self.prepare(inputs)
+        return self.decide(job, job.model.raw_scores(job.x))
+
+    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions:
+        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them."""
+        values = scores.tolist()
+        predictions = Predictions(
+            model=job.model.name,
+            version=job.model.card.version,
+            threshold=job.threshold,
+            margin=job.margin,
+            scores=scores,
+            labels=decide_each(values, job.threshold),
+            close=close_each(values, job.threshold, job.margin),
+        )
+        if self.metrics is not None:
+            self.metrics.observe_predictions(
+                predictions.model, predictions.labels, predictions.close
+            )
+        return predictions
+
+    # -----------------------------------------------------------------------------------
+    # Evaluation
+
+    def evaluate(self, inputs: EvaluateInputs) -> Evaluation:
+        """Each chosen model's (or the posted scores') decisions valued under the cost
+        matrix; see :class:`EvaluateInputs` for where the data comes from."""
+        if inputs.scores is not None:
+            targets = [self._posted_scores_target(inputs)]
+            source = "scores"
+        else:
+            models = self.select_models(inputs.models, inputs.models_field)
+            if inputs.instances is None:
+                if inputs.labels is not None:
+                    raise InvalidInputError(
+                        "labels: given without instances or scores to go with them"
+                    )
+                targets = held_out_targets(models, inputs.threshold, inputs.margin)
+                source = "held_out"
+            else:
+                targets = self._scored_targets(models, inputs)
+                source = inputs.instances_source
+        for target in targets:
+            _check_cost_length(inputs.cost_matrix, target)
+        return Evaluation(source=source, targets=targets, costs=inputs.cost_matrix)
+
+    def select_models(
+        self, names: Sequence[str] | None, field: str = "models"
+    ) -> list[LoadedModel]:
+        """The named models in the order given, or every loaded model by name."""
+        registry = self.registry
+        if names is None:
+            if not registry.ready:
+                raise NotReadyError(f"no model is loaded from {registry.model_dir}")
+            return [registry.models[name] for name in registry.names()]
+        if not isinstance(names, list) or not names:
+            raise InvalidInputError(f"{field}: expected a non-empty list of model names")
+        chosen: list[LoadedModel] = []
+        for index, name in enumerate(names):
+            where = f"{field}[{index}]"
+            if not isinstance(name, str):
+                raise InvalidInputError(f"{where}: {json.dumps(name)} is not a model name")
+            if any(model.name == name for model in chosen):
+                raise InvalidInputError(f"{where}: {name!r} is listed twice")
+            try:
+                chosen.append(registry.get(name))
+            except NotFoundError as exc:
+                raise NotFoundError(f"{where}: {exc.detail}") from None
+        return chosen
+
+    def _posted_scores_target(self, inputs: EvaluateInputs) -> Target:
+        if inputs.instances is not None:
+            raise InvalidInputError("scores: send either instances or scores, not both")
+        if inputs.models is not None:
+            raise InvalidInputError(
+                "models: posted scores were produced elsewhere; leave models out "
+                "or post instances instead"
+            )
+        values = _checked_list(
+            inputs.scores, "scores", "a list of probabilities in [0, 1]", economics.as_scores
+        )
+        return Target(
+            model=None,
+            labels=_labels(inputs.labels, len(values), "scores"),
+            scores=values,
+            threshold=DEFAULT_THRESHOLD if inputs.threshold is None else inputs.threshold,
+            margin=DEFAULT_MARGIN if inputs.margin is None else inputs.margin,
+        )
+
+    def _scored_targets(self, models: list[LoadedModel], inputs: EvaluateInputs) -> list[Target]:
+        instances = inputs.instances
+        if isinstance(instances, np.ndarray):
+            labels = _labels(inputs.labels, len(instances), "instances")
+        else:
+            if not isinstance(instances, list) or not instances:
+                raise InvalidInputError("instances: expected a non-empty list of instances")
+            labels = _labels(inputs.labels, len(instances), "instances")
+        matrices: dict[tuple[str, ...], np.ndarray] = {}
+        targets = []
+        for model in models:
+            features = tuple(model.card.features)
+            if features not in matrices:
+                if isinstance(instances, np.ndarray):
+                    if instances.shape[1] != len(features):
+                        raise InvalidInputError(
+                            f"body: model {model.name!r} takes {len(features)} features, "
+                            f"the rows have {instances.shape[1]}"
+                        )
+                    matrices[features] = instances
+                else:
+                    matrices[features] = instances_to_matrix(instances, features, "instances")
+            scores = _score(model, matrices[features])
+            targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
+        return targets
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation inputs and results
+
+EvaluationSource = Literal["held_out", "instances", "scores", "csv"]
+Plot = Literal["distribution", "value"]
+
+NOTES = {
+    "held_out": "no data posted: each model is evaluated on the held-out split stored in "
+    "its card (data it was not trained on)",
+    "instances": "posted instances, scored here by each model",
+    "scores": "posted scores produced elsewhere; no model is involved",
+    "csv": "posted text/csv instances (label in the first column), scored here by each model",
+}
+TITLES = {
+    "held_out": "held-out split",
+    "instances": "posted instances",
+    "scores": "posted scores",
+    "csv": "posted CSV",
+}
+
+
+@dataclass(frozen=True)
+class EvaluateInputs:
+    """An evaluation request.
+
+    The data is, in order: ``scores`` produced elsewhere (with ``labels``, no model);
+    ``instances`` scored here by each model (a list of rows as for a prediction, or a
+    float matrix, with ``labels``); or neither, for each model's held-out split from its
+    card. ``models`` None means every loaded model. ``threshold`` and ``margin`` None mean
+    each card's (the defaults for posted scores).
+    """
+
+    cost_matrix: CostMatrix
+    models: list[str] | None = None
+    instances: np.ndarray | list[Any] | None = None
+    scores: list[Any] | None = None
+    labels: list[Any] | np.ndarray | None = None
+    threshold: float | None = None
+    margin: float | None = None
+    # How errors name the list of models (``models``, ``query.models``) and what the
+    # posted instances were (``instances``, ``csv``).
+    models_field: str = "models"
+    instances_source: EvaluationSource = "instances"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to evaluate: a model's (or nobody's) scores against labels."""
+
+    model: LoadedModel | None
+    labels: np.ndarray
+    scores: np.ndarray
+    threshold: float
+    margin: float
+
+    @property
+    def name(self) -> str | None:
+        return None if self.model is None else self.model.name
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The targets of one evaluation and the cost matrix they are valued under."""
+
+    source: EvaluationSource
+    targets: list[Target]
+    costs: CostMatrix
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready answer: each target's economics, the ranking, the best model and
+        the best decision."""
+        entries = [_entry(target, self.costs) for target in self.targets]
+        ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
+        best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
+        costs = self.costs
+        return {
+            "data": self.source,
+            "note": NOTES[self.source],
+            "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
+            "warnings": costs.warnings(),
+            "results": entries,
+            "ranking": [
+                {
+                    "rank": rank,
+                    "model": entry["model"],
+                    "threshold": entry["threshold"],
+                    "expected_value": entry["expected_value"],
+                    "total_value": entry["total_value"],
+                }
+                for rank, entry in enumerate(ranking, start=1)
+            ],
+            "best_model": ranking[0]["model"],
+            "best_decision": {"model": best["model"], **best["best_threshold"]},
+        }
+
+    def figure(self, plot: Plot) -> bytes:
+        """A PNG of the one target: the close-confusion histogram or the value curve."""
+        if len(self.targets) != 1:
+            raise InvalidInputError(
+                f"models: a figure shows one model, this request has {len(self.targets)} "
+                f"({', '.join(str(t.name) for t in self.targets)}); name one"
+            )
+        target = self.targets[0]
+        costs = self.costs
+        title = f"{target.name or 'posted scores'}: {TITLES[self.source]}"
+        if plot == "distribution":
+            return figures.distribution_png(
+                target.labels, target.scores, target.threshold, target.margin, title=title
+            )
+        sweep = economics.threshold_sweep(target.labels, target.scores, costs)
+        best = economics.best_threshold(target.labels, target.scores, costs)
+        elkan = None if costs.per_instance else economics.elkan_threshold(costs)
+        return figures.value_curve_png(
+            sweep,
+            None if elkan is None else elkan.value,
+            best.threshold,
+            title=f"Expected value by threshold: {title}",
+            best_value=best.expected_value,
+        )
+
+
+def held_out_targets(
+    models: list[LoadedModel], threshold: float | None, margin: float | None
+) -> list[Target]:
+    """Each model's held-out split (labels and scores stored in its card)."""
+    return [
+        _target(
+            model,
+            np.asarray(model.card.held_out.labels, dtype=np.int8),
+            np.asarray(model.card.held_out.scores, dtype=np.float64),
+            threshold,
+            margin,
+        )
+        for model in models
+    ]
+
+
+def _target(
+    model: LoadedModel,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | None,
+    margin: float | None,
+) -> Target:
+    return Target(
+        model=model,
+        labels=labels,
+        scores=scores,
+        threshold=model.card.threshold if threshold is None else threshold,
+        margin=model.card.margin if margin is None else margin,
+    )
+
+
+def _invalid(exc: EconomicsError) -> InvalidInputError:
+    return InvalidInputError(str(exc))
+
+
+def _check_cost_length(costs: CostMatrix, target: Target) -> None:
+    if costs.n is not None and costs.n != len(target.labels):
+        whose = f"the held-out split of model {target.name!r}" if target.model else "the data"
+        field = next(k for k in economics.OUTCOMES if isinstance(getattr(costs, k), np.ndarray))
+        raise InvalidInputError(
+            f"cost_matrix.{field}: has {costs.n} per-instance values but {whose} "
+            f"has {len(target.labels)} instances"
+        )
+
+
+def _checked_list(
+    raw: Any, field: str, expected: str, convert: Callable[[Any], np.ndarray]
+) -> np.ndarray:
+    if isinstance(raw, np.ndarray):
+        raw = raw.tolist()
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"{field}: expected {expected}")
+    try:
+        return convert(raw)
+    except EconomicsError as exc:
+        raise _invalid(exc) from None
+
+
+def _labels(raw: Any, n: int, what: str) -> np.ndarray:
+    if raw is None:
+        raise InvalidInputError(f"labels: required with {what}")
+    labels = _checked_list(raw, "labels", "a list of 0/1", economics.as_labels)
+    if len(labels) != n:
+        raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
+    return labels
+
+
+def _score(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
+    # A graph fed float32-range but extreme inputs may still return a NaN; say so plainly.
+    scores = np.clip(model.score(matrix), 0.0, 1.0)
+    if not np.isfinite(scores).all():
+        row = int(np.argmin(np.isfinite(scores)))
+        raise InvalidInputError(f"instances[{row}]: model {model.name!r} gives no finite score")
+    return scores
+
+
+def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:
+    try:
+        result = economics.evaluate(
+            target.labels, target.scores, costs, target.threshold, target.margin
+        )
+    except EconomicsError as exc:
+        raise _invalid(exc) from None
+    result.pop("warnings")
+    head: dict[str, Any] = {"model": target.name}
+    if target.model is not None:
+        head["version"] = target.model.card.version
+    return head | result
