@@ -92,10 +92,14 @@ class ValueMatrix:
                 f"has shape {list(values.shape)}; expected {k} x {k} (one row and one column "
                 "per class), or N x K x K",
             )
-        if not np.isfinite(values).all():
-            index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        bad = ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN fails the comparison too
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
             where = "".join(f"[{i}]" for i in index)
-            raise ValueMatrixError(f"cost_matrix.values{where}", "is not a finite number")
+            raise ValueMatrixError(
+                f"cost_matrix.values{where}",
+                f"{values[index]} is not a finite number within ±{MAX_ABS_VALUE:g}",
+            )
         values.flags.writeable = False
         object.__setattr__(self, "values", values)
 
@@ -172,6 +176,24 @@ class ValueMatrix:
         return found
 
 
+# The default close-decision margin: this fraction of the matrix's largest regret
+# (``max_k values[i, k] - values[i, j]``), in the matrix's value unit.
+DEFAULT_MARGIN_FRACTION = 0.05
+# Values beyond this (in absolute value) could overflow the expected-value sums.
+MAX_ABS_VALUE = 1e15
+
+
+def largest_regret(matrix: ValueMatrix) -> float:
+    """The most a decision can lose against the best one for the same truth."""
+    values = matrix.values
+    return float((values.max(axis=-1, keepdims=True) - values).max())
+
+
+def default_margin(matrix: ValueMatrix) -> float:
+    """:data:`DEFAULT_MARGIN_FRACTION` of :func:`largest_regret`, in dollars."""
+    return DEFAULT_MARGIN_FRACTION * largest_regret(matrix)
+
+
 # ---------------------------------------------------------------------------
 # Inputs
 
@@ -213,7 +235,8 @@ def as_probabilities(
     off = np.abs(sums - 1.0) > tolerance
     if off.any():
         r = int(np.argmax(off))
-        raise EconomicsError(f"{field}[{r}]", f"sums to {sums[r]!r}, not 1 (within {tolerance:g})")
+        total = float(sums[r])
+        raise EconomicsError(f"{field}[{r}]", f"sums to {total!r}, not 1 (within {tolerance:g})")
     return array
 
 

@@ -24,11 +24,23 @@ import numpy as np
 from costaware import economics, figures
 from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, close_each, decide_each
 from costaware.economics import CostMatrix, EconomicsError
+from costaware.multiclass import ValueMatrix, default_margin
 from service.batching import BatchScorer
 from service.codecs import instances_to_matrix
 from service.errors import InvalidInputError, NotFoundError, NotReadyError
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
+from service.valuation import (
+    MulticlassEvaluation,
+    MulticlassTarget,
+    ValuedPredictions,
+    class_labels,
+    held_out_multiclass,
+    model_probabilities,
+    posted_probabilities,
+    value_binary,
+    value_multiclass,
+)
 
 # ---------------------------------------------------------------------------------------
 # Predictions
@@ -48,8 +60,13 @@ class PredictInputs:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
-    # How errors name the instances: ``instances[3]``.
+    # Decide by expected value under this matrix (service.valuation): a binary matrix
+    # (tp, fp, tn, fn: scalars or one value per instance) or a multiclass value matrix.
+    # A multiclass model always decides by expected value (the card's matrix by default).
+    cost_matrix: Any = None
+    # How errors name the instances (``instances[3]``) and the body's fields (``body.``).
     source: str = "instances"
+    fields: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +77,11 @@ class ScoringJob:
     x: np.ndarray  # raw feature rows [N, F], float64
     threshold: float
     margin: float
+    # Set when the decision is by expected value (service.valuation).
+    valued: bool = False
+    cost_matrix: Any = None
+    posted_margin: float | None = None
+    fields: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +137,28 @@ class DataPlane:
         else:
             x = instances_to_matrix(instances, model.card.features, inputs.source)
         card = model.card
+        valued = model.multiclass or inputs.cost_matrix is not None
+        if valued:
+            if inputs.threshold is not None:
+                raise InvalidInputError(
+                    f"{inputs.fields}threshold: decisions by expected value under a cost "
+                    "matrix take no threshold (each instance gets the better action)"
+                    if not model.multiclass
+                    else f"{inputs.fields}threshold: model {model.name!r} is multiclass; it "
+                    "decides by expected value under its value matrix, with no threshold"
+                )
+            return ScoringJob(
+                model=model,
+                x=x,
+                threshold=float("nan"),
+                margin=float("nan"),
+                valued=True,
+                cost_matrix=inputs.cost_matrix,
+                posted_margin=inputs.margin,
+                fields=inputs.fields,
+            )
+        if inputs.margin is not None and inputs.margin > 1:
+            raise InvalidInputError(f"{inputs.fields}margin: {inputs.margin} is outside [0, 1]")
         return ScoringJob(
             model=model,
             x=x,
@@ -122,20 +166,22 @@ class DataPlane:
             margin=card.margin if inputs.margin is None else inputs.margin,
         )
 
-    async def predict(self, inputs: PredictInputs) -> Predictions:
+    async def predict(self, inputs: PredictInputs) -> Predictions | ValuedPredictions:
         """Score and decide; the session call is shared with the other requests decoded in
         this turn of the event loop (service.batching)."""
         job = self.prepare(inputs)
         return self.decide(job, await self.scorer.score(job.model, job.x))
 
-    def predict_now(self, inputs: PredictInputs) -> Predictions:
+    def predict_now(self, inputs: PredictInputs) -> Predictions | ValuedPredictions:
         """:meth:`predict` with a session call of its own, for a caller off the event loop
         (a large body in the thread pool, the benchmark, a batch worker)."""
         job = self.prepare(inputs)
         return self.decide(job, job.model.raw_scores(job.x))
 
-    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions:
+    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions | ValuedPredictions:
         """Label ``scores`` (the job's model's raw output for ``job.x``) and count them."""
+        if job.valued:
+            return self.decide_by_value(job, scores)
         values = scores.tolist()
         predictions = Predictions(
             model=job.model.name,
@@ -152,6 +198,29 @@ class DataPlane:
             )
         return predictions
 
+    def decide_by_value(self, job: ScoringJob, outputs: np.ndarray) -> ValuedPredictions:
+        """The action with the highest expected value for each instance (service.valuation)."""
+        model = job.model
+        bad = np.flatnonzero(~np.isfinite(outputs).reshape(len(job.x), -1).all(axis=1))
+        if bad.size:
+            raise InvalidInputError(
+                f"instances[{int(bad[0])}]: model {model.name!r} gives no finite score"
+            )
+        margin_field = f"{job.fields}margin"
+        if model.multiclass:
+            predictions = value_multiclass(
+                model, outputs, job.cost_matrix, job.posted_margin, margin_field
+            )
+        else:
+            predictions = value_binary(
+                model, outputs, job.cost_matrix, job.posted_margin, margin_field
+            )
+        if self.metrics is not None:
+            self.metrics.observe_predictions(
+                predictions.model, predictions.labels, predictions.close
+            )
+        return predictions
+
     # -----------------------------------------------------------------------------------
     # Evaluation
 
@@ -162,7 +231,7 @@ class DataPlane:
             targets = [self._posted_scores_target(inputs)]
             source = "scores"
         else:
-            models = self.select_models(inputs.models, inputs.models_field)
+            models = self._binary_models(inputs.models, inputs.models_field)
             if inputs.instances is None:
                 if inputs.labels is not None:
                     raise InvalidInputError(
@@ -176,6 +245,81 @@ class DataPlane:
         for target in targets:
             _check_cost_length(inputs.cost_matrix, target)
         return Evaluation(source=source, targets=targets, costs=inputs.cost_matrix)
+
+    def _binary_models(self, names: Sequence[str] | None, field: str) -> list[LoadedModel]:
+        """The named models (each binary), or every loaded binary model."""
+        models = self.select_models(names, field)
+        if names is None:
+            models = [model for model in models if not model.multiclass]
+            if not models:
+                raise InvalidInputError(
+                    "cost_matrix: no binary model is loaded; for a multiclass model post a "
+                    'value matrix {"classes": [...], "values": [[...], ...]}'
+                )
+        for index, model in enumerate(models):
+            if model.multiclass:
+                raise InvalidInputError(
+                    f"{field}[{index}]: model {model.name!r} is multiclass "
+                    f"({', '.join(model.card.classes)}); post a value matrix "
+                    '{"classes": [...], "values": [[...], ...]} as cost_matrix'
+                )
+        return models
+
+    def evaluate_multiclass(self, inputs: MulticlassEvaluateInputs) -> MulticlassEvaluation:
+        """Multiclass models (or posted class probabilities) valued under a K x K matrix:
+        on posted ``scores`` (N x K) with labels, on posted instances with labels, or on
+        each card's held-out split."""
+        matrix = inputs.matrix
+        if inputs.threshold is not None:
+            raise InvalidInputError(
+                "threshold: multiclass decisions take no threshold (each instance gets the "
+                "class with the highest expected value)"
+            )
+        margin = default_margin(matrix) if inputs.margin is None else inputs.margin
+        if inputs.scores is not None:
+            _posted_alone(inputs.instances, inputs.models, "probabilities")
+            probabilities = posted_probabilities(inputs.scores, matrix.k)
+            labels = class_labels(inputs.labels, matrix.classes, len(probabilities), "scores")
+            targets = [MulticlassTarget(None, labels, probabilities)]
+            return MulticlassEvaluation("scores", targets, matrix, margin)
+        models = self._multiclass_models(inputs.models, matrix)
+        if inputs.instances is None:
+            if inputs.labels is not None:
+                raise InvalidInputError("labels: given without instances or scores to go with them")
+            targets = [held_out_multiclass(model) for model in models]
+            return MulticlassEvaluation("held_out", targets, matrix, margin)
+        if not isinstance(inputs.instances, list) or not inputs.instances:
+            raise InvalidInputError("instances: expected a non-empty list of instances")
+        labels = class_labels(inputs.labels, matrix.classes, len(inputs.instances), "instances")
+        targets = []
+        for model in models:
+            x = instances_to_matrix(inputs.instances, model.card.features, "instances")
+            targets.append(MulticlassTarget(model, labels, model_probabilities(model, x)))
+        return MulticlassEvaluation("instances", targets, matrix, margin)
+
+    def _multiclass_models(
+        self, names: Sequence[str] | None, matrix: ValueMatrix
+    ) -> list[LoadedModel]:
+        models = self.select_models(names)
+        if names is None:
+            models = [m for m in models if m.multiclass and tuple(m.card.classes) == matrix.classes]
+            if not models:
+                raise InvalidInputError(
+                    f"cost_matrix.classes: no loaded multiclass model has the classes "
+                    f"{list(matrix.classes)}"
+                )
+        for index, model in enumerate(models):
+            if not model.multiclass:
+                raise InvalidInputError(
+                    f"models[{index}]: model {model.name!r} is binary; post a cost matrix "
+                    "with tp, fp, tn and fn"
+                )
+            if tuple(model.card.classes) != matrix.classes:
+                raise InvalidInputError(
+                    f"cost_matrix.classes: {list(matrix.classes)} does not match the classes "
+                    f"of model {model.name!r} {model.card.classes} (same names, same order)"
+                )
+        return models
 
     def select_models(
         self, names: Sequence[str] | None, field: str = "models"
@@ -202,13 +346,7 @@ class DataPlane:
         return chosen
 
     def _posted_scores_target(self, inputs: EvaluateInputs) -> Target:
-        if inputs.instances is not None:
-            raise InvalidInputError("scores: send either instances or scores, not both")
-        if inputs.models is not None:
-            raise InvalidInputError(
-                "models: posted scores were produced elsewhere; leave models out "
-                "or post instances instead"
-            )
+        _posted_alone(inputs.instances, inputs.models, "scores")
         values = _checked_list(
             inputs.scores, "scores", "a list of probabilities in [0, 1]", economics.as_scores
         )
@@ -290,6 +428,21 @@ class EvaluateInputs:
     # posted instances were (``instances``, ``csv``).
     models_field: str = "models"
     instances_source: EvaluationSource = "instances"
+
+
+@dataclass(frozen=True)
+class MulticlassEvaluateInputs:
+    """A multiclass evaluation request: ``matrix`` (K x K, row = truth, column = decision)
+    and the data as for :class:`EvaluateInputs`; ``scores`` are N x K probabilities and
+    ``labels`` class names or indices."""
+
+    matrix: ValueMatrix
+    models: list[str] | None = None
+    instances: list[Any] | None = None
+    scores: list[Any] | None = None
+    labels: list[Any] | None = None
+    threshold: float | None = None
+    margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -398,6 +551,17 @@ def _target(
         threshold=model.card.threshold if threshold is None else threshold,
         margin=model.card.margin if margin is None else margin,
     )
+
+
+def _posted_alone(instances: Any, models: Any, what: str) -> None:
+    """Posted scores (or probabilities) come without instances and without models."""
+    if instances is not None:
+        raise InvalidInputError("scores: send either instances or scores, not both")
+    if models is not None:
+        raise InvalidInputError(
+            f"models: posted {what} were produced elsewhere; leave models out "
+            "or post instances instead"
+        )
 
 
 def _invalid(exc: EconomicsError) -> InvalidInputError:

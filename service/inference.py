@@ -96,6 +96,8 @@ def decode_inputs(
             model=overrides.model or request.model,
             threshold=first_set(overrides.threshold, request.threshold),
             margin=first_set(overrides.margin, request.margin),
+            cost_matrix=request.cost_matrix,
+            fields="body.",
         )
     assert request_format in (CSV, JSONLINES)
     model = dataplane.model(overrides.model)

@@ -43,7 +43,7 @@ from costaware.card import (
     sha256_file,
     write_card,
 )
-from costaware.multiclass import ValueMatrix, decide, realised_values
+from costaware.multiclass import ValueMatrix, decide, default_margin, realised_values
 from costaware.tabular import TabularError, parse_numeric_csv
 from training.data import DataError, data_sha256, read_text
 from training.export import (
@@ -78,8 +78,6 @@ LOSSES: tuple[LossName, ...] = ("cross_entropy", "expected_cost")
 DEFAULT_MULTICLASS_EPOCHS = 200
 DEFAULT_MULTICLASS_LEARNING_RATE = 0.1
 WINE_SOURCE = "sklearn.datasets.load_wine (3 cultivars)"
-# Fraction of the largest regret used as the default close-decision margin (dollars).
-DEFAULT_MARGIN_FRACTION = 0.05
 
 # An ILLUSTRATIVE value matrix for the wine data (dollars per lot), not from any real
 # business: a merchant labels each lot with a cultivar and prices it accordingly. Selling
@@ -407,7 +405,7 @@ def export_multiclass(
 ) -> MulticlassExport:
     """Export to ``models_dir/<name>/`` after the parity check (onnxruntime vs Keras within
     :data:`PARITY_TOLERANCE` on the held-out split); ``margin`` in dollars defaults to
-    :data:`DEFAULT_MARGIN_FRACTION` of the largest regret."""
+    5% of the largest regret (``costaware.multiclass.default_margin``)."""
     spec = fitted.spec
     model_bytes = to_onnx(fitted)
     probabilities = onnx_probabilities(model_bytes, split.x_test)
@@ -418,8 +416,7 @@ def export_multiclass(
             f"(> {PARITY_TOLERANCE:g}) on the held-out split; not exported"
         )
     if margin is None:
-        _, largest = regret_matrix(matrix)
-        margin = DEFAULT_MARGIN_FRACTION * largest
+        margin = default_margin(matrix)
     folder = models_dir / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     model_path = folder / MODEL_FILENAME

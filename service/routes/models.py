@@ -14,13 +14,16 @@ router = APIRouter(tags=["models"])
 
 @router.get("/models", response_model=ModelList)
 async def list_models(registry: RegistryDep) -> dict[str, Any]:
-    """Name, version, loss, threshold, margin and features of every loaded model."""
+    """Name, version, task, classes, loss, threshold, margin and features of every loaded
+    model (a multiclass model has no threshold; its margin is in dollars)."""
     models = [
         {
             "name": model.name,
             "version": model.card.version,
+            "task": "multiclass" if model.multiclass else "binary",
+            "classes": getattr(model.card, "classes", ["0", "1"]),
             "loss": model.card.loss.model_dump(),
-            "threshold": model.card.threshold,
+            "threshold": None if model.multiclass else model.card.threshold,
             "margin": model.card.margin,
             "features": model.card.features,
         }

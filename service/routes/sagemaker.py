@@ -16,7 +16,7 @@ from service.inference import (
 )
 from service.routes.common import DirectRoute, RegistryDep, SettingsDep, answer_predictions
 from service.routes.errors import error_response
-from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest
+from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest, inline_schema
 
 router = APIRouter(tags=["sagemaker"], route_class=DirectRoute)
 
@@ -47,7 +47,7 @@ _INVOCATIONS_BODY = {
                 "schema": {"type": "string"},
                 "example": "17.99,10.38,122.8,...\n",
             },
-            JSON: {"schema": PredictRequest.model_json_schema()},
+            JSON: {"schema": inline_schema(PredictRequest)},
             JSONLINES: {"schema": {"type": "string"}},
         },
     },

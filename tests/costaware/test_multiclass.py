@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from costaware.decisions import decide_binary
+from costaware.cost_decision import decide_binary
 from costaware.economics import CostMatrix, EconomicsError
 from costaware.multiclass import (
     ValueMatrix,

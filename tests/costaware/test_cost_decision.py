@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from costaware.decisions import decide_binary, value_margin_from_score_margin
+from costaware.cost_decision import decide_binary, value_margin_from_score_margin
 from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, EconomicsError, elkan_threshold
 
 OUTCOMES = ("tp", "fp", "tn", "fn")
