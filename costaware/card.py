@@ -26,7 +26,8 @@ class CardError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere in a card: the service shows cards as strict JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LossSpec(_Strict):
@@ -124,6 +125,47 @@ class ScoreCorrection(_Strict):
     applied: Literal["in_graph"] = "in_graph"
 
 
+class FeatureRange(_Strict):
+    """One feature's values in the training split: the extremes and the 0.5th and 99.5th
+    percentiles (linear interpolation), in the card's feature order."""
+
+    name: str
+    min: float
+    p0_5: float
+    p99_5: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureRange:
+        if not self.min <= self.p0_5 <= self.p99_5 <= self.max:
+            raise ValueError(
+                f"feature {self.name!r}: expected min <= p0_5 <= p99_5 <= max, got "
+                f"{self.min}, {self.p0_5}, {self.p99_5}, {self.max}"
+            )
+        return self
+
+
+def feature_ranges(x: Any, names: list[str]) -> list[FeatureRange]:
+    """Each column's training range from the training rows ``x`` ([n, len(names)])."""
+    import numpy as np
+
+    rows = np.asarray(x, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != len(names) or len(rows) == 0:
+        raise CardError(f"training rows of shape {list(rows.shape)} for {len(names)} features")
+    low, high = np.percentile(rows, [0.5, 99.5], axis=0)
+    return [
+        FeatureRange(name=name, min=lo, p0_5=p_lo, p99_5=p_hi, max=hi)
+        for name, lo, p_lo, p_hi, hi in zip(
+            names,
+            rows.min(axis=0).tolist(),
+            low.tolist(),
+            high.tolist(),
+            rows.max(axis=0).tolist(),
+            strict=True,
+        )
+    ]
+
+
 class ModelCard(BaseModel):
     """Everything a reader or the service needs to know about one exported model.
 
@@ -131,7 +173,7 @@ class ModelCard(BaseModel):
     the features that produce them.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: Literal[1] = CARD_SCHEMA_VERSION
     name: str = Field(pattern=MODEL_NAME_PATTERN)
@@ -150,6 +192,17 @@ class ModelCard(BaseModel):
     score_correction: ScoreCorrection = ScoreCorrection()
     subsample: dict[str, Any] | None = None
     tuning: dict[str, Any] | None = None
+    # What the model saw in training, feature by feature; the service flags (or refuses)
+    # instances outside [min, max]. Cards written before ranges were recorded have none.
+    feature_ranges: list[FeatureRange] | None = None
+
+    @model_validator(mode="after")
+    def _ranges_match_features(self) -> ModelCard:
+        if self.feature_ranges is not None:
+            names = [item.name for item in self.feature_ranges]
+            if names != self.features:
+                raise ValueError("feature_ranges must name the card's features, in order")
+        return self
 
     def summary(self) -> dict[str, Any]:
         """The card without the held-out score arrays (what ``GET /models/{name}`` shows)."""
@@ -243,9 +296,14 @@ class MulticlassCard(BaseModel):
     metrics: MulticlassMetrics
     held_out: MulticlassHeldOut
     comparison: dict[str, Any] | None = None
+    # As ModelCard's: the training split's range of each feature (out_of_range flags).
+    feature_ranges: list[FeatureRange] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> MulticlassCard:
+        ranges = self.feature_ranges
+        if ranges is not None and [item.name for item in ranges] != self.features:
+            raise ValueError("feature_ranges must name the card's features, in order")
         k = len(self.classes)
         if self.value_matrix.classes != self.classes:
             raise ValueError("value_matrix.classes must equal classes")

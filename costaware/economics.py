@@ -24,6 +24,10 @@ from numpy.typing import ArrayLike, NDArray
 from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, close_to_threshold, decide
 
 OUTCOMES = ("tp", "fp", "tn", "fn")
+# The largest outcome value in magnitude: sums over millions of instances, and the
+# differences between outcomes, stay far from float64's overflow (about 1.8e308), which
+# would turn an expected value into inf or NaN.
+MAX_OUTCOME_VALUE = 1e15
 
 CostValue = float | NDArray[np.float64]
 
@@ -83,6 +87,18 @@ def _as_float(value: Any, field: str, error: type[EconomicsError]) -> float:
     return number
 
 
+def _check_magnitude(values: NDArray, field: str, *, scalar: bool) -> None:
+    too_big = np.abs(values) > MAX_OUTCOME_VALUE
+    if too_big.any():
+        index = int(np.argmax(too_big))
+        where = field if scalar else f"{field}[{index}]"
+        raise CostMatrixError(
+            where,
+            f"{values[index]:g} is larger in magnitude than {MAX_OUTCOME_VALUE:g}, the "
+            "largest outcome value supported (sums must stay finite)",
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class CostMatrix:
     """Dollar value of each outcome; each entry a float or one float per instance."""
@@ -98,9 +114,12 @@ class CostMatrix:
             raw = getattr(self, name)
             field = f"cost_matrix.{name}"
             if isinstance(raw, Real) and not isinstance(raw, bool):
-                object.__setattr__(self, name, _as_float(raw, field, CostMatrixError))
+                value = _as_float(raw, field, CostMatrixError)
+                _check_magnitude(np.array([value]), field, scalar=True)
+                object.__setattr__(self, name, value)
             else:
                 array = _as_float_array(raw, field, CostMatrixError)
+                _check_magnitude(array, field, scalar=False)
                 array.flags.writeable = False
                 object.__setattr__(self, name, array)
                 lengths[name] = len(array)

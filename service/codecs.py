@@ -37,7 +37,10 @@ JSONLINES = "application/jsonlines"
 # Spellings of JSON lines seen in the wild (SageMaker documents both of the first two).
 JSONLINES_ALIASES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl"})
 RESPONSE_TYPES = (JSON, CSV, JSONLINES)
-REQUEST_KEYS = frozenset({"model", "instances", "threshold", "margin", "cost_matrix"})
+REQUEST_KEYS = frozenset(
+    {"model", "instances", "threshold", "margin", "on_out_of_range", "cost_matrix"}
+)
+ON_OUT_OF_RANGE = ("flag", "refuse")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -291,6 +294,7 @@ class JsonRequest:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
+    on_out_of_range: str = "flag"
     # Decide by expected value under this matrix (service.valuation); still undecoded,
     # because a per-instance list is checked against the number of instances.
     cost_matrix: Any = None
@@ -352,8 +356,20 @@ def decode_json_request(body: bytes, source: str = "body") -> JsonRequest:
         model=model,
         threshold=None if threshold is None else unit_interval(threshold, f"{source}.threshold"),
         margin=None if margin is None else margin_value(margin, f"{source}.margin"),
+        on_out_of_range=on_out_of_range(payload.get("on_out_of_range"), source),
         cost_matrix=payload.get("cost_matrix"),
     )
+
+
+def on_out_of_range(value: Any, source: str) -> str:
+    """``flag`` (the default) or ``refuse``, or an InvalidInputError naming the field."""
+    if value is None:
+        return "flag"
+    if value not in ON_OUT_OF_RANGE:
+        raise InvalidInputError(
+            f"{source}.on_out_of_range: expected 'flag' or 'refuse', got {_describe(value)}"
+        )
+    return value
 
 
 def decode_jsonlines(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
@@ -393,8 +409,27 @@ def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np
 
 
 _BOOL = ("false", "true")
-_RECORD = '{{"score":{},"label":{},"close_confusion":{}}}'
-_CSV_LINE = "{},{},{}"
+_RECORD = '{{"score":{},"label":{},"close_confusion":{},"out_of_range":{}}}'
+# CSV: score, label (0/1), close_confusion (true/false), out_of_range: the names of the
+# features outside the training range separated by ";" (empty when none, or when the card
+# records no ranges), quoted as RFC 4180 says when a name holds a comma, quote or newline.
+_CSV_LINE = "{},{},{},{}"
+CSV_COLUMNS = ("score", "label", "close_confusion", "out_of_range")
+
+
+def _json_names(names: list[str] | None) -> str:
+    if names is None:
+        return "null"
+    return orjson.dumps(names).decode() if names else "[]"
+
+
+def _csv_names(names: list[str] | None) -> str:
+    if not names:
+        return ""
+    field = ";".join(names)
+    if any(c in field for c in ',"\r\n'):
+        field = '"' + field.replace('"', '""') + '"'
+    return field
 
 
 def score_text(scores: np.ndarray) -> list[str]:
@@ -402,12 +437,22 @@ def score_text(scores: np.ndarray) -> list[str]:
     return np.asarray(scores, dtype=np.float32).astype(str).tolist()
 
 
-def _lines(predictions: Predictions, template: str) -> list[str]:
-    """One ``template``-formatted line (score, label 0/1, close true/false) per instance."""
+def _lines(
+    predictions: Predictions, template: str, names: Callable[[list[str] | None], str]
+) -> list[str]:
+    """One ``template``-formatted line (score, label 0/1, close true/false, out-of-range
+    features shown by ``names``) per instance."""
+    flagged = predictions.out_of_range
+    none = names(None if flagged is None else [])
     return [
-        template.format(score, int(label), _BOOL[close])
-        for score, label, close in zip(
-            score_text(predictions.scores), predictions.labels, predictions.close, strict=True
+        template.format(
+            score,
+            int(label),
+            _BOOL[close],
+            names(flagged[index]) if flagged and index in flagged else none,
+        )
+        for index, (score, label, close) in enumerate(
+            zip(score_text(predictions.scores), predictions.labels, predictions.close, strict=True)
         )
     ]
 
@@ -433,24 +478,28 @@ def encode_json(predictions: Predictions | ValuedPredictions) -> bytes:
     head = _json_head(
         predictions.model, predictions.version, predictions.threshold, predictions.margin
     )
-    records = ",".join(_lines(predictions, _RECORD))
+    records = ",".join(_lines(predictions, _RECORD, _json_names))
     return (head + records + "]}").encode()
 
 
 def encode_jsonlines(predictions: Predictions | ValuedPredictions) -> bytes:
     if isinstance(predictions, ValuedPredictions):
         return b"".join(orjson.dumps(record) + b"\n" for record in predictions.records())
-    return ("\n".join(_lines(predictions, _RECORD)) + "\n").encode()
+    return ("\n".join(_lines(predictions, _RECORD, _json_names)) + "\n").encode()
 
 
 def encode_csv(predictions: Predictions | ValuedPredictions) -> bytes:
-    """One line per instance: ``score,label,close_confusion``. Deciding by expected value:
-    ``score,decision,ev_0,ev_1,close_confusion`` (binary) or
-    ``p_1,...,p_K,decision,ev_1,...,ev_K,close_confusion`` (multiclass, the card's class
-    order; ``ev_j`` = expected value of deciding class j)."""
+    """One line per instance, :data:`CSV_COLUMNS`. Deciding by expected value:
+    ``score,decision,ev_0,ev_1,close_confusion,out_of_range`` (binary) or
+    ``p_1,...,p_K,decision,ev_1,...,ev_K,close_confusion,out_of_range`` (multiclass, the
+    card's class order; ``ev_j`` = expected value of deciding class j)."""
     if isinstance(predictions, ValuedPredictions):
-        return "".join(",".join(row) + "\n" for row in predictions.csv_rows()).encode()
-    return ("\n".join(_lines(predictions, _CSV_LINE)) + "\n").encode()
+        flagged = predictions.out_of_range or {}
+        return "".join(
+            ",".join([*row, _csv_names(flagged.get(index))]) + "\n"
+            for index, row in enumerate(predictions.csv_rows())
+        ).encode()
+    return ("\n".join(_lines(predictions, _CSV_LINE, _csv_names)) + "\n").encode()
 
 
 ENCODERS = {JSON: encode_json, CSV: encode_csv, JSONLINES: encode_jsonlines}

@@ -22,12 +22,25 @@ from typing import Any, Literal
 import numpy as np
 
 from costaware import economics, figures
-from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, close_each, decide_each
+from costaware.decision import (
+    DEFAULT_MARGIN,
+    DEFAULT_THRESHOLD,
+    all_probabilities,
+    close_each,
+    decide_each,
+    not_probabilities,
+)
 from costaware.economics import CostMatrix, EconomicsError
 from costaware.multiclass import ValueMatrix, default_margin
 from service.batching import BatchScorer
 from service.codecs import instances_to_matrix
-from service.errors import InvalidInputError, NotFoundError, NotReadyError
+from service.errors import (
+    InvalidInputError,
+    NonFiniteScoreError,
+    NotFoundError,
+    NotReadyError,
+    OutOfRangeError,
+)
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
 from service.valuation import (
@@ -45,6 +58,10 @@ from service.valuation import (
 # ---------------------------------------------------------------------------------------
 # Predictions
 
+OnOutOfRange = Literal["flag", "refuse"]
+# Out-of-range features by instance index, only for instances that have any.
+OutOfRange = dict[int, list[str]]
+
 
 @dataclass(frozen=True)
 class PredictInputs:
@@ -60,13 +77,23 @@ class PredictInputs:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
+    # Instances with features outside the training range: flagged in the answer, or the
+    # request refused (OutOfRangeError).
+    on_out_of_range: OnOutOfRange = "flag"
     # Decide by expected value under this matrix (service.valuation): a binary matrix
     # (tp, fp, tn, fn: scalars or one value per instance) or a multiclass value matrix.
     # A multiclass model always decides by expected value (the card's matrix by default).
     cost_matrix: Any = None
-    # How errors name the instances (``instances[3]``) and the body's fields (``body.``).
+    # How errors name the instances: ``instances[3]`` by default; CSV and JSON lines name
+    # the line (``body, row 4``, ``body line 4``); and the body's fields (``body.``).
     source: str = "instances"
+    row_name: Callable[[int], str] | None = None
     fields: str = ""
+
+    def name_row(self, index: int) -> str:
+        if self.row_name is not None:
+            return self.row_name(index)
+        return f"{self.source}[{index}]"
 
 
 @dataclass(frozen=True)
@@ -77,6 +104,8 @@ class ScoringJob:
     x: np.ndarray  # raw feature rows [N, F], float64
     threshold: float
     margin: float
+    row_name: Callable[[int], str]
+    out_of_range: OutOfRange | None  # None: the card records no training ranges
     # Set when the decision is by expected value (service.valuation).
     valued: bool = False
     cost_matrix: Any = None
@@ -101,9 +130,17 @@ class Predictions:
     scores: np.ndarray  # 1-D float32
     labels: list[bool]  # score >= threshold
     close: list[bool]  # |score - threshold| < margin
+    # Names of the features outside the training [min, max], by instance index, for the
+    # instances that have any; None when the model's card records no training ranges.
+    out_of_range: OutOfRange | None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def out_of_range_of(self, index: int) -> list[str] | None:
+        if self.out_of_range is None:
+            return None
+        return self.out_of_range.get(index, [])
 
 
 class DataPlane:
@@ -118,6 +155,7 @@ class DataPlane:
         self.registry = registry
         self.scorer = scorer or BatchScorer(enabled=False)
         self.metrics = metrics
+        self._bounds: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
 
     def model(self, name: str | None = None) -> LoadedModel:
         """The named model, or the default one (NotFoundError, NotReadyError)."""
@@ -152,6 +190,8 @@ class DataPlane:
                 x=x,
                 threshold=float("nan"),
                 margin=float("nan"),
+                row_name=inputs.name_row,
+                out_of_range=self._check_ranges(model, x, inputs),
                 valued=True,
                 cost_matrix=inputs.cost_matrix,
                 posted_margin=inputs.margin,
@@ -164,7 +204,47 @@ class DataPlane:
             x=x,
             threshold=card.threshold if inputs.threshold is None else inputs.threshold,
             margin=card.margin if inputs.margin is None else inputs.margin,
+            row_name=inputs.name_row,
+            out_of_range=self._check_ranges(model, x, inputs),
         )
+
+    def training_bounds(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray] | None:
+        """The card's per-feature training minimum and maximum as arrays (cached)."""
+        key = id(model.card)
+        if key not in self._bounds:
+            ranges = model.card.feature_ranges
+            self._bounds[key] = (
+                None
+                if ranges is None
+                else (
+                    np.array([item.min for item in ranges]),
+                    np.array([item.max for item in ranges]),
+                )
+            )
+        return self._bounds[key]
+
+    def _check_ranges(
+        self, model: LoadedModel, x: np.ndarray, inputs: PredictInputs
+    ) -> OutOfRange | None:
+        bounds = self.training_bounds(model)
+        if bounds is None:
+            return None
+        low, high = bounds
+        outside = np.less(x, low)
+        np.logical_or(outside, np.greater(x, high), out=outside)
+        # The ufunc's own reduce: most requests have one instance and nothing outside.
+        if not np.logical_or.reduce(outside, axis=None):
+            return {}
+        features = model.card.features
+        found = {
+            int(row): [features[c] for c in np.flatnonzero(outside[row])]
+            for row in np.flatnonzero(outside.any(axis=1))
+        }
+        if self.metrics is not None:
+            self.metrics.observe_out_of_range(model.name, len(found))
+        if inputs.on_out_of_range == "refuse":
+            raise out_of_range_error(model, x, found, low, high, inputs.name_row)
+        return found
 
     async def predict(self, inputs: PredictInputs) -> Predictions | ValuedPredictions:
         """Score and decide; the session call is shared with the other requests decoded in
@@ -179,7 +259,21 @@ class DataPlane:
         return self.decide(job, job.model.raw_scores(job.x))
 
     def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions | ValuedPredictions:
-        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them."""
+        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
+        NonFiniteScoreError when any score is not a finite number in [0, 1]."""
+        if not all_probabilities(scores):
+            shown = scores
+            if scores.ndim == 2:  # a multiclass model: name the rows, show a bad value each
+                inside = (scores >= 0.0) & (scores <= 1.0)
+                bad = np.flatnonzero(~inside.all(axis=1))
+                shown = np.zeros(len(scores))
+                for row in bad:
+                    shown[row] = scores[row][~inside[row]][0]
+            else:
+                bad = not_probabilities(scores)
+            if self.metrics is not None:
+                self.metrics.observe_non_finite(job.model.name, len(bad))
+            raise non_finite_error(job.model.name, shown, bad, job.row_name)
         if job.valued:
             return self.decide_by_value(job, scores)
         values = scores.tolist()
@@ -191,6 +285,7 @@ class DataPlane:
             scores=scores,
             labels=decide_each(values, job.threshold),
             close=close_each(values, job.threshold, job.margin),
+            out_of_range=job.out_of_range,
         )
         if self.metrics is not None:
             self.metrics.observe_predictions(
@@ -201,19 +296,14 @@ class DataPlane:
     def decide_by_value(self, job: ScoringJob, outputs: np.ndarray) -> ValuedPredictions:
         """The action with the highest expected value for each instance (service.valuation)."""
         model = job.model
-        bad = np.flatnonzero(~np.isfinite(outputs).reshape(len(job.x), -1).all(axis=1))
-        if bad.size:
-            raise InvalidInputError(
-                f"instances[{int(bad[0])}]: model {model.name!r} gives no finite score"
-            )
         margin_field = f"{job.fields}margin"
         if model.multiclass:
             predictions = value_multiclass(
-                model, outputs, job.cost_matrix, job.posted_margin, margin_field
+                model, outputs, job.cost_matrix, job.posted_margin, margin_field, job.out_of_range
             )
         else:
             predictions = value_binary(
-                model, outputs, job.cost_matrix, job.posted_margin, margin_field
+                model, outputs, job.cost_matrix, job.posted_margin, margin_field, job.out_of_range
             )
         if self.metrics is not None:
             self.metrics.observe_predictions(
@@ -358,6 +448,19 @@ class DataPlane:
             margin=DEFAULT_MARGIN if inputs.margin is None else inputs.margin,
         )
 
+    def _score(
+        self, model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]
+    ) -> np.ndarray:
+        # The rule of a prediction: no decision, and so no value, from a score that is not
+        # a finite number in [0, 1].
+        raw = model.raw_scores(x)
+        if not all_probabilities(raw):
+            bad = not_probabilities(raw)
+            if self.metrics is not None:
+                self.metrics.observe_non_finite(model.name, len(bad))
+            raise non_finite_error(model.name, raw, bad, row_name)
+        return raw.astype(np.float64)
+
     def _scored_targets(self, models: list[LoadedModel], inputs: EvaluateInputs) -> list[Target]:
         instances = inputs.instances
         if isinstance(instances, np.ndarray):
@@ -380,9 +483,52 @@ class DataPlane:
                     matrices[features] = instances
                 else:
                     matrices[features] = instances_to_matrix(instances, features, "instances")
-            scores = _score(model, matrices[features])
+            scores = self._score(model, matrices[features], inputs.name_row)
             targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
         return targets
+
+
+def out_of_range_error(
+    model: LoadedModel,
+    x: np.ndarray,
+    found: OutOfRange,
+    low: np.ndarray,
+    high: np.ndarray,
+    row_name: Callable[[int], str],
+) -> OutOfRangeError:
+    """The refusal of instances outside the training range (``on_out_of_range: refuse``);
+    names up to five instances, and for each the first feature with its value and range."""
+    features = model.card.features
+    parts = []
+    for row, names in list(found.items())[:5]:
+        c = features.index(names[0])
+        more = ""
+        if len(names) > 1:
+            shown = ", ".join(names[1:4]) + (", ..." if len(names) > 4 else "")
+            more = f" (and {len(names) - 1} more: {shown})"
+        parts.append(
+            f"{row_name(row)}: {names[0]} = {float(x[row, c])!r} is outside "
+            f"[{float(low[c])!r}, {float(high[c])!r}]{more}"
+        )
+    rest = f"; and {len(found) - 5} more instances" if len(found) > 5 else ""
+    return OutOfRangeError(
+        f"{'; '.join(parts)}{rest}: outside model {model.name!r}'s training range, and the "
+        "request asked for on_out_of_range=refuse"
+    )
+
+
+def non_finite_error(
+    model: str, scores: np.ndarray, bad: np.ndarray, row_name: Callable[[int], str]
+) -> NonFiniteScoreError:
+    """The refusal of a request whose model gave scores that are not finite numbers in
+    [0, 1] for the instances at ``bad``; names up to five of them and their scores."""
+    shown = "; ".join(f"{row_name(int(i))} ({float(scores[i])!r})" for i in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    return NonFiniteScoreError(
+        f"{shown}{more}: model {model!r} gives no finite score in [0, 1] for "
+        f"{len(bad)} of {len(scores)} instances, so no decision is made; such inputs are "
+        "usually far outside what the model was trained on"
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -428,6 +574,10 @@ class EvaluateInputs:
     # posted instances were (``instances``, ``csv``).
     models_field: str = "models"
     instances_source: EvaluationSource = "instances"
+    row_name: Callable[[int], str] | None = None
+
+    def name_row(self, index: int) -> str:
+        return f"instances[{index}]" if self.row_name is None else self.row_name(index)
 
 
 @dataclass(frozen=True)
@@ -598,15 +748,6 @@ def _labels(raw: Any, n: int, what: str) -> np.ndarray:
     if len(labels) != n:
         raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
     return labels
-
-
-def _score(model: LoadedModel, matrix: np.ndarray) -> np.ndarray:
-    # A graph fed float32-range but extreme inputs may still return a NaN; say so plainly.
-    scores = np.clip(model.score(matrix), 0.0, 1.0)
-    if not np.isfinite(scores).all():
-        row = int(np.argmin(np.isfinite(scores)))
-        raise InvalidInputError(f"instances[{row}]: model {model.name!r} gives no finite score")
-    return scores
 
 
 def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:

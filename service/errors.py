@@ -36,6 +36,22 @@ class InvalidInputError(ServiceError):
     kind = "invalid_input"
 
 
+class NonFiniteScoreError(ServiceError):
+    """The model gave a score that is not a finite number in [0, 1] (NaN, +-inf) for some
+    instance; no decision is made on it. The body was valid, so the status is 422."""
+
+    status = 422
+    kind = "non_finite_score"
+
+
+class OutOfRangeError(ServiceError):
+    """An instance has features outside the model's training range and the request asked
+    for such instances to be refused (``on_out_of_range: refuse``)."""
+
+    status = 422
+    kind = "out_of_range"
+
+
 class NotFoundError(ServiceError):
     status = 404
     kind = "not_found"

@@ -7,8 +7,11 @@ bytes out, which the load benchmark runs in-process to compare with the HTTP pat
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from costaware.tabular import data_line_numbers
 from service.codecs import (
     CSV,
     ENCODERS,
@@ -17,6 +20,7 @@ from service.codecs import (
     decode_csv,
     decode_json_request,
     decode_jsonlines,
+    on_out_of_range,
     unit_interval,
 )
 from service.dataplane import DataPlane, PredictInputs, Predictions
@@ -33,6 +37,7 @@ class Overrides:
     model: str | None = None
     threshold: float | None = None
     margin: float | None = None
+    on_out_of_range: str | None = None
 
 
 NO_OVERRIDES = Overrides()
@@ -58,7 +63,7 @@ def parse_custom_attributes(header: str | None) -> Overrides:
     for part in header.replace(";", ",").split(","):
         key, sep, value = part.partition("=")
         key = key.strip().lower()
-        if sep and key in ("model", "threshold", "margin"):
+        if sep and key in ("model", "threshold", "margin", "on_out_of_range"):
             found[key] = value.strip()
     where = CUSTOM_ATTRIBUTES_HEADER
     return Overrides(
@@ -69,6 +74,9 @@ def parse_custom_attributes(header: str | None) -> Overrides:
             else None
         ),
         margin=unit_interval(found["margin"], f"{where} margin") if "margin" in found else None,
+        on_out_of_range=(
+            on_out_of_range(found["on_out_of_range"], where) if "on_out_of_range" in found else None
+        ),
     )
 
 
@@ -96,6 +104,7 @@ def decode_inputs(
             model=overrides.model or request.model,
             threshold=first_set(overrides.threshold, request.threshold),
             margin=first_set(overrides.margin, request.margin),
+            on_out_of_range=overrides.on_out_of_range or request.on_out_of_range,
             cost_matrix=request.cost_matrix,
             fields="body.",
         )
@@ -107,7 +116,21 @@ def decode_inputs(
         model=model.name,
         threshold=overrides.threshold,
         margin=overrides.margin,
+        on_out_of_range=overrides.on_out_of_range or "flag",
+        source="body",
+        row_name=line_namer(body, "body, row " if request_format == CSV else "body line "),
     )
+
+
+def line_namer(body: bytes, prefix: str) -> Callable[[int], str]:
+    """Names data row ``i`` of a CSV or JSON-lines body by its line (blank lines are
+    skipped by both decoders); the lines are counted only if an error needs them."""
+
+    @functools.cache
+    def numbers() -> list[int]:
+        return data_line_numbers(body.decode("utf-8"))
+
+    return lambda index: f"{prefix}{numbers()[index]}"
 
 
 def run_pipeline(

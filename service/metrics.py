@@ -93,6 +93,19 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.non_finite_scores = Counter(
+            "costaware_non_finite_scores",
+            "Instances refused because the model's score was not a finite number in [0, 1]",
+            ["model"],
+            registry=self.registry,
+        )
+        self.out_of_range = Counter(
+            "costaware_out_of_range",
+            "Instances with at least one feature outside the model's training range "
+            "(flagged or refused), by model",
+            ["model"],
+            registry=self.registry,
+        )
 
     def _child(self, metric: Any, *labels: str) -> Any:
         # labels() costs more than the increment itself; children are cached per label set.
@@ -123,6 +136,12 @@ class Metrics:
         n_close = close.count(True)
         if n_close:
             close_child.inc(n_close)
+
+    def observe_non_finite(self, model: str, instances: int) -> None:
+        self._child(self.non_finite_scores, model).inc(instances)
+
+    def observe_out_of_range(self, model: str, instances: int) -> None:
+        self._child(self.out_of_range, model).inc(instances)
 
     def observe_request(self, endpoint: str, model: str, status: int, seconds: float) -> None:
         key = (endpoint, model, status)

@@ -64,6 +64,14 @@ class ValuedPredictions:
     matrix_source: MatrixSource
     margin: float | None
     margin_note: str
+    # Names of the features outside the training [min, max] by instance index (instances
+    # that have any); None when the card records no training ranges.
+    out_of_range: dict[int, list[str]] | None = None
+
+    def out_of_range_of(self, index: int) -> list[str] | None:
+        if self.out_of_range is None:
+            return None
+        return self.out_of_range.get(index, [])
 
     def __len__(self) -> int:
         return len(self.decisions)
@@ -102,6 +110,7 @@ class ValuedPredictions:
                         "decision": self.classes[d],
                         "expected_values": dict(zip(self.classes, ev, strict=True)),
                         "close_confusion": close,
+                        "out_of_range": self.out_of_range_of(len(out)),
                     }
                 )
             return out
@@ -114,13 +123,15 @@ class ValuedPredictions:
                     "decision": d,
                     "expected_values": dict(zip(BINARY_CLASSES, ev, strict=True)),
                     "close_confusion": close,
+                    "out_of_range": self.out_of_range_of(len(out)),
                 }
             )
         return out
 
     def csv_rows(self) -> list[list[str]]:
         """Binary: ``score,decision,ev_0,ev_1,close_confusion``; multiclass:
-        ``p_1..p_K,decision,ev_1..ev_K,close_confusion`` (classes in the card's order)."""
+        ``p_1..p_K,decision,ev_1..ev_K,close_confusion`` (classes in the card's order); the
+        encoder adds the ``out_of_range`` column."""
         outputs = np.asarray(self.outputs, dtype=np.float32)
         firsts = outputs.reshape(len(self), -1).astype(str).tolist()
         rows = []
@@ -187,6 +198,7 @@ def value_binary(
     raw_matrix: Any,
     margin: Any,
     margin_field: str = "margin",
+    out_of_range: dict[int, list[str]] | None = None,
 ) -> ValuedPredictions:
     """Binary decisions with the posted matrix: the better action per instance."""
     n = len(scores)
@@ -218,6 +230,7 @@ def value_binary(
         matrix_source="request",
         margin=shown,
         margin_note=note,
+        out_of_range=out_of_range,
     )
 
 
@@ -227,6 +240,7 @@ def value_multiclass(
     raw_matrix: Any | None,
     margin: Any,
     margin_field: str = "margin",
+    out_of_range: dict[int, list[str]] | None = None,
 ) -> ValuedPredictions:
     """Multiclass decisions under the posted matrix, or the card's."""
     card = model.card
@@ -256,6 +270,7 @@ def value_multiclass(
         matrix_source=source,
         margin=float(value),
         margin_note=note,
+        out_of_range=out_of_range,
     )
 
 

@@ -35,6 +35,7 @@ from costaware.card import (
     OutcomeValues,
     ScoreCorrection,
     TrainingSpec,
+    feature_ranges,
     sha256_file,
     write_card,
 )
@@ -249,6 +250,9 @@ def export_model(
             labels=[int(v) for v in data.y_test],
         ),
         score_correction=ScoreCorrection(kind="none" if beta == 1.0 else "prior_shift", beta=beta),
+        # The whole training split, also for a model fitted on a subsample of it: the
+        # split is what the data says the model is meant for.
+        feature_ranges=feature_ranges(data.x_train, list(dataset.feature_names)),
         **(extra_sections or {}),
     )
     with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:

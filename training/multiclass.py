@@ -40,6 +40,7 @@ from costaware.card import (
     OnnxSpec,
     TrainingSpec,
     ValueMatrixSpec,
+    feature_ranges,
     sha256_file,
     write_card,
 )
@@ -479,6 +480,7 @@ def export_multiclass(
             labels=[int(v) for v in y],
         ),
         comparison=comparison,
+        feature_ranges=feature_ranges(split.x_train, list(data.feature_names)),
     )
     with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
         os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)

@@ -161,6 +161,7 @@ def _csv_inputs(body: bytes, query: EvaluateOptions, dataplane: DataPlane) -> Ev
         margin=query.margin,
         models_field="query.models",
         instances_source="csv",
+        row_name=lambda index: f"body, row {_csv_row_number(body, index)}",
     )
 
 

@@ -91,5 +91,6 @@ async def invocations(request: Request) -> Response:
         model=target or attributes.model,
         threshold=attributes.threshold,
         margin=attributes.margin,
+        on_out_of_range=attributes.on_out_of_range,
     )
     return await answer_predictions(request, in_format, out_format, overrides)

@@ -288,7 +288,7 @@ def _parse_answer_lines(lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.nd
     truth = {"true": True, "1": True, "false": False, "0": False}
     scores, labels, close = [], [], []
     for line in lines:
-        score, label, near = line.split(",")
+        score, label, near, _out_of_range = line.split(",")
         scores.append(float(score))
         labels.append(int(float(label)))
         close.append(truth[near.strip().lower()])

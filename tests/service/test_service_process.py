@@ -114,7 +114,7 @@ def test_end_to_end_over_http_then_clean_sigterm(server, model_dir, instances):
         np.array([float(line.split(",")[0]) for line in lines], dtype=np.float32), expected
     )
     for line, score in zip(lines, expected, strict=True):
-        _, label, close = line.split(",")
+        _, label, close, _out_of_range = line.split(",")
         assert label == str(int(score >= 0.3))
         assert close == ("true" if abs(float(score) - 0.3) < 0.1 else "false")
 

@@ -98,7 +98,8 @@ def test_invocations_json_and_csv_carry_the_same_decisions(client, cancer_rows):
     response = client.post("/invocations", json=body, headers={"Accept": "text/csv"})
     assert response.status_code == 200, response.text
     rows = list(csv.reader(io.StringIO(response.text)))
-    assert [len(r) for r in rows] == [5] * 5  # score,decision,ev_0,ev_1,close_confusion
+    # score,decision,ev_0,ev_1,close_confusion,out_of_range
+    assert [len(r) for r in rows] == [6] * 5
     for row, p in zip(rows, by_predict, strict=True):
         assert float(row[0]) == p["score"] and int(row[1]) == p["decision"]
         assert float(row[2]) == p["expected_values"]["0"]
@@ -109,7 +110,7 @@ def test_invocations_json_and_csv_carry_the_same_decisions(client, cancer_rows):
 def test_without_a_matrix_the_binary_answer_is_unchanged(client, cancer_rows):
     answer = post(client, "/predict", {"model": "medical", "instances": cancer_rows[:3]})
     assert set(answer) == {"model", "version", "threshold", "margin", "predictions"}
-    assert set(answer["predictions"][0]) == {"score", "label", "close_confusion"}
+    assert set(answer["predictions"][0]) == {"score", "label", "close_confusion", "out_of_range"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,6 +136,17 @@ def test_multiclass_predict_decides_by_the_cards_matrix(client, wine_rows):
     top = np.sort(ev, axis=1)
     close = [q["close_confusion"] for q in answer["predictions"]]
     assert close == (top[:, -1] - top[:, -2] < WINE.margin).tolist()
+
+
+def test_multiclass_predictions_flag_features_outside_the_training_range(client, wine_rows):
+    rows = [list(r) for r in wine_rows[0][:2]]
+    rows[1][0] = 99.0  # alcohol far above anything in training
+    answer = post(client, "/predict", {"model": "wine", "instances": rows})
+    assert [q["out_of_range"] for q in answer["predictions"]] == [[], ["alcohol"]]
+    refused = client.post(
+        "/predict", json={"model": "wine", "instances": rows, "on_out_of_range": "refuse"}
+    )
+    assert refused.status_code == 422 and refused.json()["error"] == "out_of_range"
 
 
 def test_multiclass_predict_with_a_posted_matrix(client, wine_rows):
@@ -165,7 +177,8 @@ def test_multiclass_csv_output(client, wine_rows):
     assert response.status_code == 200, response.text
     by_predict = post(client, "/predict", {"model": "wine", "instances": rows[:4]})["predictions"]
     for line, q in zip(csv.reader(io.StringIO(response.text)), by_predict, strict=True):
-        assert len(line) == 3 + 1 + 3 + 1  # p_1..p_K, decision, ev_1..ev_K, close_confusion
+        # p_1..p_K, decision, ev_1..ev_K, close_confusion, out_of_range
+        assert len(line) == 3 + 1 + 3 + 1 + 1
         assert [float(v) for v in line[:3]] == [q["probabilities"][c] for c in CLASSES]
         assert line[3] == q["decision"]
         assert [float(v) for v in line[4:7]] == [q["expected_values"][c] for c in CLASSES]

@@ -133,3 +133,14 @@ def test_bad_export_options(fitted, reference, reference_split, tmp_path, kwargs
     with pytest.raises(ExportError, match=message):
         export_model(fitted, reference, reference_split, tmp_path, **kwargs)
     assert not any(tmp_path.iterdir())
+
+
+def test_card_records_the_training_split_ranges(card, reference_split):
+    # Oracle: numpy on the training split, outside the card code.
+    x = reference_split.x_train
+    ranges = card.feature_ranges
+    assert [item.name for item in ranges] == card.features
+    np.testing.assert_array_equal([item.min for item in ranges], x.min(axis=0))
+    np.testing.assert_array_equal([item.max for item in ranges], x.max(axis=0))
+    np.testing.assert_allclose([item.p0_5 for item in ranges], np.percentile(x, 0.5, axis=0))
+    np.testing.assert_allclose([item.p99_5 for item in ranges], np.percentile(x, 99.5, axis=0))
