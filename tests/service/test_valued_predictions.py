@@ -305,32 +305,64 @@ def test_models_list_and_card_show_the_multiclass_contract(client):
     assert client.get("/models/wine/distribution.png").status_code == 422
 
 
-def test_registry_refuses_a_graph_with_the_wrong_number_of_classes(tmp_path):
+def wine_with_graph(folder, nodes, k, initializer):
+    """models/wine's card in ``folder`` with another graph (features [N, 13] -> scores)."""
     import shutil
 
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     from costaware.card import sha256_file
-    from service.registry import ModelRegistry
 
-    folder = tmp_path / "wine2"
     shutil.copytree(SHIPPED / "wine", folder)
-    weights = numpy_helper.from_array(np.ones((13, 2), dtype=np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["features", "w"], ["logits"]),
-         helper.make_node("Softmax", ["logits"], ["scores"], axis=1)],
-        "two-classes",
+        nodes,
+        "replacement",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 13])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])],
-        initializer=[weights],
-    )  # fmt: skip
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", k])],
+        initializer=initializer,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, folder / "model.onnx")
     card = json.loads((folder / "model-card.json").read_text())
     card["onnx"]["sha256"] = sha256_file(folder / "model.onnx")
     (folder / "model-card.json").write_text(json.dumps(card))
+
+
+def test_registry_refuses_a_graph_with_the_wrong_number_of_classes(tmp_path):
+    from onnx import helper, numpy_helper
+
+    from service.registry import ModelRegistry
+
+    weights = numpy_helper.from_array(np.ones((13, 2), dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
+    ]
+    wine_with_graph(tmp_path / "wine2", nodes, 2, [weights])
     registry = ModelRegistry.load(tmp_path, "wine2")
     assert not registry.models
-    assert "a multiclass card with 3 classes needs [N, 3]" in registry.refused[str(folder)]
+    refused = registry.refused[str(tmp_path / "wine2")]
+    assert "a multiclass card with 3 classes needs [N, 3]" in refused
+
+
+def test_non_finite_probabilities_are_refused_naming_the_row(tmp_path, wine_rows):
+    from onnx import helper, numpy_helper
+
+    # scores = log of the first three features: above 1 for wine's alcohol (~13), NaN for a
+    # negative value; no probabilities either way
+    weights = numpy_helper.from_array(np.eye(13, 3, dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["mixed"]),
+        helper.make_node("Log", ["mixed"], ["scores"]),
+    ]
+    wine_with_graph(tmp_path / "bad", nodes, 3, [weights])
+    rows = [list(r) for r in wine_rows[0][:3]]
+    rows[2][0] = -1.0  # log(-1) = NaN in the first class
+    with TestClient(create_app(Settings(model_dir=tmp_path, default_model="bad"))) as bad:
+        response = bad.post("/predict", json={"instances": rows})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "non_finite_score"
+        detail = response.json()["detail"]
+        assert detail.startswith("instances[0]") and "instances[2] (nan)" in detail
