@@ -97,6 +97,16 @@ class PredictInputs:
 
 
 @dataclass(frozen=True)
+class ValuedRequest:
+    """How a request decides by expected value: the posted matrix (None: the card's) and
+    margin (None: the default), and how errors name the margin."""
+
+    matrix: Any
+    margin: float | None
+    margin_field: str
+
+
+@dataclass(frozen=True)
 class ScoringJob:
     """A request ready to score: the model, the rows, and how to decide on the scores."""
 
@@ -106,11 +116,9 @@ class ScoringJob:
     margin: float
     row_name: Callable[[int], str]
     out_of_range: OutOfRange | None  # None: the card records no training ranges
-    # Set when the decision is by expected value (service.valuation).
-    valued: bool = False
-    cost_matrix: Any = None
-    posted_margin: float | None = None
-    fields: str = ""
+    # Set when the decision is by expected value (service.valuation); one field, because
+    # every field of a frozen dataclass costs a setattr on each one-instance request.
+    valued: ValuedRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -192,10 +200,7 @@ class DataPlane:
                 margin=float("nan"),
                 row_name=inputs.name_row,
                 out_of_range=self._check_ranges(model, x, inputs),
-                valued=True,
-                cost_matrix=inputs.cost_matrix,
-                posted_margin=inputs.margin,
-                fields=inputs.fields,
+                valued=ValuedRequest(inputs.cost_matrix, inputs.margin, f"{inputs.fields}margin"),
             )
         if inputs.margin is not None and inputs.margin > 1:
             raise InvalidInputError(f"{inputs.fields}margin: {inputs.margin} is outside [0, 1]")
@@ -274,7 +279,7 @@ class DataPlane:
             if self.metrics is not None:
                 self.metrics.observe_non_finite(job.model.name, len(bad))
             raise non_finite_error(job.model.name, shown, bad, job.row_name)
-        if job.valued:
+        if job.valued is not None:
             return self.decide_by_value(job, scores)
         values = scores.tolist()
         predictions = Predictions(
@@ -296,14 +301,15 @@ class DataPlane:
     def decide_by_value(self, job: ScoringJob, outputs: np.ndarray) -> ValuedPredictions:
         """The action with the highest expected value for each instance (service.valuation)."""
         model = job.model
-        margin_field = f"{job.fields}margin"
+        valued = job.valued
+        assert valued is not None
         if model.multiclass:
             predictions = value_multiclass(
-                model, outputs, job.cost_matrix, job.posted_margin, margin_field, job.out_of_range
+                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
             )
         else:
             predictions = value_binary(
-                model, outputs, job.cost_matrix, job.posted_margin, margin_field, job.out_of_range
+                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
             )
         if self.metrics is not None:
             self.metrics.observe_predictions(

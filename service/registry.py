@@ -7,6 +7,7 @@ output do not match the card's ``features`` and ONNX names.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ class LoadedModel:
     def name(self) -> str:
         return self.card.name
 
-    @property
+    @functools.cached_property
     def multiclass(self) -> bool:
         """A K-class model (graph output ``[N, K]`` probabilities, ``card.classes``)."""
         return isinstance(self.card, MulticlassCard)
