@@ -6,7 +6,7 @@ and CSV shares the path), so these models document the wire format rather than p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,60 @@ class ValueMatrixBody(BaseModel):
     values: list[list[float]] = Field(
         description="K x K; values[i][j] = value of deciding class j when the truth is "
         "class i (row = truth, column = decision)"
+    )
+
+
+class EvaluateRequest(BaseModel):
+    """The JSON body of ``POST /evaluate`` (``service.routes.evaluate`` decodes it)."""
+
+    models: list[str] | None = Field(
+        default=None, min_length=1, description="Models to evaluate; default every one."
+    )
+    cost_matrix: dict[Literal["tp", "fp", "tn", "fn"], float | list[float]] | ValueMatrixBody = (
+        Field(
+            description="Binary models: the dollar value of each outcome (negative for a "
+            "loss), all four of tp, fp, tn, fn, each a number or one number per instance. "
+            "Multiclass models: a value matrix {classes, values}, values[i][j] = value of "
+            "deciding class j when the truth is class i (row = truth, column = decision)."
+        )
+    )
+    instances: list[list[float] | dict[str, float]] | None = Field(
+        default=None, min_length=1, description="Feature rows scored here by each model."
+    )
+    scores: (
+        list[Annotated[float, Field(ge=0, le=1)]]
+        | list[list[Annotated[float, Field(ge=0, le=1)]]]
+        | None
+    ) = Field(
+        default=None,
+        min_length=1,
+        description="Scores produced elsewhere (no models); multiclass: N x K class "
+        "probabilities, each row summing to 1 within 1e-6.",
+    )
+    labels: list[Literal[0, 1]] | list[str | int] | None = Field(
+        default=None,
+        description="One label per instance or score: 0/1, or for a value matrix a class "
+        "name or index.",
+    )
+    threshold: float | None = Field(default=None, ge=0, le=1, description="Default: card's.")
+    margin: float | None = Field(
+        default=None,
+        ge=0,
+        description="Binary: a score margin in [0, 1] (default: card's). Value matrix: "
+        "dollars per instance (default: 5% of the matrix's largest regret).",
+    )
+    prevalence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Value the decisions as if positives were this share of the data "
+        "(positives weigh prevalence/p, negatives (1-prevalence)/(1-p)); counts and rates "
+        "stay those of the data. Default: the data's own prevalence.",
+    )
+    curve: bool = Field(
+        default=False,
+        description="Add to each result `curve`: the expected value by threshold on a grid "
+        "dense near 0, sampled also at the result's thresholds and the card's.",
     )
 
 

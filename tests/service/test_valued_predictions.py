@@ -255,10 +255,19 @@ def test_evaluate_posted_instances_uses_the_models_probabilities(client, wine_ro
     assert result["expected_value"] == pytest.approx(expected["expected_value"], abs=1e-9)
 
 
-def test_binary_evaluation_leaves_the_multiclass_model_out(client):
+def test_binary_evaluation_leaves_the_multiclass_model_out(client, cancer_rows):
     answer = post(client, "/evaluate", {"cost_matrix": QALY})
     assert "wine" not in [r["model"] for r in answer["results"]]
     assert len(answer["results"]) >= 3
+    rows = "".join(f"1,{','.join(map(repr, r))}\n" for r in cancer_rows[:5])
+    query = "/evaluate?tp=-1&fp=-1&tn=0&fn=-5"
+    headers = {"Content-Type": "text/csv"}
+    by_csv = client.post(query, content=rows, headers=headers)
+    assert by_csv.status_code == 200, by_csv.text
+    assert "wine" not in [r["model"] for r in by_csv.json()["results"]]
+    named = client.post(query + "&models=wine", content=rows, headers=headers)
+    assert named.status_code == 422
+    assert named.json()["detail"].startswith("query.models[0]: model 'wine' is multiclass")
 
 
 # ---------------------------------------------------------------------------------------
