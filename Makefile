@@ -34,7 +34,7 @@ $(UV):
 
 # Full environment: serving + training + dev tools.
 $(DEV_ENV)/.synced: $(UV) uv.lock pyproject.toml
-	UV_PROJECT_ENVIRONMENT=$(DEV_ENV) $(UV) sync --locked --extra train --group dev
+	UV_PROJECT_ENVIRONMENT=$(DEV_ENV) $(UV) sync --locked --extra train --extra batch --group dev
 	@touch $@
 
 # Serving-only environment: what the `serve` container has. No TensorFlow.

@@ -641,29 +641,7 @@ class Evaluation:
         entries = [
             _entry(target, self.costs, self.prevalence, self.curve) for target in self.targets
         ]
-        ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
-        best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
-        costs = self.costs
-        return {
-            "data": self.source,
-            "note": NOTES[self.source],
-            "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
-            "warnings": costs.warnings(),
-            "results": entries,
-            "ranking": [
-                {
-                    "rank": rank,
-                    "model": entry["model"],
-                    "threshold": entry["threshold"],
-                    "expected_value": entry["expected_value"],
-                    "total_value": entry["total_value"],
-                    "per_1000_decisions": entry["per_1000_decisions"],
-                }
-                for rank, entry in enumerate(ranking, start=1)
-            ],
-            "best_model": ranking[0]["model"],
-            "best_decision": {"model": best["model"], **best["best_threshold"]},
-        }
+        return summarize(entries, self.costs, self.source, NOTES[self.source])
 
     def figure(self, plot: Plot) -> bytes:
         """A PNG of the one target: the close-confusion histogram or the value curve."""
@@ -694,6 +672,37 @@ class Evaluation:
             title=f"Expected value by threshold: {title}",
             best_value=best.expected_value,
         )
+
+
+def summarize(
+    entries: list[dict[str, Any]], costs: CostMatrix, data: str, note: str
+) -> dict[str, Any]:
+    """``/evaluate``'s answer around ``entries`` (one per model, as
+    ``costaware.economics.evaluate`` gives them, with the model's name and version in
+    front): the ranking, the best model and the best decision. The batch engine builds its
+    entries from merged partial results and wraps them here too."""
+    ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
+    best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
+    return {
+        "data": data,
+        "note": note,
+        "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
+        "warnings": costs.warnings(),
+        "results": entries,
+        "ranking": [
+            {
+                "rank": rank,
+                "model": entry["model"],
+                "threshold": entry["threshold"],
+                "expected_value": entry["expected_value"],
+                "total_value": entry["total_value"],
+                "per_1000_decisions": entry["per_1000_decisions"],
+            }
+            for rank, entry in enumerate(ranking, start=1)
+        ],
+        "best_model": ranking[0]["model"],
+        "best_decision": {"model": best["model"], **best["best_threshold"]},
+    }
 
 
 def held_out_targets(
