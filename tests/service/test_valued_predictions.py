@@ -375,3 +375,12 @@ def test_non_finite_probabilities_are_refused_naming_the_row(tmp_path, wine_rows
         assert response.json()["error"] == "non_finite_score"
         detail = response.json()["detail"]
         assert detail.startswith("instances[0]") and "instances[2] (nan)" in detail
+
+
+def test_batch_evaluation_leaves_the_multiclass_model_out():
+    from service.batch.adapter import BatchInputError
+    from service.batch.jobs import _evaluated_models
+
+    assert "wine" not in [model.name for model in _evaluated_models(SHIPPED, None)]
+    with pytest.raises(BatchInputError, match="'wine' is a multiclass model"):
+        _evaluated_models(SHIPPED, ["wine"])
