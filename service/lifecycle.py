@@ -69,8 +69,9 @@ GENERATION_FILE = "generation.json"
 
 
 def warm_up(model: LoadedModel) -> None:
-    """One inference on a row of zeros: the graph must run and give one score in [0, 1]
-    per row, before any request depends on it."""
+    """One inference on a row of zeros: the graph must run and give, for one row, one score
+    in [0, 1] (binary) or one probability in [0, 1] per class (multiclass), before any
+    request depends on it."""
     row = np.zeros((1, model.n_features), dtype=np.float32)
     try:
         scores = model.raw_scores(row)
@@ -79,17 +80,22 @@ def warm_up(model: LoadedModel) -> None:
         raise ModelRefusedError(
             f"{model.folder}: the warm-up inference failed ({message})"
         ) from exc
-    if scores.shape != (1,):
+    if model.multiclass:
+        expected: tuple[int, ...] = (1, len(model.card.classes))
+        contract = f"one probability per class ({expected[1]}) per row"
+    else:
+        expected, contract = (1,), "one score per row"
+    if scores.shape != expected:
         raise ModelRefusedError(
             f"{model.folder}: the warm-up inference gave {scores.size} values for one row; "
-            "the contract is one score per row"
+            f"the contract is {contract}"
         )
-    score = float(scores[0])
-    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
-        raise ModelRefusedError(
-            f"{model.folder}: the warm-up inference scored a row of zeros {score!r}; "
-            "a score must be a finite number in [0, 1]"
-        )
+    for score in np.asarray(scores, dtype=np.float64).reshape(-1).tolist():
+        if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise ModelRefusedError(
+                f"{model.folder}: the warm-up inference scored a row of zeros {score!r}; "
+                "a score must be a finite number in [0, 1]"
+            )
 
 
 def folder_state(folder: Path) -> tuple[Any, ...]:

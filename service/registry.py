@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from costaware.card import CARD_FILENAME, CardError, ModelCard, parse_card
+from costaware.card import CARD_FILENAME, AnyCard, CardError, MulticlassCard, parse_card
 from service.errors import NotFoundError, NotReadyError
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class ModelFiles:
     (and, with several workers, what the other workers load; service.lifecycle)."""
 
     folder: Path
-    card: ModelCard
+    card: AnyCard
     card_bytes: bytes
     onnx_bytes: bytes
 
@@ -58,7 +58,7 @@ class ModelFiles:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    card: ModelCard
+    card: AnyCard
     folder: Path
     session: ort.InferenceSession
     fingerprint: str = ""
@@ -67,6 +67,11 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.card.name
+
+    @functools.cached_property
+    def multiclass(self) -> bool:
+        """A K-class model (graph output ``[N, K]`` probabilities, ``card.classes``)."""
+        return isinstance(self.card, MulticlassCard)
 
     @property
     def n_features(self) -> int:
@@ -77,10 +82,13 @@ class LoadedModel:
         return np.asarray(self.raw_scores(x), dtype=np.float64)
 
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
-        """The graph's output for ``x`` as it comes (float32), flattened to 1-D."""
+        """The graph's output for ``x`` as it comes (float32): flattened to 1-D for a
+        binary model, ``[N, K]`` class probabilities for a multiclass one."""
         batch = np.ascontiguousarray(x, dtype=np.float32)
         run, outputs, input_name = self._run
         (out,) = run(outputs, {input_name: batch}, None)
+        if self.multiclass:
+            return out.reshape(len(batch), -1)
         return out.reshape(-1)
 
     @functools.cached_property
@@ -106,7 +114,7 @@ def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort
     return options
 
 
-def _check_signature(card: ModelCard, session: ort.InferenceSession, path: Path) -> None:
+def _check_signature(card: AnyCard, session: ort.InferenceSession, path: Path) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
         raise ModelRefusedError(f"{path}: graph has {len(inputs)} inputs, the contract is one")
@@ -132,6 +140,15 @@ def _check_signature(card: ModelCard, session: ort.InferenceSession, path: Path)
             f"{path}: graph has no output named {card.onnx.output_name!r} "
             f"(outputs: {[output.name for output in outputs]})"
         )
+    if isinstance(card, MulticlassCard):
+        # The multiclass contract: one probability per class, in the card's class order.
+        (output,) = (o for o in outputs if o.name == card.onnx.output_name)
+        k = len(card.classes)
+        if len(output.shape) != 2 or output.shape[1] != k:
+            raise ModelRefusedError(
+                f"{path}: graph output {output.name!r} has shape {output.shape}; a multiclass "
+                f"card with {k} classes needs [N, {k}]"
+            )
 
 
 def read_model_files(folder: Path) -> ModelFiles:

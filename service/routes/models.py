@@ -42,15 +42,18 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get("/models", response_model=ModelList)
 async def list_models(lifecycle: LifecycleDep) -> dict[str, Any]:
     """Every served model: name, version, state, when it was loaded, the last failed load,
-    loss, threshold, margin and features; plus folders not served and why."""
+    task, classes, loss, threshold, margin and features; plus folders not served and why
+    (a multiclass model has no threshold; its margin is in dollars)."""
     registry = lifecycle.registry
     models = [
         {
             "name": model.name,
             "version": model.card.version,
             **lifecycle.describe(model),
+            "task": "multiclass" if model.multiclass else "binary",
+            "classes": getattr(model.card, "classes", ["0", "1"]),
             "loss": model.card.loss.model_dump(),
-            "threshold": model.card.threshold,
+            "threshold": None if model.multiclass else model.card.threshold,
             "margin": model.card.margin,
             "features": model.card.features,
         }
