@@ -542,6 +542,7 @@ async function init() {
   const query = new URLSearchParams(location.search);
   for (const k of OUTCOMES) $(k).value = query.has(k) ? query.get(k) : String(REFERENCE[k]);
   if (query.has("prevalence")) $("prevalence").value = query.get("prevalence");
+  syncPreset();
   bind();
   let listing;
   try {
