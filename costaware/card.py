@@ -342,10 +342,20 @@ def read_any_card(folder: Path) -> AnyCard:
     """Read and validate ``folder/model-card.json``, binary or multiclass (``task``)."""
     path = folder / CARD_FILENAME
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise CardError(f"{path}: no model card") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise CardError(f"{path}: unreadable model card ({exc})") from exc
+    return parse_card(data, path)
+
+
+def parse_card(data: bytes, path: Path) -> AnyCard:
+    """Validate a card's bytes (as read from ``path``, which error messages name); the
+    service reads a card's bytes once and keeps them with the model they describe."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CardError(f"{path}: unreadable model card ({exc})") from exc
     multiclass = isinstance(raw, dict) and raw.get("task") == "multiclass"
     kind: type[BaseModel] = MulticlassCard if multiclass else ModelCard

@@ -431,7 +431,7 @@ class DataPlane:
         if names is None:
             if not registry.ready:
                 raise NotReadyError(f"no model is loaded from {registry.model_dir}")
-            return [registry.models[name] for name in registry.names()]
+            return registry.loaded()  # one consistent set, even while a model is unloaded
         if not isinstance(names, list) or not names:
             raise InvalidInputError(f"{field}: expected a non-empty list of model names")
         chosen: list[LoadedModel] = []

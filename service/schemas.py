@@ -152,9 +152,22 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What was wrong and where (row, column, field).")
 
 
+class LoadError(BaseModel):
+    at: str = Field(description="When the load failed (UTC, ISO 8601).")
+    reason: str
+
+
 class ModelSummary(BaseModel):
     name: str
     version: str
+    state: Literal["ready", "loading"] = Field(
+        description="ready; loading: a new version is being checked while this one serves."
+    )
+    sha256: str = Field(description="The served graph's sha256.")
+    loaded_at: str = Field(description="When this version began serving (UTC, ISO 8601).")
+    last_error: LoadError | None = Field(
+        description="Why the last load of this name failed, until one succeeds."
+    )
     task: str = Field(description="binary or multiclass")
     classes: list[str] = Field(description="class names; a binary model's are 0 and 1")
     loss: dict[str, Any]
@@ -166,9 +179,33 @@ class ModelSummary(BaseModel):
     features: list[str]
 
 
+class WorkerState(BaseModel):
+    pid: int = Field(description="The worker process that answered.")
+    generation: int = Field(description="Changes (loads, unloads) this worker has applied.")
+
+
 class ModelList(BaseModel):
     default: str
     models: list[ModelSummary]
+    loading: list[str] = Field(description="Names being loaded that are not served yet.")
+    refused: dict[str, str] = Field(description="Model folders not served, and why.")
+    worker: WorkerState
+
+
+class LoadResult(BaseModel):
+    name: str
+    version: str = Field(description="The version served from now on.")
+    previous_version: str | None = Field(description="The version it replaced, if any.")
+    changed: bool = Field(description="False when the folder held what was already served.")
+    sha256: str
+    generation: int
+    seconds: float = Field(description="Time taken to read, check, warm up and swap.")
+
+
+class UnloadResult(BaseModel):
+    name: str
+    version: str = Field(description="The version that was unloaded.")
+    generation: int
 
 
 class ExecutionParameters(BaseModel):
