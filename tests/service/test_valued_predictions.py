@@ -359,16 +359,18 @@ def test_registry_refuses_a_graph_with_the_wrong_number_of_classes(tmp_path):
 def test_non_finite_probabilities_are_refused_naming_the_row(tmp_path, wine_rows):
     from onnx import helper, numpy_helper
 
-    # scores = log of the first three features: above 1 for wine's alcohol (~13), NaN for a
-    # negative value; no probabilities either way
+    # scores = log(1 + each of the first three features): 0 for the warm-up's row of zeros
+    # (a load checks that), above 1 for wine's alcohol (~13), NaN below -1; no probabilities
     weights = numpy_helper.from_array(np.eye(13, 3, dtype=np.float32), "w")
+    one = numpy_helper.from_array(np.ones(3, dtype=np.float32), "one")
     nodes = [
         helper.make_node("MatMul", ["features", "w"], ["mixed"]),
-        helper.make_node("Log", ["mixed"], ["scores"]),
+        helper.make_node("Add", ["mixed", "one"], ["shifted"]),
+        helper.make_node("Log", ["shifted"], ["scores"]),
     ]
-    wine_with_graph(tmp_path / "bad", nodes, 3, [weights])
+    wine_with_graph(tmp_path / "bad", nodes, 3, [weights, one])
     rows = [list(r) for r in wine_rows[0][:3]]
-    rows[2][0] = -1.0  # log(-1) = NaN in the first class
+    rows[2][0] = -2.0  # log(-1) = NaN in the first class
     with TestClient(create_app(Settings(model_dir=tmp_path, default_model="bad"))) as bad:
         response = bad.post("/predict", json={"instances": rows})
         assert response.status_code == 422, response.text
