@@ -39,7 +39,7 @@ import numpy as np
 from costaware.card import read_card
 from costaware.economics import CostMatrix
 from service.batch.engine import connect
-from service.batch.jobs import Inputs, evaluate_files, score_files
+from service.batch.jobs import EvaluateOptions, Inputs, evaluate_files, score_files
 from service.codecs import CSV
 from service.inference import run_pipeline
 from service.registry import ModelRegistry
@@ -189,7 +189,7 @@ def job(kind: str, path: Path, workers: int, out_dir: Path) -> dict[str, float]:
             if kind == "score":
                 rows = score_files(client, inputs, str(out), model=MODEL).rows
             else:
-                answer = evaluate_files(client, inputs, QALY, models=[MODEL])
+                answer = evaluate_files(client, inputs, QALY, EvaluateOptions(models=[MODEL]))
                 rows = answer["results"][0]["n"]
             seconds = time.monotonic() - began
         client_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

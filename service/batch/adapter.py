@@ -18,13 +18,14 @@ import numpy as np
 from costaware.card import CARD_FILENAME, MODEL_FILENAME
 from costaware.decision import all_probabilities, not_probabilities
 from costaware.economics import CostMatrix
-from costaware.tabular import TabularError, parse_numeric_csv
+from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
 from service.codecs import CSV_COLUMNS, encode_csv
 from service.dataplane import DataPlane, PredictInputs, Predictions, non_finite_error, summarize
 from service.errors import ServiceError
 from service.registry import LoadedModel, ModelRefusedError, ModelRegistry, load_model
 from service.registry import session_options as _session_options
 from service.settings import Settings
+from service.valuation import ValuedPredictions
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 DEFAULT_MODEL: str = Settings.model_fields["default_model"].default
@@ -36,6 +37,7 @@ __all__ = [
     "LoadedModel",
     "ModelRefusedError",
     "Predictions",
+    "ValuedPredictions",
     "csv_lines",
     "decode_numeric_csv",
     "load_registry",
@@ -113,8 +115,6 @@ def decode_numeric_csv(
 
 
 def _data_line(text: str, index: int) -> int:
-    from costaware.tabular import data_line_numbers
-
     return data_line_numbers(text)[index]
 
 
@@ -156,10 +156,11 @@ def predict(
     threshold: float | None = None,
     margin: float | None = None,
     on_out_of_range: str = "flag",
-) -> Predictions:
+) -> Predictions | ValuedPredictions:
     """The service's prediction for the rows ``x`` (scores, decisions, out-of-range
-    features), with its refusals (a non-finite score; an out-of-range row when asked to
-    refuse) as one-line errors naming the row with ``row_name``."""
+    features; a multiclass model's decisions by expected value), with its refusals (a
+    non-finite score; an out-of-range row when asked to refuse) as one-line errors naming
+    the row with ``row_name``."""
     inputs = PredictInputs(
         instances=x,
         model=model.name,
@@ -184,9 +185,8 @@ def probabilities(model: LoadedModel, x: np.ndarray, row_name: Callable[[int], s
     return raw.astype(np.float64)
 
 
-def csv_lines(predictions: Predictions) -> list[str]:
-    """The service's text/csv answer, one line per row (score, label, close_confusion,
-    out_of_range)."""
+def csv_lines(predictions: Predictions | ValuedPredictions) -> list[str]:
+    """The service's text/csv answer, one line per row."""
     return encode_csv(predictions).decode().split("\n")[: len(predictions)]
 
 

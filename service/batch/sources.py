@@ -420,8 +420,12 @@ def _read_parquet(part: Partition) -> Batch:
 
     layout = part.layout
     with fsspec.open(part.url, "rb") as f:
+        # One thread: the parallelism is the cluster's worker processes; pyarrow's own
+        # pool in every worker would only oversubscribe the cores.
         table = pq.ParquetFile(f).read_row_groups(
-            list(part.row_groups), columns=list(dict.fromkeys([*layout.names, *layout.keep]))
+            list(part.row_groups),
+            columns=list(dict.fromkeys([*layout.names, *layout.keep])),
+            use_threads=False,
         )
 
     def where(r: int) -> str:

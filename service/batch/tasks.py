@@ -19,7 +19,7 @@ from service.batch.partials import ScoreCounts
 from service.batch.sources import Partition, read
 
 OutputFormat = Literal["parquet", "csv"]
-FIXED_COLUMNS = adapter.CSV_COLUMNS
+FIXED_COLUMNS = (*adapter.CSV_COLUMNS, "decision")
 
 # A worker process loads each model once; the key is the card's and the graph's digest.
 _MODELS: dict[str, LoadedModel] = {}
@@ -96,15 +96,34 @@ def score_partition(part: Partition, model_files: ModelFiles, options: ScoreOpti
 
 @dataclass(frozen=True)
 class Scored:
-    """A scored partition: the kept input columns, then the service's per-prediction fields
-    (a multiclass model's decision would be one more column here)."""
+    """A scored partition: the kept input columns, then the service's per-prediction fields.
+
+    A binary model: ``score``, ``label``, ``close_confusion``, ``out_of_range``. A
+    multiclass model (decided by expected value under its card's value matrix):
+    ``p_<class>`` for each class, ``decision``, ``ev_<class>`` for each class,
+    ``close_confusion``, ``out_of_range``, as the service's ``text/csv`` answer has them.
+    """
 
     keep: dict[str, Any]
-    predictions: adapter.Predictions
+    predictions: adapter.Predictions | adapter.ValuedPredictions
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        p = self.predictions
+        if isinstance(p, adapter.ValuedPredictions):
+            return (
+                *(f"p_{c}" for c in p.classes),
+                "decision",
+                *(f"ev_{c}" for c in p.classes),
+                "close_confusion",
+                "out_of_range",
+            )
+        return tuple(adapter.CSV_COLUMNS)
 
     def parquet(self) -> bytes:
-        """``score`` is the graph's float32 output as it came; ``out_of_range`` lists the
-        features outside the training range (null when the card records no ranges)."""
+        """Probabilities and scores are the graph's float32 outputs as they came;
+        ``out_of_range`` lists the features outside the training range (null when the card
+        records no ranges)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -113,8 +132,16 @@ class Scored:
             name: pa.array(cells) if isinstance(cells, list) else cells
             for name, cells in self.keep.items()
         }
-        columns["score"] = pa.array(p.scores, type=pa.float32())
-        columns["label"] = pa.array(np.array(p.labels, dtype=np.int8))
+        if isinstance(p, adapter.ValuedPredictions):
+            outputs = np.asarray(p.outputs, dtype=np.float32).reshape(len(p), -1)
+            for k, name in enumerate(p.classes):
+                columns[f"p_{name}"] = pa.array(outputs[:, k], type=pa.float32())
+            columns["decision"] = pa.array([p.classes[d] for d in p.decisions])
+            for k, name in enumerate(p.classes):
+                columns[f"ev_{name}"] = pa.array(p.expected_values[:, k], type=pa.float64())
+        else:
+            columns["score"] = pa.array(p.scores, type=pa.float32())
+            columns["label"] = pa.array(np.array(p.labels, dtype=np.int8))
         columns["close_confusion"] = pa.array(np.array(p.close, dtype=bool))
         outside = (
             [None] * len(p)
@@ -129,7 +156,7 @@ class Scored:
     def csv(self) -> bytes:
         """The service's text/csv answer line for line, after the kept columns."""
         lines = adapter.csv_lines(self.predictions)
-        header = ",".join([*self.keep, *adapter.CSV_COLUMNS])
+        header = ",".join([*self.keep, *self.fields])
         if self.keep:
             kept = zip(*(_cells(cells) for cells in self.keep.values()), strict=True)
             lines = [",".join([*cells, line]) for cells, line in zip(kept, lines, strict=True)]
@@ -172,6 +199,8 @@ def evaluate_partition(part: Partition, models: list[ModelFiles]) -> EvaluateRes
 
 
 def check_keep(keep: tuple[str, ...]) -> None:
-    clash = next((name for name in keep if name in FIXED_COLUMNS), None)
+    clash = next(
+        (name for name in keep if name in FIXED_COLUMNS or name.startswith(("p_", "ev_"))), None
+    )
     if clash:
         raise BatchInputError(f"--keep {clash}: the output has its own {clash!r} column")

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from _servicekit import SHIPPED
 
-from costaware.card import read_card
+from costaware.card import read_any_card, read_card
 from service.batch.jobs import Inputs, score_files
-from service.codecs import CSV
+from service.codecs import CSV, encode_csv
 from service.dataplane import DataPlane, PredictInputs
 from service.inference import run_pipeline
 from service.registry import ModelRegistry
@@ -171,3 +171,57 @@ def test_refusing_out_of_range_rows_names_the_first(cluster, tmp_path):
     inputs = Inputs([str(path)], model_dir=SHIPPED, partition_bytes=30_000)
     with pytest.raises(BatchInputError, match=rf"^{path}, row 2002: {card.features[5]} = "):
         score_files(cluster, inputs, str(tmp_path / "out"), on_out_of_range="refuse")
+
+
+@pytest.mark.parametrize("output_format", ["parquet", "csv"])
+def test_a_multiclass_model_gets_its_decision_column(cluster, tmp_path, output_format):
+    """The shipped multiclass model: class probabilities bit for bit as onnxruntime gives
+    them, and the service's decision by expected value under the card's value matrix."""
+    from sklearn.datasets import load_wine
+
+    card = read_any_card(SHIPPED / "wine")
+    wine = load_wine()
+    assert list(wine.feature_names) == list(card.features)
+    x = np.round(wine.data * np.random.default_rng(3).normal(1.0, 0.03, wine.data.shape), 4)
+    path = tmp_path / "wine.csv"
+    rows = [[f"w{i}", *map(repr, row)] for i, row in enumerate(x.tolist())]
+    path.write_text(
+        "\n".join([",".join(["id", *card.features]), *(",".join(r) for r in rows)]) + "\n"
+    )
+    inputs = Inputs([str(path)], model_dir=SHIPPED, partition_bytes=4_000)
+    out = tmp_path / "out"
+    summary = score_files(
+        cluster, inputs, str(out), model="wine", keep=["id"], output_format=output_format
+    )
+    assert summary.partitions > 3 and summary.rows == len(x)
+    served = DataPlane(ModelRegistry.load(SHIPPED, "medical")).predict_now(
+        PredictInputs(instances=x, model="wine")
+    )
+    classes = list(card.classes)
+    columns = [
+        "id",
+        *(f"p_{c}" for c in classes),
+        "decision",
+        *(f"ev_{c}" for c in classes),
+        "close_confusion",
+        "out_of_range",
+    ]
+    if output_format == "csv":
+        lines = []
+        for part in sorted(out.glob("part-*.csv")):
+            header, *body = part.read_text().splitlines()
+            assert header.split(",") == columns
+            lines.extend(body)
+        expected = encode_csv(served).decode().splitlines()
+        assert lines == [f"w{i},{line}" for i, line in enumerate(expected)]
+        return
+    table = parts_table(out)
+    assert table.column_names == columns
+    session = ort.InferenceSession(str(SHIPPED / "wine" / "model.onnx"))
+    (probabilities,) = session.run(None, {card.onnx.input_name: x.astype(np.float32)})
+    for k, c in enumerate(classes):
+        column = table.column(f"p_{c}").to_numpy()
+        assert np.array_equal(column.view(np.uint32), probabilities[:, k].view(np.uint32))
+    decisions = table.column("decision").to_pylist()
+    assert decisions == [classes[d] for d in served.decisions]
+    assert len(set(decisions)) == 3
