@@ -4,8 +4,10 @@ On a one-instance request, ``InferenceSession.run`` costs a few microseconds in 
 loop but several times that in a busy server, where the HTTP server's code and data push
 onnxruntime's out of the CPU caches between calls. Requests decoded in the same turn of
 the event loop (under load, every request whose bytes arrived in the same poll) therefore
-wait for one call that scores all their rows, scheduled with ``call_soon``: no timer and
-no batch size to tune. A lone request waits one extra turn of the loop.
+share one call that scores all their rows: the first of them lets the loop run the others
+once, then makes the call for everyone. No timer and no batch size to tune. A request the
+app answers alone (no other HTTP request in flight) is scored at once: waiting a turn would
+only add to its latency.
 
 The scores do not depend on the company a request keeps: the service's tests check, for
 every shipped model, that rows scored in one batch equal the same rows scored alone.
@@ -25,7 +27,7 @@ _Waiting = list[tuple[np.ndarray, "asyncio.Future[np.ndarray]"]]
 
 class BatchScorer:
     """Collects ``score`` calls made in one turn of the event loop and runs one session
-    call per model at the start of the next."""
+    call per model for them in the next."""
 
     def __init__(
         self, enabled: bool = True, observe_call: Callable[[str, int], None] | None = None
@@ -34,7 +36,11 @@ class BatchScorer:
         self.enabled = enabled
         self.observe_call = observe_call
         self._waiting: dict[str, tuple[LoadedModel, _Waiting]] = {}
-        self._flush_scheduled = False
+        self._leader_waiting = False
+        # HTTP requests the app is answering now (service.middleware counts them): alone,
+        # a request scores at once, since nothing could join it and waiting a turn of the
+        # loop would only add to its latency.
+        self.in_flight = 0
 
     def score_now(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
         """``model.raw_scores(x)`` in this call, alone (for large requests, which run in a
@@ -46,7 +52,7 @@ class BatchScorer:
 
     async def score(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
         """``model.raw_scores(x)``, computed together with the other rows waiting."""
-        if not self.enabled:
+        if not self.enabled or (self.in_flight <= 1 and not self._leader_waiting):
             return self.score_now(model, x)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
@@ -55,14 +61,24 @@ class BatchScorer:
             self._waiting[model.name] = (model, [(x, future)])
         else:
             entry[1].append((x, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
+        if self._leader_waiting:
+            return await future
+        # The first request of a turn leads: it lets the loop run the other requests that
+        # are ready (they join the call), then scores everyone's rows itself and goes on
+        # with its own answer, without waiting for another turn to be woken.
+        self._leader_waiting = True
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            future.cancel()  # cancelled while waiting: left out of the call
+            raise
+        finally:
+            self._flush()
         return await future
 
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, {}
-        self._flush_scheduled = False
+        self._leader_waiting = False
         for model, jobs in waiting.values():
             # A request cancelled while it waited (its task was cancelled) is left out.
             live = [(x, future) for x, future in jobs if not future.done()]

@@ -52,6 +52,12 @@ def builtin(registry: ModelRegistry) -> CountingModel:
     return CountingModel(registry.get("builtin"))
 
 
+def busy(scorer: BatchScorer) -> BatchScorer:
+    """As when the app answers other requests at the same time (service.middleware)."""
+    scorer.in_flight = 32
+    return scorer
+
+
 def gather(*calls):
     async def run():
         return await asyncio.gather(*calls, return_exceptions=True)
@@ -73,7 +79,7 @@ def test_shipped_models_score_a_row_the_same_alone_or_in_a_batch(name):
 
 
 def test_requests_in_one_turn_share_one_session_call(medical, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
     parts = [instances[0:1], instances[1:4], instances[4:6]]
     results = gather(*(scorer.score(medical, x) for x in parts))
     assert medical.calls == [6]
@@ -83,7 +89,7 @@ def test_requests_in_one_turn_share_one_session_call(medical, instances):
 
 
 def test_each_model_gets_its_own_call(medical, builtin, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
     results = gather(
         scorer.score(medical, instances[0:2]),
         scorer.score(builtin, instances[2:3]),
@@ -97,7 +103,7 @@ def test_each_model_gets_its_own_call(medical, builtin, instances):
 
 
 def test_requests_in_later_turns_get_later_calls(medical, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
 
     async def one_after_another():
         return [await scorer.score(medical, instances[i : i + 1]) for i in range(3)]
@@ -110,7 +116,7 @@ def test_requests_in_later_turns_get_later_calls(medical, instances):
 def test_a_faulty_request_fails_alone(medical, instances):
     # The service checks widths before scoring, so this cannot come from a client; if a
     # session call fails anyway, the others waiting with it must not fail too.
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
     good, bad, other = instances[0:2], instances[2:3, :-1], instances[3:4]
     results = gather(
         scorer.score(medical, good), scorer.score(medical, bad), scorer.score(medical, other)
@@ -124,7 +130,7 @@ def test_a_faulty_request_fails_alone(medical, instances):
 
 
 def test_a_request_cancelled_while_waiting_is_left_out(medical, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
 
     async def run():
         first = asyncio.create_task(scorer.score(medical, instances[0:1]))
@@ -137,6 +143,39 @@ def test_a_request_cancelled_while_waiting_is_left_out(medical, instances):
     assert isinstance(first, asyncio.CancelledError)
     assert np.array_equal(second, medical.model.raw_scores(instances[1:3]))
     assert medical.calls == [2]
+
+
+def test_a_request_answered_alone_is_scored_at_once(medical, instances):
+    scorer = BatchScorer()
+    scorer.in_flight = 1
+
+    async def without_waiting():
+        # Completes in one step: no turn of the loop waited for others who cannot come.
+        coroutine = scorer.score(medical, instances[:2])
+        with pytest.raises(StopIteration) as done:
+            coroutine.send(None)
+        return done.value.value
+
+    result = asyncio.run(without_waiting())
+    assert np.array_equal(result, medical.model.raw_scores(instances[:2]))
+    assert medical.calls == [2]
+
+
+def test_the_middleware_counts_requests_in_flight(settings, instances):
+    app = create_app(settings)
+    seen = []
+    scorer = app.state.batch_scorer
+    original = scorer.score_now
+
+    def spy(model, x):
+        seen.append(scorer.in_flight)
+        return original(model, x)
+
+    scorer.score_now = spy
+    with TestClient(app) as client:
+        assert client.post("/predict", json={"instances": instances[:1].tolist()}).is_success
+    assert seen == [1]
+    assert scorer.in_flight == 0
 
 
 def test_disabled_scorer_calls_the_session_per_request(medical, instances):
@@ -168,7 +207,7 @@ def test_batch_scoring_is_a_setting(monkeypatch):
 
 def test_every_session_call_is_reported_with_its_rows(medical, builtin, instances):
     calls: list[tuple[str, int]] = []
-    scorer = BatchScorer(observe_call=lambda model, rows: calls.append((model, rows)))
+    scorer = busy(BatchScorer(observe_call=lambda model, rows: calls.append((model, rows))))
     gather(
         scorer.score(medical, instances[0:2]),
         scorer.score(builtin, instances[2:3]),
