@@ -100,7 +100,6 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         }
         if direct_routes
         else None,
-        scorer=app.state.batch_scorer,
     )
     return app
 

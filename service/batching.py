@@ -5,9 +5,9 @@ loop but several times that in a busy server, where the HTTP server's code and d
 onnxruntime's out of the CPU caches between calls. Requests decoded in the same turn of
 the event loop (under load, every request whose bytes arrived in the same poll) therefore
 share one call that scores all their rows: the first of them lets the loop run the others
-once, then makes the call for everyone. No timer and no batch size to tune. A request the
-app answers alone (no other HTTP request in flight) is scored at once: waiting a turn would
-only add to its latency.
+once, then makes the call for everyone. No timer and no batch size to tune. When calls
+find no company (one client at a time), requests are scored at once, since waiting a turn
+would only add to their latency, and one in PROBE_EVERY waits to look for company again.
 
 The scores do not depend on the company a request keeps: the service's tests check, for
 every shipped model, that rows scored in one batch equal the same rows scored alone.
@@ -22,6 +22,8 @@ import numpy as np
 
 from service.registry import LoadedModel
 
+# While scoring calls are lone, one request in this many waits a turn to look for company.
+PROBE_EVERY = 16
 _Waiting = list[tuple[np.ndarray, "asyncio.Future[np.ndarray]"]]
 
 
@@ -37,10 +39,12 @@ class BatchScorer:
         self.observe_call = observe_call
         self._waiting: dict[str, tuple[LoadedModel, _Waiting]] = {}
         self._leader_waiting = False
-        # HTTP requests the app is answering now (service.middleware counts them): alone,
-        # a request scores at once, since nothing could join it and waiting a turn of the
-        # loop would only add to its latency.
-        self.in_flight = 0
+        # Whether the last call found company. While calls are lone, a request is scored
+        # at once (waiting a turn would only add to its latency) and every PROBE_EVERY-th
+        # one waits a turn to see whether others come now; once they do, every request
+        # waits for company until a call is lone again.
+        self._company = False
+        self._since_probe = 0
 
     def score_now(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
         """``model.raw_scores(x)`` in this call, alone (for large requests, which run in a
@@ -52,8 +56,13 @@ class BatchScorer:
 
     async def score(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
         """``model.raw_scores(x)``, computed together with the other rows waiting."""
-        if not self.enabled or (self.in_flight <= 1 and not self._leader_waiting):
+        if not self.enabled:
             return self.score_now(model, x)
+        if not (self._company or self._leader_waiting):
+            self._since_probe += 1
+            if self._since_probe < PROBE_EVERY:
+                return self.score_now(model, x)
+            self._since_probe = 0
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         entry = self._waiting.get(model.name)
@@ -79,6 +88,7 @@ class BatchScorer:
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, {}
         self._leader_waiting = False
+        self._company = sum(len(jobs) for _, jobs in waiting.values()) > 1
         for model, jobs in waiting.values():
             # A request cancelled while it waited (its task was cancelled) is left out.
             live = [(x, future) for x, future in jobs if not future.done()]

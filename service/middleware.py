@@ -35,7 +35,6 @@ from collections.abc import Iterable, Mapping
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.batching import BatchScorer
 from service.errors import PayloadTooLargeError, ServiceError, error_body
 from service.metrics import UNMATCHED, Metrics
 from service.routes.common import DirectEndpoint
@@ -51,14 +50,11 @@ class ServiceMiddleware:
         max_body_bytes: int,
         metrics: Metrics,
         direct: Mapping[tuple[str, str], DirectEndpoint] | None = None,
-        scorer: BatchScorer | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.direct = dict(direct or {})
-        # Told how many requests are in flight: batch scoring waits only when others are.
-        self.scorer = scorer or BatchScorer(enabled=False)
 
     def _error(self, what: str) -> PayloadTooLargeError:
         return PayloadTooLargeError(
@@ -134,13 +130,6 @@ class ServiceMiddleware:
 
     async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        self.scorer.in_flight += 1
-        try:
-            await self._answer(scope, receive, send, start)
-        finally:
-            self.scorer.in_flight -= 1
-
-    async def _answer(self, scope: Scope, receive: Receive, send: Send, start: float) -> None:
         direct = (
             None if scope.get("root_path") else self.direct.get((scope["method"], scope["path"]))
         )

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
 from service.app import create_app
-from service.batching import BatchScorer
+from service.batching import PROBE_EVERY, BatchScorer
 from service.registry import LoadedModel, ModelRegistry, session_options
 from service.routes.common import INLINE_BODY_BYTES
 from service.settings import Settings
@@ -53,8 +53,8 @@ def builtin(registry: ModelRegistry) -> CountingModel:
 
 
 def busy(scorer: BatchScorer) -> BatchScorer:
-    """As when the app answers other requests at the same time (service.middleware)."""
-    scorer.in_flight = 32
+    """As under concurrent load: the last call found company, so requests wait for more."""
+    scorer._company = True
     return scorer
 
 
@@ -145,37 +145,44 @@ def test_a_request_cancelled_while_waiting_is_left_out(medical, instances):
     assert medical.calls == [2]
 
 
-def test_a_request_answered_alone_is_scored_at_once(medical, instances):
+def test_lone_requests_are_scored_at_once_with_a_probe_for_company(medical, instances):
     scorer = BatchScorer()
-    scorer.in_flight = 1
 
-    async def without_waiting():
-        # Completes in one step: no turn of the loop waited for others who cannot come.
-        coroutine = scorer.score(medical, instances[:2])
-        with pytest.raises(StopIteration) as done:
+    def completes_in_one_step(x):
+        # No turn of the loop waited for others: the coroutine finishes on its first step.
+        coroutine = scorer.score(medical, x)
+        try:
             coroutine.send(None)
-        return done.value.value
+        except StopIteration:
+            return True
+        coroutine.close()
+        return False
 
-    result = asyncio.run(without_waiting())
-    assert np.array_equal(result, medical.model.raw_scores(instances[:2]))
-    assert medical.calls == [2]
+    async def one_at_a_time():
+        waited = []
+        for i in range(2 * PROBE_EVERY):
+            if not completes_in_one_step(instances[:1]):
+                waited.append(i)
+        return waited
+
+    assert asyncio.run(one_at_a_time()) == [PROBE_EVERY - 1, 2 * PROBE_EVERY - 1]
 
 
-def test_the_middleware_counts_requests_in_flight(settings, instances):
-    app = create_app(settings)
-    seen = []
-    scorer = app.state.batch_scorer
-    original = scorer.score_now
+def test_a_probe_that_finds_company_turns_batching_on_until_a_call_is_lone(medical, instances):
+    scorer = BatchScorer()
+    scorer._since_probe = PROBE_EVERY - 1  # the next request probes
 
-    def spy(model, x):
-        seen.append(scorer.in_flight)
-        return original(model, x)
+    def together(n):
+        return asyncio.gather(*(scorer.score(medical, instances[i : i + 1]) for i in range(n)))
 
-    scorer.score_now = spy
-    with TestClient(app) as client:
-        assert client.post("/predict", json={"instances": instances[:1].tolist()}).is_success
-    assert seen == [1]
-    assert scorer.in_flight == 0
+    async def run():
+        await together(3)  # the probe finds two others: batching on
+        await together(4)
+        await scorer.score(medical, instances[:1])  # waits, finds nobody: batching off
+        await together(2)  # scored at once, one by one
+
+    asyncio.run(run())
+    assert medical.calls == [3, 4, 1, 1, 1]
 
 
 def test_disabled_scorer_calls_the_session_per_request(medical, instances):
