@@ -98,9 +98,10 @@ class BatchScorer:
                 except Exception:
                     pass  # scored one by one below, so only a faulty request fails
                 else:
-                    parts = np.split(scores, np.cumsum([len(x) for x, _ in live[:-1]]))
-                    for (_, future), part in zip(live, parts, strict=True):
-                        future.set_result(part)
+                    start = 0
+                    for x, future in live:
+                        future.set_result(scores[start : start + len(x)])
+                        start += len(x)
                     continue
             for x, future in live:
                 try:
