@@ -17,7 +17,16 @@ from service.dataplane import DataPlane
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.registry import ModelRegistry, session_options
-from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
+from service.routes import (
+    docs,
+    evaluate,
+    explorer,
+    health,
+    metrics,
+    models,
+    predict,
+    sagemaker,
+)
 from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
@@ -89,6 +98,8 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     app.include_router(metrics.router)
     app.include_router(docs.router)
     docs.mount_assets(app)
+    app.include_router(explorer.router)
+    explorer.mount_assets(app)
 
     app.service_layer = functools.partial(
         ServiceMiddleware,

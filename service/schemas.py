@@ -6,9 +6,45 @@ and CSV shares the path), so these models document the wire format rather than p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+
+
+class EvaluateRequest(BaseModel):
+    """The JSON body of ``POST /evaluate`` (``service.routes.evaluate`` decodes it)."""
+
+    models: list[str] | None = Field(
+        default=None, min_length=1, description="Models to evaluate; default every one."
+    )
+    cost_matrix: dict[Literal["tp", "fp", "tn", "fn"], float | list[float]] = Field(
+        description="Dollar value of each outcome (negative for a loss): all four of tp, "
+        "fp, tn, fn; each a number or one number per instance."
+    )
+    instances: list[list[float] | dict[str, float]] | None = Field(
+        default=None, min_length=1, description="Feature rows scored here by each model."
+    )
+    scores: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        default=None, min_length=1, description="Scores produced elsewhere (no models)."
+    )
+    labels: list[Literal[0, 1]] | None = Field(
+        default=None, description="One 0/1 label per instance or score."
+    )
+    threshold: float | None = Field(default=None, ge=0, le=1, description="Default: card's.")
+    margin: float | None = Field(default=None, ge=0, le=1, description="Default: card's.")
+    prevalence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Value the decisions as if positives were this share of the data "
+        "(positives weigh prevalence/p, negatives (1-prevalence)/(1-p)); counts and rates "
+        "stay those of the data. Default: the data's own prevalence.",
+    )
+    curve: bool = Field(
+        default=False,
+        description="Add to each result `curve`: the expected value by threshold on a grid "
+        "dense near 0, sampled also at the result's thresholds and the card's.",
+    )
 
 
 class PredictRequest(BaseModel):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +46,7 @@ from training.tuning import (
     DEFAULT_RULES_TEXT,
     SELECTIONS,
     LossSetting,
+    MapFunction,
     SearchResult,
     TuneOutcome,
     TuningError,
@@ -120,6 +122,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-report", action="store_true")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="run the cross-validation fits on a Dask LocalCluster of N worker processes "
+        "(needs the batch extra); same winner and card as a local run",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the cross-validation fits on an existing Dask cluster (its workers need "
+        "the training environment)",
+    )
+
+
+def dask_map(client: Any) -> MapFunction:
+    """A ``map`` over a Dask client: one task per call, the results in order."""
+
+    def mapper(function: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
+        futures = client.map(function, *iterables, pure=False)
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            client.cancel(futures)
+
+    return mapper
+
+
+@contextmanager
+def fit_map(args: argparse.Namespace) -> Iterator[MapFunction]:
+    """The builtin ``map``, or a Dask client's with ``--workers``/``--scheduler``."""
+    if not (args.workers or args.scheduler):
+        yield map
+        return
+    try:
+        from service.batch.engine import connect
+    except ImportError as exc:
+        raise TuningError(
+            f"--workers/--scheduler need dask.distributed (the batch extra): {exc}"
+        ) from None
+    with connect(args.workers, args.scheduler) as client:
+        stderr_progress(f"tune: cross-validation fits on {client.scheduler.address}")
+        yield dask_map(client)
 
 
 # ---------------------------------------------------------------------------
@@ -474,21 +521,23 @@ def _run(args: argparse.Namespace) -> int:
         f"threshold rules {', '.join(r.name for r in rules)}; selection {selection}"
     )
     started = time.monotonic()
-    outcome = tune(
-        dataset,
-        data,
-        costs,
-        args.models_dir,
-        grid=grid,
-        rules=rules,
-        selection=selection,
-        k=args.k,
-        seed=args.seed,
-        epochs=args.epochs,
-        name=args.name,
-        margin=args.margin,
-        on_fit=ProgressBar(),
-    )
+    with fit_map(args) as map_fn:
+        outcome = tune(
+            dataset,
+            data,
+            costs,
+            args.models_dir,
+            grid=grid,
+            rules=rules,
+            selection=selection,
+            k=args.k,
+            seed=args.seed,
+            epochs=args.epochs,
+            name=args.name,
+            margin=args.margin,
+            on_fit=ProgressBar(),
+            map_fn=map_fn,
+        )
     others = compare_with_models(outcome.export.card, args.models_dir, costs)
     if not args.no_report:
         stderr_progress(f"report: {write_tuning_report(outcome, others, args.report_dir)}")

@@ -40,11 +40,22 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from service.routes.common import DataPlaneDep
+from service.schemas import EvaluateRequest
 
 router = APIRouter(tags=["economics"])
 
 PNG = "image/png"
-BODY_KEYS = ("models", "cost_matrix", "instances", "scores", "labels", "threshold", "margin")
+BODY_KEYS = (
+    "models",
+    "cost_matrix",
+    "instances",
+    "scores",
+    "labels",
+    "threshold",
+    "margin",
+    "prevalence",
+    "curve",
+)
 
 
 @dataclass(frozen=True)
@@ -56,17 +67,29 @@ class EvaluateOptions:
     costs: dict[str, float | None]
     threshold: float | None
     margin: float | None
+    prevalence: float | None = None
+    curve: bool | None = None
 
     def body_fields_given(self) -> list[str]:
         given = [key for key, value in self.costs.items() if value is not None]
         given += [
-            key for key in ("models", "threshold", "margin") if getattr(self, key) is not None
+            key
+            for key in ("models", "threshold", "margin", "prevalence", "curve")
+            if getattr(self, key) is not None
         ]
         return given
 
 
 def _option(value: Any, field: str) -> float | None:
     return None if value is None else unit_interval(value, field)
+
+
+def _flag(value: Any, field: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{field}: expected true or false, got {json.dumps(value)}")
+    return value
 
 
 def _cost_matrix(raw: Any, field: str) -> CostMatrix:
@@ -90,6 +113,8 @@ def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs:
         instances=payload.get("instances"),
         scores=payload.get("scores"),
         labels=payload.get("labels"),
+        prevalence=_option(payload.get("prevalence"), "prevalence"),
+        curve=_flag(payload.get("curve"), "curve"),
     )
 
 
@@ -123,6 +148,8 @@ def _csv_inputs(body: bytes, query: EvaluateOptions, dataplane: DataPlane) -> Ev
         labels=labels.astype(np.int8),
         threshold=query.threshold,
         margin=query.margin,
+        prevalence=query.prevalence,
+        curve=bool(query.curve),
         models_field="query.models",
         instances_source="csv",
         row_name=lambda index: f"body, row {_csv_row_number(body, index)}",
@@ -147,6 +174,8 @@ def _decode(
             models=query.models,
             threshold=query.threshold,
             margin=query.margin,
+            prevalence=query.prevalence,
+            curve=bool(query.curve),
             models_field="query.models",
         )
     if media not in (JSON, ""):
@@ -210,7 +239,8 @@ JSON body: `{"models": [...], "cost_matrix": {"tp": .., "fp": .., "tn": .., "fn"
 entry may be a list with one value per instance. A `text/csv` body (label first, features
 after) or an empty body takes the cost matrix and options from the query string.
 `Accept: image/png` with one model returns the close-confusion figure, or with
-`plot=value` the expected value by threshold."""
+`plot=value` the expected value by threshold. `prevalence` values the decisions at another
+share of positives; `curve: true` adds each model's expected value by threshold."""
 
 
 @router.post(
@@ -218,6 +248,15 @@ after) or an empty body takes the cost matrix and options from the query string.
     summary="Economic evaluation of models under a cost matrix",
     description=EVALUATE_DOC,
     responses={200: {"content": {JSON: {}, PNG: {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                JSON: {"schema": EvaluateRequest.model_json_schema()},
+                CSV: {"schema": {"type": "string", "description": "label first, then features"}},
+            },
+        }
+    },
 )
 async def evaluate(
     request: Request,
@@ -230,6 +269,14 @@ async def evaluate(
     fn: Annotated[float | None, Query(description="CSV/empty body: value of a FN")] = None,
     threshold: Annotated[float | None, Query(description="CSV/empty body: threshold")] = None,
     margin: Annotated[float | None, Query(description="CSV/empty body: margin")] = None,
+    prevalence: Annotated[
+        float | None,
+        Query(description="CSV/empty body: value the decisions at this share of positives"),
+    ] = None,
+    curve: Annotated[
+        bool | None,
+        Query(description="CSV/empty body: add each model's expected value by threshold"),
+    ] = None,
 ) -> Response:
     query = EvaluateOptions(
         plot=plot,
@@ -237,6 +284,8 @@ async def evaluate(
         costs={"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         threshold=_option(threshold, "query.threshold"),
         margin=_option(margin, "query.margin"),
+        prevalence=_option(prevalence, "query.prevalence"),
+        curve=curve,
     )
     body = await request.body()
     return await run_in_threadpool(

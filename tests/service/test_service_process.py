@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -17,28 +16,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from _servicekit import REPO, csv_body, free_port
-
-SERVE = Path(sys.executable).parent / "serve"
-
-
-def serve_command() -> list[str]:
-    # The console script SageMaker runs; `python -m service` if this env lacks it.
-    return [str(SERVE)] if SERVE.exists() else [sys.executable, "-m", "service"]
-
-
-def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited early: {process.communicate()[1]}")
-        try:
-            if httpx.get(f"{base}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("serve did not answer /ping in time")
+from _servicekit import REPO, csv_body, free_port, serve_command, wait_for_ping
 
 
 @contextmanager
