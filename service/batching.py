@@ -37,7 +37,7 @@ class BatchScorer:
         """``observe_call(model name, rows)`` is told of every onnxruntime call."""
         self.enabled = enabled
         self.observe_call = observe_call
-        self._waiting: dict[str, tuple[LoadedModel, _Waiting]] = {}
+        self._waiting: dict[int, tuple[LoadedModel, _Waiting]] = {}
         self._leader_waiting = False
         # Whether the last call found company. While calls are lone, a request is scored
         # at once (waiting a turn would only add to its latency) and every PROBE_EVERY-th
@@ -65,9 +65,11 @@ class BatchScorer:
             self._since_probe = 0
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        entry = self._waiting.get(model.name)
+        # Keyed by the model object, not its name: a request that picked a version just
+        # before a reload is scored by that version, never batched into the new one.
+        entry = self._waiting.get(id(model))
         if entry is None:
-            self._waiting[model.name] = (model, [(x, future)])
+            self._waiting[id(model)] = (model, [(x, future)])
         else:
             entry[1].append((x, future))
         if self._leader_waiting:

@@ -24,7 +24,7 @@ from service.routes.common import (
     direct_endpoint,
 )
 from service.routes.errors import error_response
-from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest
+from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest, inline_schema
 
 router = APIRouter(tags=["sagemaker"], route_class=DirectRoute)
 
@@ -55,7 +55,7 @@ _INVOCATIONS_BODY = {
                 "schema": {"type": "string"},
                 "example": "17.99,10.38,122.8,...\n",
             },
-            JSON: {"schema": PredictRequest.model_json_schema()},
+            JSON: {"schema": inline_schema(PredictRequest)},
             JSONLINES: {"schema": {"type": "string"}},
         },
     },
