@@ -176,6 +176,7 @@ class DataPlane:
         """Choose the model, threshold and margin and check the instances."""
         model = self.registry.get(inputs.model)
         instances = inputs.instances
+        inside = False
         if isinstance(instances, np.ndarray):
             x = instances
             if x.ndim != 2 or x.shape[1] != model.n_features:
@@ -186,15 +187,8 @@ class DataPlane:
         elif self._few_inside(model, instances):
             # Nothing to flag; inside the training range also means finite and within
             # float32, the checks instances_to_matrix and _check_ranges would make.
-            card = model.card
-            return ScoringJob(
-                model=model,
-                x=np.array(instances, dtype=np.float64),
-                threshold=card.threshold if inputs.threshold is None else inputs.threshold,
-                margin=card.margin if inputs.margin is None else inputs.margin,
-                row_name=inputs.name_row,
-                out_of_range={},
-            )
+            x = np.array(instances, dtype=np.float64)
+            inside = True
         else:
             x = instances_to_matrix(instances, model.card.features, inputs.source)
         card = model.card
@@ -214,7 +208,7 @@ class DataPlane:
                 threshold=float("nan"),
                 margin=float("nan"),
                 row_name=inputs.name_row,
-                out_of_range=self._check_ranges(model, x, inputs),
+                out_of_range={} if inside else self._check_ranges(model, x, inputs),
                 valued=ValuedRequest(inputs.cost_matrix, inputs.margin, f"{inputs.fields}margin"),
             )
         if inputs.margin is not None and inputs.margin > 1:
@@ -225,7 +219,7 @@ class DataPlane:
             threshold=card.threshold if inputs.threshold is None else inputs.threshold,
             margin=card.margin if inputs.margin is None else inputs.margin,
             row_name=inputs.name_row,
-            out_of_range=self._check_ranges(model, x, inputs),
+            out_of_range={} if inside else self._check_ranges(model, x, inputs),
         )
 
     def _few_inside(self, model: LoadedModel, instances: Any) -> bool:
