@@ -427,6 +427,9 @@ def main() -> int:
         ratio_line(f"c={c} req/s, service / straightforward", rps_plain, ">= 2.5", rps_plain >= 2.5)
     )
     print(ratio_line(f"c={c} req/s, service / bentoml", rps_bento, ">= 10", rps_bento >= 10))
+    cpu = ratio("server_us", "bare", True)
+    print(f"  {f'c={c} server CPU per request, bare / service':<46} {cpu:6.2f}x  (no target; "
+          "steadier than req/s on a loaded machine)")  # fmt: skip
     slower = ratio("p50_ms", "straightforward", True)
     print(f"  {'c=1 p50, straightforward / service':<46} {slower:6.2f}x")
     print(f"  {'c=1 p50, bentoml / service':<46} {ratio('p50_ms', 'bentoml', True):6.2f}x")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import le
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +29,7 @@ from costaware.decision import (
     all_probabilities,
     close_each,
     decide_each,
+    is_probability,
     not_probabilities,
 )
 from costaware.economics import CostMatrix, EconomicsError
@@ -164,6 +166,7 @@ class DataPlane:
         self.scorer = scorer or BatchScorer(enabled=False)
         self.metrics = metrics
         self._bounds: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._bound_lists: dict[int, tuple[list[float], list[float]] | tuple[()]] = {}
 
     def model(self, name: str | None = None) -> LoadedModel:
         """The named model, or the default one (NotFoundError, NotReadyError)."""
@@ -173,6 +176,7 @@ class DataPlane:
         """Choose the model, threshold and margin and check the instances."""
         model = self.registry.get(inputs.model)
         instances = inputs.instances
+        inside = False
         if isinstance(instances, np.ndarray):
             x = instances
             if x.ndim != 2 or x.shape[1] != model.n_features:
@@ -180,6 +184,11 @@ class DataPlane:
                     f"{inputs.source}: model {model.name!r} takes {model.n_features} "
                     f"features per instance, got {x.shape[-1] if x.ndim else 0}"
                 )
+        elif self._few_inside(model, instances):
+            # Nothing to flag; inside the training range also means finite and within
+            # float32, the checks instances_to_matrix and _check_ranges would make.
+            x = np.array(instances, dtype=np.float64)
+            inside = True
         else:
             x = instances_to_matrix(instances, model.card.features, inputs.source)
         card = model.card
@@ -199,7 +208,7 @@ class DataPlane:
                 threshold=float("nan"),
                 margin=float("nan"),
                 row_name=inputs.name_row,
-                out_of_range=self._check_ranges(model, x, inputs),
+                out_of_range={} if inside else self._check_ranges(model, x, inputs),
                 valued=ValuedRequest(inputs.cost_matrix, inputs.margin, f"{inputs.fields}margin"),
             )
         if inputs.margin is not None and inputs.margin > 1:
@@ -210,7 +219,31 @@ class DataPlane:
             threshold=card.threshold if inputs.threshold is None else inputs.threshold,
             margin=card.margin if inputs.margin is None else inputs.margin,
             row_name=inputs.name_row,
-            out_of_range=self._check_ranges(model, x, inputs),
+            out_of_range={} if inside else self._check_ranges(model, x, inputs),
+        )
+
+    def _few_inside(self, model: LoadedModel, instances: Any) -> bool:
+        """True for a short list of arrays of plain numbers, all inside the model's
+        training range: the usual request, checked with Python comparisons in C
+        (``map``) instead of the half-dozen numpy calls the general checks make, each of
+        which costs more than the comparisons on one instance. Anything else (objects, odd
+        values, a feature outside, many instances) takes the general path."""
+        bounds = self._bound_lists.get(id(model.card))
+        if bounds is None:
+            bounds = self._bound_lists[id(model.card)] = _bound_lists(model.card)
+        if not bounds or not isinstance(instances, list) or not 0 < len(instances) <= _FEW:
+            return False
+        low, high = bounds
+        width = model.n_features
+        if len(low) != width:
+            return False
+        return all(
+            type(row) is list
+            and len(row) == width
+            and _NUMBER_TYPES.issuperset(map(type, row))
+            and all(map(le, low, row))
+            and all(map(le, row, high))
+            for row in instances
         )
 
     def training_bounds(self, model: LoadedModel) -> tuple[np.ndarray, np.ndarray] | None:
@@ -266,7 +299,10 @@ class DataPlane:
     def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions | ValuedPredictions:
         """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
         NonFiniteScoreError when any score is not a finite number in [0, 1]."""
-        if not all_probabilities(scores):
+        # A few one-class scores are checked as Python floats: cheaper than two numpy
+        # reductions.
+        few = scores.ndim == 1 and len(scores) <= _FEW
+        if not (all(map(is_probability, scores.tolist())) if few else all_probabilities(scores)):
             shown = scores
             if scores.ndim == 2:  # a multiclass model: name the rows, show a bad value each
                 inside = (scores >= 0.0) & (scores <= 1.0)
@@ -498,6 +534,25 @@ class DataPlane:
             scores = self._score(model, matrices[features], inputs.name_row)
             targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
         return targets
+
+
+# Up to this many instances, _few_inside checks in Python; more go to numpy at once.
+_FEW = 8
+_NUMBER_TYPES = frozenset({float, int})  # exactly: a bool is an int subclass
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _bound_lists(card: Any) -> tuple[list[float], list[float]] | tuple[()]:
+    """The card's training minimum and maximum per feature as Python floats, held within
+    float32's range (so that inside them a value is also a valid input); () when the card
+    records no ranges."""
+    ranges = card.feature_ranges
+    if ranges is None:
+        return ()
+    return (
+        [max(float(item.min), -_FLOAT32_MAX) for item in ranges],
+        [min(float(item.max), _FLOAT32_MAX) for item in ranges],
+    )
 
 
 def out_of_range_error(

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
 from service.app import create_app
-from service.batching import BatchScorer
+from service.batching import PROBE_EVERY, BatchScorer
 from service.registry import LoadedModel, ModelRegistry, session_options
 from service.routes.common import INLINE_BODY_BYTES
 from service.settings import Settings
@@ -52,6 +52,12 @@ def builtin(registry: ModelRegistry) -> CountingModel:
     return CountingModel(registry.get("builtin"))
 
 
+def busy(scorer: BatchScorer) -> BatchScorer:
+    """As under concurrent load: the last call found company, so requests wait for more."""
+    scorer._company = True
+    return scorer
+
+
 def gather(*calls):
     async def run():
         return await asyncio.gather(*calls, return_exceptions=True)
@@ -73,7 +79,7 @@ def test_shipped_models_score_a_row_the_same_alone_or_in_a_batch(name):
 
 
 def test_requests_in_one_turn_share_one_session_call(medical, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
     parts = [instances[0:1], instances[1:4], instances[4:6]]
     results = gather(*(scorer.score(medical, x) for x in parts))
     assert medical.calls == [6]
@@ -83,7 +89,7 @@ def test_requests_in_one_turn_share_one_session_call(medical, instances):
 
 
 def test_each_model_gets_its_own_call(medical, builtin, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
     results = gather(
         scorer.score(medical, instances[0:2]),
         scorer.score(builtin, instances[2:3]),
@@ -97,7 +103,7 @@ def test_each_model_gets_its_own_call(medical, builtin, instances):
 
 
 def test_requests_in_later_turns_get_later_calls(medical, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
 
     async def one_after_another():
         return [await scorer.score(medical, instances[i : i + 1]) for i in range(3)]
@@ -110,7 +116,7 @@ def test_requests_in_later_turns_get_later_calls(medical, instances):
 def test_a_faulty_request_fails_alone(medical, instances):
     # The service checks widths before scoring, so this cannot come from a client; if a
     # session call fails anyway, the others waiting with it must not fail too.
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
     good, bad, other = instances[0:2], instances[2:3, :-1], instances[3:4]
     results = gather(
         scorer.score(medical, good), scorer.score(medical, bad), scorer.score(medical, other)
@@ -124,7 +130,7 @@ def test_a_faulty_request_fails_alone(medical, instances):
 
 
 def test_a_request_cancelled_while_waiting_is_left_out(medical, instances):
-    scorer = BatchScorer()
+    scorer = busy(BatchScorer())
 
     async def run():
         first = asyncio.create_task(scorer.score(medical, instances[0:1]))
@@ -137,6 +143,46 @@ def test_a_request_cancelled_while_waiting_is_left_out(medical, instances):
     assert isinstance(first, asyncio.CancelledError)
     assert np.array_equal(second, medical.model.raw_scores(instances[1:3]))
     assert medical.calls == [2]
+
+
+def test_lone_requests_are_scored_at_once_with_a_probe_for_company(medical, instances):
+    scorer = BatchScorer()
+
+    def completes_in_one_step(x):
+        # No turn of the loop waited for others: the coroutine finishes on its first step.
+        coroutine = scorer.score(medical, x)
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            return True
+        coroutine.close()
+        return False
+
+    async def one_at_a_time():
+        waited = []
+        for i in range(2 * PROBE_EVERY):
+            if not completes_in_one_step(instances[:1]):
+                waited.append(i)
+        return waited
+
+    assert asyncio.run(one_at_a_time()) == [PROBE_EVERY - 1, 2 * PROBE_EVERY - 1]
+
+
+def test_a_probe_that_finds_company_turns_batching_on_until_a_call_is_lone(medical, instances):
+    scorer = BatchScorer()
+    scorer._since_probe = PROBE_EVERY - 1  # the next request probes
+
+    def together(n):
+        return asyncio.gather(*(scorer.score(medical, instances[i : i + 1]) for i in range(n)))
+
+    async def run():
+        await together(3)  # the probe finds two others: batching on
+        await together(4)
+        await scorer.score(medical, instances[:1])  # waits, finds nobody: batching off
+        await together(2)  # scored at once, one by one
+
+    asyncio.run(run())
+    assert medical.calls == [3, 4, 1, 1, 1]
 
 
 def test_disabled_scorer_calls_the_session_per_request(medical, instances):
@@ -168,7 +214,7 @@ def test_batch_scoring_is_a_setting(monkeypatch):
 
 def test_every_session_call_is_reported_with_its_rows(medical, builtin, instances):
     calls: list[tuple[str, int]] = []
-    scorer = BatchScorer(observe_call=lambda model, rows: calls.append((model, rows)))
+    scorer = busy(BatchScorer(observe_call=lambda model, rows: calls.append((model, rows))))
     gather(
         scorer.score(medical, instances[0:2]),
         scorer.score(builtin, instances[2:3]),

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from _servicekit import FEATURES
+from _servicekit import FEATURES, SHIPPED
 
 from costaware.economics import CostMatrix
 from service.dataplane import DataPlane, EvaluateInputs, PredictInputs
@@ -74,3 +74,40 @@ def test_evaluate_posted_scores_and_held_out(dataplane):
     held = dataplane.evaluate(EvaluateInputs(cost_matrix=costs)).summary()
     assert held["data"] == "held_out"
     assert [r["model"] for r in held["results"]] == ["builtin", "custom-5to1", "medical"]
+
+
+@pytest.mark.parametrize(
+    "case", ["one inside", "eight inside", "nine inside", "ints", "one outside", "bool", "short"]
+)
+def test_the_quick_check_of_a_few_instances_agrees_with_the_general_one(case, monkeypatch):
+    """DataPlane._few_inside answers the usual request without numpy; whatever it takes,
+    the job (matrix, flags) or the refusal equals the general path's."""
+    from sklearn.datasets import load_breast_cancer
+
+    from service.registry import ModelRegistry
+
+    data = load_breast_cancer().data
+    rows = {
+        "one inside": data[:1].tolist(),
+        "eight inside": data[:8].tolist(),
+        "nine inside": data[:9].tolist(),
+        "ints": [[round(v) + 1 for v in data[0].tolist()]],
+        "one outside": [data[0].tolist(), [*data[1].tolist()[:-1], 1e6]],
+        "bool": [[True, *data[0].tolist()[1:]]],
+        "short": [data[0].tolist()[:-1]],
+    }[case]
+    dataplane = DataPlane(ModelRegistry.load(SHIPPED, "medical"))
+    inputs = PredictInputs(instances=rows)
+
+    def prepared():
+        try:
+            job = dataplane.prepare(inputs)
+        except Exception as exc:
+            return type(exc), str(exc)
+        # The whole job but the row namer (a bound method); repr so that NaN equals NaN.
+        fields = {k: v for k, v in vars(job).items() if k not in ("x", "row_name")}
+        return job.x.dtype, job.x.tolist(), repr(fields)
+
+    quick = prepared()
+    monkeypatch.setattr(DataPlane, "_few_inside", lambda *_args: False)
+    assert prepared() == quick
