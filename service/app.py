@@ -13,6 +13,7 @@ from service.batching import BatchScorer
 from service.dataplane import DataPlane
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
+from service.openapi import openapi_document
 from service.registry import ModelRegistry, session_options
 from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
 from service.routes.errors import install_error_handlers
@@ -71,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(docs.router)
     docs.mount_assets(app)
+    # The document follows the registry (model names, instance shape), so it is built for
+    # each request of /openapi.json rather than cached.
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
     # One layer for the size limit (before anything reads the body), the request metrics
     # and the direct call of the prediction endpoint, which carries the traffic.

@@ -15,6 +15,8 @@ through :meth:`DataPlane.predict`), decide with :mod:`costaware.decision`, count
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -452,6 +454,13 @@ class Target:
         return None if self.model is None else self.model.name
 
 
+# Rendered held-out figures, least recently used first (shared by every app in the
+# process; keyed by model name and version, so a reloaded model never hits a stale one).
+_FIGURES: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+_FIGURE_CACHE_SIZE = 64
+_FIGURES_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """The targets of one evaluation and the cost matrix they are valued under."""
@@ -495,6 +504,29 @@ class Evaluation:
                 f"({', '.join(str(t.name) for t in self.targets)}); name one"
             )
         target = self.targets[0]
+        costs = self.costs
+        # A held-out figure is fixed by the model, the plot, the threshold and margin and
+        # (for the value curve) the costs; drawing one takes 0.2-0.5 s, so repeats are
+        # served from a small cache.
+        key = None
+        if self.source == "held_out" and target.model is not None and not costs.per_instance:
+            outcome_values = tuple(costs.to_dict().values()) if plot == "value" else None
+            card = target.model.card
+            key = (card.name, card.version, plot, target.threshold, target.margin, outcome_values)
+            with _FIGURES_LOCK:  # figures are drawn in the thread pool
+                cached = _FIGURES.get(key)
+                if cached is not None:
+                    _FIGURES.move_to_end(key)
+                    return cached
+        image = self._draw(target, plot)
+        if key is not None:
+            with _FIGURES_LOCK:
+                _FIGURES[key] = image
+                while len(_FIGURES) > _FIGURE_CACHE_SIZE:
+                    _FIGURES.popitem(last=False)
+        return image
+
+    def _draw(self, target: Target, plot: Plot) -> bytes:
         costs = self.costs
         title = f"{target.name or 'posted scores'}: {TITLES[self.source]}"
         if plot == "distribution":

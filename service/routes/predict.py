@@ -15,7 +15,7 @@ from service.routes.common import (
     dataplane_of,
     predictions_response,
 )
-from service.schemas import ERROR_RESPONSES, PredictResponse, json_request_body
+from service.schemas import ERROR_RESPONSES, PredictResponse
 
 router = APIRouter(tags=["predictions"], route_class=DirectRoute)
 
@@ -30,8 +30,8 @@ def check_media_types(content_type: str | None, accept: str | None) -> None:
 
 @router.post(
     "/predict",
+    # The request body and every response are stated by service.openapi.
     responses={200: {"model": PredictResponse}, **ERROR_RESPONSES},
-    openapi_extra=json_request_body("Instances to score, plus optional model/threshold/margin."),
 )
 async def predict(request: Request) -> Response:
     """Score instances: ``label = score >= threshold``,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.codecs import CSV, JSON, JSONLINES, RESPONSE_TYPES, negotiate, request_format
+from service.codecs import CSV, JSONLINES, RESPONSE_TYPES, negotiate, request_format
 from service.inference import (
     CUSTOM_ATTRIBUTES_HEADER,
     TARGET_MODEL_HEADER,
@@ -16,7 +16,7 @@ from service.inference import (
 )
 from service.routes.common import DirectRoute, RegistryDep, SettingsDep, answer_predictions
 from service.routes.errors import error_response
-from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest
+from service.schemas import ERROR_RESPONSES, ExecutionParameters
 
 router = APIRouter(tags=["sagemaker"], route_class=DirectRoute)
 
@@ -39,37 +39,6 @@ async def execution_parameters(settings: SettingsDep) -> dict[str, int | str]:
     }
 
 
-_INVOCATIONS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            CSV: {
-                "schema": {"type": "string"},
-                "example": "17.99,10.38,122.8,...\n",
-            },
-            JSON: {"schema": PredictRequest.model_json_schema()},
-            JSONLINES: {"schema": {"type": "string"}},
-        },
-    },
-    "parameters": [
-        {
-            "name": TARGET_MODEL_HEADER,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "Model name (a trailing .tar.gz and any path are ignored).",
-        },
-        {
-            "name": CUSTOM_ATTRIBUTES_HEADER,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "Comma-separated model=, threshold=, margin=; other keys ignored.",
-        },
-    ],
-}
-
-
 @router.post(
     "/invocations",
     responses={
@@ -79,7 +48,6 @@ _INVOCATIONS_BODY = {
         },
         **ERROR_RESPONSES,
     },
-    openapi_extra=_INVOCATIONS_BODY,
 )
 async def invocations(request: Request) -> Response:
     """Score a CSV, JSON or JSON-lines batch; answer as JSON, CSV or JSON lines (Accept)."""
