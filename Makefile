@@ -12,8 +12,10 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 
 DEV_ENV := .venv
 SERVE_ENV := .venv-serve
+# BentoML for bench/load.py's comparison only: its own environment, never a dependency.
+BENTOML_ENV := .venv-bench-bentoml
 
-.PHONY: help run test lint format train tune install install-serve bench lock clean
+.PHONY: help run test lint format train tune install install-serve bench bench-env-bentoml lock clean chromium
 
 help:
 	@echo "make run      serve the shipped models on http://127.0.0.1:8080 (serving install, no TensorFlow)"
@@ -22,6 +24,7 @@ help:
 	@echo "make tune     cost-tune models/tuned by cross-validation (about 3.5 minutes)"
 	@echo "make lint     ruff check and ruff format --check"
 	@echo "make bench    run the benchmarks in bench/ (prints figures)"
+	@echo "make bench-env-bentoml   BentoML 1.4 in $(BENTOML_ENV)/ for bench/load.py's comparison"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,7 +32,7 @@ $(UV):
 
 # Full environment: serving + training + dev tools.
 $(DEV_ENV)/.synced: $(UV) uv.lock pyproject.toml
-	UV_PROJECT_ENVIRONMENT=$(DEV_ENV) $(UV) sync --locked --extra train --group dev
+	UV_PROJECT_ENVIRONMENT=$(DEV_ENV) $(UV) sync --locked --extra train --extra batch --group dev
 	@touch $@
 
 # Serving-only environment: what the `serve` container has. No TensorFlow.
@@ -51,7 +54,22 @@ format: $(DEV_ENV)/.synced
 	$(DEV_ENV)/bin/ruff check --fix .
 	$(DEV_ENV)/bin/ruff format .
 
-test: $(DEV_ENV)/.synced $(SERVE_ENV)/.synced lint
+# The browser tests drive Debian's chromium (Playwright's own browser downloads are not
+# reachable). As root (CI) it is installed when missing; anyone else is told how, in one line.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium for the browser tests (apt-get install chromium)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+				|| { echo "apt-get could not install chromium"; exit 1; }; \
+		else \
+			echo "chromium is missing for the browser tests: install it with 'sudo apt-get install chromium' (Debian's package, $(CHROMIUM))"; \
+			exit 1; \
+		fi; \
+	fi
+
+test: $(DEV_ENV)/.synced $(SERVE_ENV)/.synced lint chromium
 	$(DEV_ENV)/bin/python -m pytest
 
 train: $(DEV_ENV)/.synced
@@ -61,8 +79,16 @@ train: $(DEV_ENV)/.synced
 tune: $(DEV_ENV)/.synced
 	$(DEV_ENV)/bin/python -m training tune --models-dir models --report-dir reports
 
+# The same onnxruntime and numpy as the serving environment, so that the comparison is
+# between servers, not between builds of the runtime.
+bench-env-bentoml: $(UV) $(SERVE_ENV)/.synced
+	$(UV) venv --allow-existing $(BENTOML_ENV)
+	$(UV) pip install --python $(BENTOML_ENV)/bin/python "bentoml>=1.4,<1.5" \
+		"onnxruntime==$$($(SERVE_ENV)/bin/python -c 'import onnxruntime; print(onnxruntime.__version__)')" \
+		"numpy==$$($(SERVE_ENV)/bin/python -c 'import numpy; print(numpy.__version__)')"
+
 lock: $(UV)
 	$(UV) lock
 
 clean:
-	rm -rf $(DEV_ENV) $(SERVE_ENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(DEV_ENV) $(SERVE_ENV) $(BENTOML_ENV) $(TOOLS) .pytest_cache .ruff_cache

@@ -1,21 +1,35 @@
-"""Load benchmark for the prediction service (issue 3). Prints figures and ratios.
+"""Load benchmark: the service against its peers, in one run. Prints figures and ratios.
 
-    .venv/bin/python bench/load.py [--model-dir models] [--seconds 5] [--requests 2000]
+    .venv/bin/python bench/load.py [--rounds 3] [--seconds 5] [--servers ...]
 
-Starts two servers on loopback, each one uvicorn worker with the access log off: the
-service (`python -m service`, the shipped models) and a bare FastAPI endpoint returning a
-constant (bench/bare_app.py). The client is a minimal asyncio HTTP/1.1 keep-alive client in
-this process (lighter than httpx, so the servers and not the client are measured as far as
-two shared cores allow). Measures:
+Needs wrk, a C load generator (Debian/Ubuntu: ``apt-get install wrk``); BentoML is
+included when its environment exists (``make bench-env-bentoml``, never a project
+dependency). Each server runs as one worker process with its access log off, on loopback:
 
-(a) POST /predict with one instance: p50/p99 latency at concurrency 1, requests/s at
-    concurrency 32, each against the bare endpoint;
-(b) POST /invocations with a ~5 MB CSV (Accept: text/csv): rows/s over HTTP against the same
-    parse-infer-format pipeline (service.inference.run_pipeline) run in this process;
-(c) the serving worker's resident memory with the three models loaded, after the load.
+- ``service``: ``python -m service`` (the shipped models), as ``make run`` serves it:
+  uvicorn with uvloop and httptools;
+- ``bare``: a FastAPI endpoint answering a pre-encoded constant (bench/bare_app.py), on
+  the same stack: the floor for any FastAPI service here;
+- ``straightforward``: FastAPI + pydantic + onnxruntime with a synchronous endpoint
+  (bench/straightforward_app.py), on the same stack;
+- ``bentoml``: BentoML 1.4 on the same ONNX model (bench/bentoml_service.py), on its own
+  stack.
 
-Targets: p50 <= 1.5x bare; throughput >= 0.7x bare; CSV rows/s >= 0.5x in-process;
-RSS < 150 MB. Exit status 0 whether or not targets are met: this reports, it does not gate.
+(a) ``POST /predict`` with one instance of the reference data, driven by wrk (one thread,
+    bench/wrk_post.lua) at concurrency 1 (p50 latency, req/s) and 32 (req/s, and the
+    server's CPU time per request from /proc, to show which side of the shared cores is the
+    bottleneck). Every server is measured in every round, in a rotating order, and the
+    medians over rounds are reported: the machine is shared, and a burst of someone else's
+    work should hit all servers alike. A round with any non-2xx answer or socket error is
+    reported as such.
+(b) ``POST /invocations`` with a ~5 MB CSV (Accept: text/csv): rows/s over HTTP (a minimal
+    Python client: one large request, the client's cost does not matter) against the same
+    parse-infer-format pipeline (service.inference.run_pipeline) run in this process.
+(c) the service worker's resident memory with the shipped models loaded, after the load.
+
+Targets (issue 14): c=32 throughput >= 0.85x bare, >= 2.5x straightforward, >= 10x
+BentoML; c=1 p50 <= 1.4x bare; CSV rows/s >= 0.6x in-process; RSS <= 150 MB. Exit status 0
+whether or not targets are met (this reports, it does not gate); 2 when wrk is missing.
 """
 
 from __future__ import annotations
@@ -24,18 +38,29 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+LUA = BENCH / "wrk_post.lua"
+BENTOML = REPO / ".venv-bench-bentoml" / "bin" / "bentoml"
 CSV_BYTES = 5 * 1024 * 1024
+SERVERS = ("service", "bare", "straightforward", "bentoml")
+# The stack uvicorn[standard] gives, named explicitly for the two comparison apps.
+UVICORN_STANDARD = ["--loop", "uvloop", "--http", "httptools", "--ws", "none"]
 
 
 def free_port() -> int:
@@ -44,118 +69,165 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (BentoML runs its worker under an arbiter)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes so far (from /proc)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    port: int
+    env: dict[str, str]
+    cwd: Path = REPO
+    process: subprocess.Popen | None = None
+    answer: bytes = b""
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/predict"
+
+    def add(self, key: str, value: float) -> None:
+        self.samples.setdefault(key, []).append(value)
+
+    def median(self, key: str) -> float:
+        values = self.samples.get(key)
+        return statistics.median(values) if values else float("nan")
+
+
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int):
-    process = subprocess.Popen(
-        command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+def running(server: Server, body: bytes):
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the server, below)
+    server.process = subprocess.Popen(
+        server.command,
+        env=server.env,
+        cwd=server.cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                status, answer = asyncio.run(
+                    post(server.port, "/predict", body, "application/json")
+                )
+                if status == 200:
+                    server.answer = answer
                     break
             except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"server failed to start: {command}") from None
-                time.sleep(0.2)
-        yield process
+                pass
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                tail = log.read().decode(errors="replace")[-2000:]
+                raise SystemExit(f"{server.name} failed to start: {server.command}\n{tail}")
+            time.sleep(0.3)
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        pids = descendants(server.process.pid)
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+        for pid in pids[1:]:  # anything the server left behind (its own group only)
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        log.close()
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection; enough protocol for these two servers."""
+@dataclass(frozen=True)
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: str  # empty when every answer was a 2xx
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
 
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-        return cls(reader, writer)
+def wrk(url: str, body_file: Path, connections: int, seconds: float) -> WrkResult:
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+        "-s", str(LUA), url,
+    ]  # fmt: skip
+    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": "application/json"}
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^WRK_SUMMARY (.*)$", out, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"wrk printed no summary:\n{out}")
+    values = {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+    errors = []
+    if values["status_errors"]:
+        errors.append(f"{values['status_errors']} non-2xx answers")
+    if values["socket_errors"]:
+        errors.append(f"{values['socket_errors']} socket errors")
+    return WrkResult(
+        rps=values["requests"] / (values["duration_us"] / 1e6),
+        p50_ms=values["p50_us"] / 1000,
+        p99_ms=values["p99_us"] / 1000,
+        errors=", ".join(errors),
+    )
 
-    async def send(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        await self.writer.drain()
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
+
+async def post(
+    port: int, path: str, body: bytes, content_type: str, accept: str = "*/*"
+) -> tuple[int, bytes]:
+    """One request on a fresh connection; enough HTTP/1.1 for these servers' answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
+    try:
+        writer.write(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                f"Accept: {accept}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
         length = 0
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
-        return status, await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def http_request(path: str, body: bytes, content_type: str, accept: str = "*/*") -> bytes:
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-        f"Accept: {accept}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+        return int(head[9:12]), await reader.readexactly(length)
+    finally:
+        writer.close()
 
 
-async def latencies(port: int, raw: bytes, n: int) -> list[float]:
-    conn = await Connection.open(port)
-    for _ in range(min(200, n)):  # warm-up
-        await conn.send(raw)
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        status, _ = await conn.send(raw)
-        out.append(time.perf_counter() - start)
-        assert status == 200, status
-    conn.close()
-    return out
-
-
-async def throughput(port: int, raw: bytes, concurrency: int, seconds: float) -> float:
-    conns = [await Connection.open(port) for _ in range(concurrency)]
-    for conn in conns:
-        await conn.send(raw)
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def loop(conn: Connection) -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            status, _ = await conn.send(raw)
-            assert status == 200, status
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(loop(conn) for conn in conns))
-    elapsed = time.perf_counter() - start
-    for conn in conns:
-        conn.close()
-    return done / elapsed
-
-
-async def csv_over_http(port: int, raw: bytes, repeats: int) -> list[float]:
-    conn = await Connection.open(port)
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        status, body = await conn.send(raw)
-        out.append(time.perf_counter() - start)
-        assert status == 200, body[:200]
-    conn.close()
-    return out
-
-
-def csv_payload(x_pool: np.ndarray) -> tuple[bytes, int]:
-    lines = [",".join(f"{v:.6g}" for v in row) for row in x_pool]
-    line_bytes = sum(len(line) + 1 for line in lines) / len(lines)
-    n_rows = int(CSV_BYTES // line_bytes)
-    body = "\n".join(lines[i % len(lines)] for i in range(n_rows)) + "\n"
-    return body.encode(), n_rows
-
-
-def feature_rows(model_dir: Path) -> np.ndarray:
+def feature_rows() -> np.ndarray:
     try:
         from sklearn.datasets import load_breast_cancer
 
@@ -164,11 +236,12 @@ def feature_rows(model_dir: Path) -> np.ndarray:
         return np.random.default_rng(0).uniform(0, 30, size=(569, 30))
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def csv_payload(x_pool: np.ndarray) -> tuple[bytes, int]:
+    lines = [",".join(f"{v:.6g}" for v in row) for row in x_pool]
+    line_bytes = sum(len(line) + 1 for line in lines) / len(lines)
+    n_rows = int(CSV_BYTES // line_bytes)
+    body = "\n".join(lines[i % len(lines)] for i in range(n_rows)) + "\n"
+    return body.encode(), n_rows
 
 
 def in_process_rows_per_s(model_dir: Path, body: bytes, n_rows: int, repeats: int) -> float:
@@ -186,122 +259,186 @@ def in_process_rows_per_s(model_dir: Path, body: bytes, n_rows: int, repeats: in
     return n_rows / statistics.median(times)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def csv_over_http(port: int, body: bytes, n_rows: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        status, answer = asyncio.run(post(port, "/invocations", body, "text/csv", "text/csv"))
+        times.append(time.perf_counter() - start)
+        assert status == 200, answer[:200]
+    return n_rows / statistics.median(times)
 
 
-def measured_throughput(
-    pid: int, port: int, raw: bytes, concurrency: int, seconds: float
-) -> tuple[float, float, float]:
-    """Requests/s, and the server's and this client's CPU microseconds per request: which
-    side of the two shared cores is the bottleneck."""
-    server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
-    start = time.perf_counter()
-    rps = asyncio.run(throughput(port, raw, concurrency, seconds))
-    requests = rps * (time.perf_counter() - start)
-    server_cpu, client_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
-    return rps, 1e6 * server_cpu / requests, 1e6 * client_cpu / requests
-
-
-def ratio_line(label: str, value: float, target: str, ok: bool) -> str:
-    return f"  {label:<44} {value:6.2f}x   target {target:<7} {'MET' if ok else 'MISSED'}"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=REPO / "models")
-    parser.add_argument("--requests", type=int, default=1000, help="latency samples per round")
-    parser.add_argument("--seconds", type=float, default=3.0, help="per throughput run")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--csv-repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per server")
-    args = parser.parse_args()
-
-    env = {
+def make_servers(
+    names: list[str], model_dir: Path, python: str, first_port: int | None
+) -> list[Server]:
+    base_env = {
         **os.environ,
-        "COSTAWARE_MODEL_DIR": str(args.model_dir.resolve()),
+        "COSTAWARE_MODEL_DIR": str(model_dir.resolve()),
         "COSTAWARE_HOST": "127.0.0.1",
         "COSTAWARE_WORKERS": "1",
         "COSTAWARE_LOG_LEVEL": "warning",
         "COSTAWARE_ACCESS_LOG": "false",
+        "BENCH_MODEL_DIR": str((model_dir / "medical").resolve()),
+        "BENTOML_DO_NOT_TRACK": "true",
     }
     for name in ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS", "COSTAWARE_PORT"):
-        env.pop(name, None)
-    x_pool = feature_rows(args.model_dir)
-    one = json.dumps({"instances": [x_pool[0].tolist()]}).encode()
-    predict_raw = http_request("/predict", one, "application/json")
-    csv_body, n_rows = csv_payload(x_pool)
-    csv_raw = http_request("/invocations", csv_body, "text/csv", "text/csv")
+        base_env.pop(name, None)
+    for name in ("COSTAWARE_LOOP", "COSTAWARE_HTTP", "PROMETHEUS_MULTIPROC_DIR"):
+        base_env.pop(name, None)
 
-    bare_port, svc_port = free_port(), free_port()
-    bare_cmd = [
-        sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
-        "--port", str(bare_port), "--workers", "1", "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    svc_cmd = [sys.executable, "-m", "service", "--port", str(svc_port)]
-    ports = {"bare": bare_port, "service": svc_port}
-    # Both servers up at once and measured in alternating rounds, medians over rounds: the
-    # machine is shared, and a burst of someone else's work should hit both sides alike.
-    samples: dict[str, dict[str, list[float]]] = {
-        name: {"p50_ms": [], "p99_ms": [], "rps": [], "server_us": [], "client_us": []}
-        for name in ports
-    }
-    with (
-        server(bare_cmd, env, bare_port) as bare_process,
-        server(svc_cmd, env, svc_port) as svc_process,
-    ):
-        pids = {"bare": bare_process.pid, "service": svc_process.pid}
-        for _ in range(args.rounds):
-            for name, port in ports.items():
-                lat = asyncio.run(latencies(port, predict_raw, args.requests))
-                samples[name]["p50_ms"].append(1000 * float(np.percentile(lat, 50)))
-                samples[name]["p99_ms"].append(1000 * float(np.percentile(lat, 99)))
-            for name, port in ports.items():
-                rps, server_us, client_us = measured_throughput(
-                    pids[name], port, predict_raw, args.concurrency, args.seconds
-                )
-                samples[name]["rps"].append(rps)
-                samples[name]["server_us"].append(server_us)
-                samples[name]["client_us"].append(client_us)
-        times = asyncio.run(csv_over_http(svc_port, csv_raw, args.csv_repeats))
-        rss = rss_mb(svc_process.pid)
-    results = {
-        name: {key: statistics.median(values) for key, values in figures.items()}
-        for name, figures in samples.items()
-    }
-    results["service"]["csv_rows_s"] = n_rows / statistics.median(times)
-    results["service"]["csv_s"] = statistics.median(times)
+    def uvicorn(app: str, port: int) -> list[str]:
+        return [
+            python, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1", "--log-level", "warning", "--no-access-log", *UVICORN_STANDARD,
+        ]  # fmt: skip
+
+    servers = []
+    for index, name in enumerate(names):
+        port = free_port() if first_port is None else first_port + index
+        if name == "service":
+            command = [python, "-m", "service", "--port", str(port)]
+        elif name == "bare":
+            command = uvicorn("bench.bare_app:app", port)
+        elif name == "straightforward":
+            command = uvicorn("bench.straightforward_app:app", port)
+        else:
+            command = [
+                str(BENTOML), "serve", "bentoml_service:Classifier", "--working-dir",
+                str(BENCH), "--host", "127.0.0.1", "--port", str(port),
+            ]  # fmt: skip
+        servers.append(Server(name, command, port, base_env))
+    return servers
+
+
+def ratio_line(label: str, value: float, target: str, ok: bool) -> str:
+    verdict = "n/a" if value != value else ("MET" if ok else "MISSED")
+    return f"  {label:<46} {value:6.2f}x  target {target:<7} {verdict}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models")
+    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per server")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--csv-repeats", type=int, default=5)
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument(
+        "--first-port", type=int, help="listen on this port and the next ones (default: free ports)"
+    )
+    args = parser.parse_args()
+
+    if shutil.which("wrk") is None:
+        print(
+            "bench/load.py needs wrk, a C load generator, and it is not on PATH.\n"
+            "Install it (Debian/Ubuntu: `apt-get install wrk`; macOS: `brew install wrk`) "
+            "and run again.",
+            file=sys.stderr,
+        )
+        return 2
+    names = list(dict.fromkeys(args.servers))
+    skipped = ""
+    if "bentoml" in names and not BENTOML.exists():
+        names.remove("bentoml")
+        skipped = f"bentoml: not installed ({BENTOML} missing; `make bench-env-bentoml`)"
+
+    x_pool = feature_rows()
+    one = json.dumps({"instances": [x_pool[0].tolist()]}).encode()
+    csv_body, n_rows = csv_payload(x_pool)
+    servers = make_servers(names, args.model_dir, sys.executable, args.first_port)
+    by_name = {server.name: server for server in servers}
+    rss = csv_http = float("nan")
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        body_file = Path(tmp) / "predict.json"
+        body_file.write_bytes(one)
+        for server in servers:
+            stack.enter_context(running(server, one))
+            wrk(server.url, body_file, args.concurrency, 1)  # warm-up
+        for round_no in range(args.rounds):
+            order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
+            for connections in (1, args.concurrency):
+                for server in order:
+                    pids = descendants(server.process.pid)
+                    cpu_before = cpu_seconds(pids)
+                    result = wrk(server.url, body_file, connections, args.seconds)
+                    cpu = cpu_seconds(pids) - cpu_before
+                    if result.errors:
+                        server.failures.append(
+                            f"round {round_no + 1} c={connections}: {result.errors}"
+                        )
+                    if connections == 1:
+                        server.add("p50_ms", result.p50_ms)
+                        server.add("rps1", result.rps)
+                    else:
+                        server.add("rps", result.rps)
+                        server.add("p99_ms", result.p99_ms)
+                        server.add("server_us", 1e6 * cpu / (result.rps * args.seconds))
+        if "service" in by_name:
+            service = by_name["service"]
+            csv_http = csv_over_http(service.port, csv_body, n_rows, args.csv_repeats)
+            rss = rss_mb(service.process.pid)
     in_process = in_process_rows_per_s(args.model_dir, csv_body, n_rows, args.csv_repeats)
 
-    bare, svc = results["bare"], results["service"]
+    c = args.concurrency
     print(
-        f"machine: {os.cpu_count()} cores; one uvicorn worker each; asyncio client; "
-        f"medians of {args.rounds} alternating rounds"
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; wrk 1 thread; one worker per "
+        f"server; medians of {args.rounds} interleaved rounds of {args.seconds:g} s"
     )
-    print("(a) POST /predict, one instance")
-    for name, r in results.items():
+    print("server stacks: service, bare, straightforward: uvicorn + uvloop + httptools; ")
+    print("               bentoml: BentoML's own (as `pip install bentoml` gives it)")
+    print("(a) POST /predict, one instance; each server's answer:")
+    for server in servers:
+        print(f"  {server.name:<16} {server.answer.decode(errors='replace')[:150]}")
+    print(f"  {'server':<16} {'c=1 p50':>10} {'c=1 req/s':>10} {f'c={c} req/s':>11} "
+          f"{f'c={c} p99':>10} {'server CPU/req':>15}")  # fmt: skip
+    for server in servers:
         print(
-            f"  {name:<8} c=1 p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms   "
-            f"c={args.concurrency} {r['rps']:8.0f} req/s "
-            f"(CPU per request: server {r['server_us']:4.0f} us, client {r['client_us']:4.0f} us)"
+            f"  {server.name:<16} {server.median('p50_ms'):7.3f} ms {server.median('rps1'):10.0f} "
+            f"{server.median('rps'):11.0f} {server.median('p99_ms'):7.2f} ms "
+            f"{server.median('server_us'):12.0f} us"
         )
-    print(f"(b) POST /invocations, {len(csv_body) / 1e6:.2f} MB CSV, {n_rows} rows, CSV out")
-    print(f"  over HTTP   {svc['csv_rows_s']:9.0f} rows/s ({svc['csv_s'] * 1000:.0f} ms/request)")
-    print(f"  in-process  {in_process:9.0f} rows/s (service.inference.run_pipeline)")
-    print(f"(c) serving worker RSS with {args.model_dir.name}/ loaded: {rss:.1f} MB (target < 150)")
-    print("ratios:")
-    p50 = svc["p50_ms"] / bare["p50_ms"]
-    p99 = svc["p99_ms"] / bare["p99_ms"]
-    rps = svc["rps"] / bare["rps"]
-    csv = svc["csv_rows_s"] / in_process
-    print(ratio_line("p50 latency, service / bare", p50, "<= 1.5", p50 <= 1.5))
-    print(f"  {'p99 latency, service / bare':<44} {p99:6.2f}x   (no target)")
-    print(ratio_line(f"throughput c={args.concurrency}, service / bare", rps, ">= 0.7", rps >= 0.7))
-    print(ratio_line("CSV rows/s, HTTP / in-process", csv, ">= 0.5", csv >= 0.5))
-    print(f"  {'worker RSS':<44} {rss:6.1f} MB target < 150  {'MET' if rss < 150 else 'MISSED'}")
+        for failure in server.failures:
+            print(f"    ! {server.name} {failure}")
+    if skipped:
+        print(f"  {skipped}")
+    if "service" in by_name:
+        print(f"(b) POST /invocations, {len(csv_body) / 1e6:.2f} MB CSV, {n_rows} rows, CSV out")
+        print(f"  over HTTP   {csv_http:9.0f} rows/s")
+        print(f"  in-process  {in_process:9.0f} rows/s (service.inference.run_pipeline)")
+        print(f"(c) service worker RSS with {args.model_dir.name}/ loaded: {rss:.1f} MB")
+
+    print("ratios (medians):")
+    svc = by_name.get("service")
+
+    def ratio(key: str, other: str, invert: bool = False) -> float:
+        if svc is None or other not in by_name:
+            return float("nan")
+        a, b = svc.median(key), by_name[other].median(key)
+        return b / a if invert else a / b
+
+    rps_bare = ratio("rps", "bare")
+    p50_bare = ratio("p50_ms", "bare")
+    rps_plain = ratio("rps", "straightforward")
+    rps_bento = ratio("rps", "bentoml")
+    print(ratio_line(f"c={c} req/s, service / bare", rps_bare, ">= 0.85", rps_bare >= 0.85))
+    print(ratio_line("c=1 p50, service / bare", p50_bare, "<= 1.4", p50_bare <= 1.4))
+    print(
+        ratio_line(f"c={c} req/s, service / straightforward", rps_plain, ">= 2.5", rps_plain >= 2.5)
+    )
+    print(ratio_line(f"c={c} req/s, service / bentoml", rps_bento, ">= 10", rps_bento >= 10))
+    slower = ratio("p50_ms", "straightforward", True)
+    print(f"  {'c=1 p50, straightforward / service':<46} {slower:6.2f}x")
+    print(f"  {'c=1 p50, bentoml / service':<46} {ratio('p50_ms', 'bentoml', True):6.2f}x")
+    if svc is not None:
+        csv = csv_http / in_process
+        print(ratio_line("CSV rows/s, HTTP / in-process", csv, ">= 0.6", csv >= 0.6))
+        print(f"  {'service worker RSS':<46} {rss:6.1f} MB target <= 150  "
+              f"{'MET' if rss <= 150 else 'MISSED'}")  # fmt: skip
+    if any(server.failures for server in servers):
+        print("! some rounds had errors (see above): those servers' figures are not comparable")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

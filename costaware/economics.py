@@ -551,33 +551,43 @@ class BestThreshold:
             "decision": "treat_none" if self.threshold is None else "threshold",
             "expected_value": self.expected_value,
             "total_value": self.total_value,
+            "per_1000_decisions": per_1000_decisions(self.expected_value),
             "n_treated": self.n_treated,
             "in_sample": self.in_sample,
         }
 
 
-def _treat_deltas(y: NDArray, costs: CostMatrix) -> tuple[NDArray, float]:
+def _treat_deltas(
+    y: NDArray, costs: CostMatrix, weights: NDArray | None = None
+) -> tuple[NDArray, float]:
     """Per instance, the value change from treating it; and the value of treating no one."""
     costs.check_length(len(y))
     positive = y == 1
     gain_pos, gain_neg = costs.treat_gain()
     delta = np.where(positive, gain_pos, -np.asarray(gain_neg, dtype=np.float64))
-    base = float(np.where(positive, costs.fn, costs.tn).sum())
-    return delta.astype(np.float64), base
+    untreated = np.where(positive, costs.fn, costs.tn).astype(np.float64)
+    if weights is not None:
+        delta, untreated = delta * weights, untreated * weights
+    return delta.astype(np.float64), float(untreated.sum())
 
 
-def best_threshold(labels: ArrayLike, scores: ArrayLike, costs: CostMatrix) -> BestThreshold:
+def best_threshold(
+    labels: ArrayLike, scores: ArrayLike, costs: CostMatrix, prevalence: float | None = None
+) -> BestThreshold:
     """Maximise expected value over every distinct score as threshold, plus treating no one.
 
     Ties (within float rounding of the running sums) go to the lower threshold. Sorting
-    once and taking cumulative sums makes this O(n log n).
+    once and taking cumulative sums makes this O(n log n). With ``prevalence`` the
+    instances are weighted as :func:`prevalence_weights` says.
     """
     y, s = _inputs(labels, scores)
-    return _best_threshold(y, s, costs)
+    return _best_threshold(y, s, costs, prevalence_weights(y, prevalence))
 
 
-def _best_threshold(y: NDArray, s: NDArray, costs: CostMatrix) -> BestThreshold:
-    delta, base = _treat_deltas(y, costs)
+def _best_threshold(
+    y: NDArray, s: NDArray, costs: CostMatrix, weights: NDArray | None = None
+) -> BestThreshold:
+    delta, base = _treat_deltas(y, costs, weights)
     order = np.argsort(-s, kind="mergesort")
     s_sorted = s[order]
     # The last position of each run of equal scores: thresholding there treats the whole run.
@@ -626,11 +636,22 @@ def threshold_sweep(
     scores: ArrayLike,
     costs: CostMatrix,
     thresholds: ArrayLike | None = None,
+    prevalence: float | None = None,
 ) -> Sweep:
-    """Expected value and Vickers' net benefit ``TP/n - FP/n * t/(1-t)`` at each threshold."""
+    """Expected value and Vickers' net benefit ``TP/n - FP/n * t/(1-t)`` at each threshold.
+
+    With ``prevalence`` the instances are weighted as :func:`prevalence_weights` says (the
+    counts ``tp`` and ``fp`` stay counts).
+    """
     y, s = _inputs(labels, scores)
     grid = default_thresholds() if thresholds is None else as_scores(thresholds, "thresholds")
-    delta, base = _treat_deltas(y, costs)
+    return _sweep(y, s, costs, grid, prevalence_weights(y, prevalence))
+
+
+def _sweep(
+    y: NDArray, s: NDArray, costs: CostMatrix, grid: NDArray, weights: NDArray | None = None
+) -> Sweep:
+    delta, base = _treat_deltas(y, costs, weights)
     order = np.argsort(s, kind="mergesort")
     s_sorted = s[order]
     # Suffix sums over ascending scores: everything at index >= k is treated.
@@ -640,15 +661,70 @@ def threshold_sweep(
     n = len(y)
     tp = suffix_pos[start].astype(np.int64)
     fp = (n - start) - tp
+    if weights is None:
+        weighted_tp, weighted_fp = tp, fp
+    else:
+        w_sorted = weights[order]
+        weighted_tp = np.r_[np.cumsum((w_sorted * y[order])[::-1])[::-1], 0.0][start]
+        weighted_fp = np.r_[np.cumsum(w_sorted[::-1])[::-1], 0.0][start] - weighted_tp
     with np.errstate(divide="ignore", invalid="ignore"):
         odds = np.where(grid < 1.0, grid / (1.0 - grid), np.nan)
     return Sweep(
         thresholds=grid,
         expected_value=(base + suffix_delta[start]) / n,
-        net_benefit=tp / n - fp / n * odds,
+        net_benefit=weighted_tp / n - weighted_fp / n * odds,
         tp=tp,
         fp=fp,
     )
+
+
+def value_curve(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    costs: CostMatrix,
+    marks: Sequence[float] = (),
+    prevalence: float | None = None,
+) -> dict[str, list[float]]:
+    """Expected value by threshold on :func:`default_thresholds` plus the ``marks``.
+
+    The curve is a step function of the threshold; sampling it at the marked thresholds
+    too (the chosen one, Elkan's t*, the in-sample best) puts each marked point exactly
+    on the curve drawn through the samples.
+    """
+    y, s = _inputs(labels, scores)
+    marked = as_scores(list(marks), "marks") if len(marks) else np.empty(0)
+    grid = np.unique(np.r_[default_thresholds(), marked])
+    sweep = _sweep(y, s, costs, grid, prevalence_weights(y, prevalence))
+    return {
+        "thresholds": sweep.thresholds.tolist(),
+        "expected_value": sweep.expected_value.tolist(),
+    }
+
+
+def prevalence_weights(labels: ArrayLike, prevalence: float | None) -> NDArray | None:
+    """Per-instance weights that give the positives a share ``prevalence`` of the data.
+
+    Positives weigh ``prevalence / p`` and negatives ``(1 - prevalence) / (1 - p)``, where
+    ``p`` is the data's own prevalence; the weights add up to ``n``, so a weighted mean is
+    the expected value per instance at the stated prevalence (the reference formula with
+    ``p`` replaced, the rates kept). None (no weighting) when ``prevalence`` is None.
+    """
+    if prevalence is None:
+        return None
+    target = _check_unit(prevalence, "prevalence")
+    y = as_labels(labels)
+    observed = float(y.mean())
+    if observed in (0.0, 1.0):
+        only = "positives" if observed == 1.0 else "negatives"
+        raise EconomicsError(
+            "prevalence", f"the data has only {only}, so it cannot be reweighted to {target:g}"
+        )
+    return np.where(y == 1, target / observed, (1.0 - target) / (1.0 - observed))
+
+
+def per_1000_decisions(expected_value: float) -> float:
+    """What 1,000 decisions are worth at an expected value per instance."""
+    return expected_value * 1000.0
 
 
 # ---------------------------------------------------------------------------
@@ -656,7 +732,24 @@ def threshold_sweep(
 
 
 def _value_entry(values: NDArray) -> dict[str, float]:
-    return {"expected_value": float(values.mean()), "total_value": float(values.sum())}
+    expected = float(values.mean())
+    return {
+        "expected_value": expected,
+        "total_value": float(values.sum()),
+        "per_1000_decisions": per_1000_decisions(expected),
+    }
+
+
+def _confusion_value(y: NDArray, predicted: NDArray, values: NDArray) -> dict[str, float]:
+    """Dollars in each confusion cell: the sum of its instances' outcome values."""
+    positive = y == 1
+    cells = {
+        "tp": predicted & positive,
+        "fp": predicted & ~positive,
+        "tn": ~predicted & ~positive,
+        "fn": ~predicted & positive,
+    }
+    return {name: float(values[cell].sum()) for name, cell in cells.items()}
 
 
 def evaluate(
@@ -665,22 +758,40 @@ def evaluate(
     costs: CostMatrix,
     threshold: float = DEFAULT_THRESHOLD,
     margin: float = DEFAULT_MARGIN,
+    *,
+    prevalence: float | None = None,
+    curve: bool = False,
+    curve_marks: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """Everything one ``/evaluate`` result entry shows, JSON-ready (no numpy types)."""
+    """Everything one ``/evaluate`` result entry shows, JSON-ready (no numpy types).
+
+    ``prevalence``: value the decisions as if the positives were that share of the data
+    (:func:`prevalence_weights`); counts, rates and AUC stay those of the data as given.
+    ``curve``: add the expected value by threshold (:func:`value_curve`), sampled at
+    ``curve_marks`` and at the thresholds this entry reports as well.
+    """
     y, s = _inputs(labels, scores)
     threshold = _check_unit(threshold, "threshold")
     margin = _check_unit(margin, "margin")
     costs.check_length(len(y))
+    weights = prevalence_weights(y, prevalence)
+
+    def weighted_values(decisions: NDArray) -> NDArray:
+        values = outcome_values(y, decisions, costs)
+        return values if weights is None else values * weights
+
     n = len(y)
     predicted = decide(s, threshold)
     counts = _count(y, predicted)
-    values = outcome_values(y, predicted, costs)
+    values = weighted_values(predicted)
     result: dict[str, Any] = {
         "n": n,
         "prevalence": float(y.mean()),
+        "target_prevalence": None if prevalence is None else float(prevalence),
         "threshold": threshold,
         "margin": margin,
         "confusion": counts.counts(),
+        "confusion_value": _confusion_value(y, predicted, values),
         "rates": counts.rates(),
         "accuracy": counts.accuracy,
         "per_class": classification_report(y, predicted),
@@ -688,9 +799,10 @@ def evaluate(
         "close_confusions": _close_confusions(y, s, threshold, margin),
         **_value_entry(values),
     }
+    marks = [threshold, *curve_marks]
     if costs.per_instance:
         decisions = optimal_decisions(s, costs)
-        optimal = _value_entry(outcome_values(y, decisions, costs))
+        optimal = _value_entry(weighted_values(decisions))
         result["elkan_threshold"] = {
             "value": None,
             "kind": "per_instance",
@@ -708,10 +820,17 @@ def evaluate(
         elkan = elkan_threshold(costs)
         result["elkan_threshold"] = {
             **elkan.to_dict(),
-            **_value_entry(outcome_values(y, elkan.decide(s), costs)),
+            **_value_entry(weighted_values(elkan.decide(s))),
         }
-    result["best_threshold"] = _best_threshold(y, s, costs).to_dict()
-    result["treat_none"] = _value_entry(outcome_values(y, np.zeros(n, dtype=bool), costs))
-    result["treat_all"] = _value_entry(outcome_values(y, np.ones(n, dtype=bool), costs))
+        if elkan.kind in ("threshold", "always_positive"):
+            marks.append(elkan.value)
+    best = _best_threshold(y, s, costs, weights)
+    result["best_threshold"] = best.to_dict()
+    if best.threshold is not None:
+        marks.append(best.threshold)
+    result["treat_none"] = _value_entry(weighted_values(np.zeros(n, dtype=bool)))
+    result["treat_all"] = _value_entry(weighted_values(np.ones(n, dtype=bool)))
+    if curve:
+        result["curve"] = value_curve(y, s, costs, marks, prevalence)
     result["warnings"] = costs.warnings()
     return result

@@ -24,7 +24,7 @@ WRONG = "#ff7f0e"  # orange
 BAND = "#999999"
 
 
-def _figure(width: float, height: float, rows: int = 1) -> tuple[Figure, Any]:
+def new_figure(width: float, height: float, rows: int = 1) -> tuple[Figure, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -34,7 +34,7 @@ def _figure(width: float, height: float, rows: int = 1) -> tuple[Figure, Any]:
     return figure, axes
 
 
-def _png(figure: Figure) -> bytes:
+def to_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -61,7 +61,7 @@ def distribution_png(
         )
     predicted = s >= threshold
     edges = np.linspace(0.0, 1.0, bins + 1)
-    figure, axes = _figure(9, 5.5, rows=2)
+    figure, axes = new_figure(9, 5.5, rows=2)
     panels = (
         (axes[0], 0, "Actual negatives", "true negative", "false positive"),
         (axes[1], 1, "Actual positives", "true positive", "false negative"),
@@ -93,7 +93,7 @@ def distribution_png(
     axes[1].set_xlim(0.0, 1.0)
     axes[1].set_xlabel("score (probability of the positive class)")
     figure.suptitle(title)
-    return _png(figure)
+    return to_png(figure)
 
 
 def value_curve_png(
@@ -111,7 +111,7 @@ def value_curve_png(
     points is only interpolated). The x axis is linear below 0.001 and logarithmic
     above (symlog), because cost-sensitive thresholds often sit far below 0.5.
     """
-    figure, axes = _figure(8, 4.5)
+    figure, axes = new_figure(8, 4.5)
     ax = axes[0]
     ax.plot(sweep.thresholds, sweep.expected_value, color=CORRECT, label="expected value")
     markers = (
@@ -133,12 +133,12 @@ def value_curve_png(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(title)
-    return _png(figure)
+    return to_png(figure)
 
 
 def roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str = "ROC curves") -> bytes:
     """ROC curves, one per entry of ``curves`` (name -> (labels, scores)), AUC in the legend."""
-    figure, axes = _figure(5.5, 5.5)
+    figure, axes = new_figure(5.5, 5.5)
     ax = axes[0]
     for name, (labels, scores) in curves.items():
         fpr, tpr, _ = economics.roc_curve(labels, scores)
@@ -153,4 +153,4 @@ def roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str = "ROC
     ax.set_ylabel("true positive rate")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_title(title)
-    return _png(figure)
+    return to_png(figure)

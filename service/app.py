@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.types import ASGIApp
 
 from service.batching import BatchScorer
 from service.dataplane import DataPlane
@@ -15,7 +17,16 @@ from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.openapi import openapi_document
 from service.registry import ModelRegistry, session_options
-from service.routes import docs, evaluate, health, metrics, models, predict, sagemaker
+from service.routes import (
+    docs,
+    evaluate,
+    explorer,
+    health,
+    metrics,
+    models,
+    predict,
+    sagemaker,
+)
 from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
@@ -24,8 +35,11 @@ log = logging.getLogger(__name__)
 _NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; ``settings`` default to the environment (``COSTAWARE_*``)."""
+def create_app(settings: Settings | None = None, *, direct_routes: bool = True) -> FastAPI:
+    """Build the app; ``settings`` default to the environment (``COSTAWARE_*``).
+
+    ``direct_routes=False`` sends the prediction endpoints through FastAPI's router too
+    (the tests compare both ways of answering)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -48,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.registry = app.state.dataplane = None
 
-    app = FastAPI(
+    app = ServiceApp(
         title="costaware",
         summary="Cost-aware binary classifiers served with the economics attached.",
         version="0.1.0",
@@ -59,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.batch_scorer = BatchScorer(enabled=settings.batch_scoring)
+    app.state.batch_scorer = BatchScorer(
+        enabled=settings.batch_scoring, observe_call=app.state.metrics.observe_scoring_call
+    )
     app.state.registry = app.state.dataplane = None
     install_error_handlers(app)
 
@@ -72,16 +88,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(docs.router)
     docs.mount_assets(app)
+    app.include_router(explorer.router)
+    explorer.mount_assets(app)
     # The document follows the registry (model names, instance shape), so it is built for
     # each request of /openapi.json rather than cached.
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
-    # One layer for the size limit (before anything reads the body), the request metrics
-    # and the direct call of the prediction endpoint, which carries the traffic.
-    app.add_middleware(
+    app.service_layer = functools.partial(
         ServiceMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=app.state.metrics,
-        direct={("POST", "/predict"): predict.predict_direct},
+        direct={
+            ("POST", "/predict"): predict.predict_direct,
+            ("POST", "/invocations"): sagemaker.invocations_direct,
+        }
+        if direct_routes
+        else None,
     )
     return app
+
+
+class ServiceApp(FastAPI):
+    """FastAPI with the service's own layer (service.middleware) outside Starlette's: the
+    size limit applies before anything reads a body, every request is timed, and the
+    prediction endpoints, which carry the traffic, are called directly."""
+
+    service_layer: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.service_layer is None else self.service_layer(stack)

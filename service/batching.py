@@ -14,6 +14,7 @@ every shipped model, that rows scored in one batch equal the same rows scored al
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,15 +27,27 @@ class BatchScorer:
     """Collects ``score`` calls made in one turn of the event loop and runs one session
     call per model at the start of the next."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(
+        self, enabled: bool = True, observe_call: Callable[[str, int], None] | None = None
+    ) -> None:
+        """``observe_call(model name, rows)`` is told of every onnxruntime call."""
         self.enabled = enabled
+        self.observe_call = observe_call
         self._waiting: dict[str, tuple[LoadedModel, _Waiting]] = {}
         self._flush_scheduled = False
+
+    def score_now(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
+        """``model.raw_scores(x)`` in this call, alone (for large requests, which run in a
+        worker thread)."""
+        scores = model.raw_scores(x)
+        if self.observe_call is not None:
+            self.observe_call(model.name, len(x))
+        return scores
 
     async def score(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
         """``model.raw_scores(x)``, computed together with the other rows waiting."""
         if not self.enabled:
-            return model.raw_scores(x)
+            return self.score_now(model, x)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         entry = self._waiting.get(model.name)
@@ -55,7 +68,7 @@ class BatchScorer:
             live = [(x, future) for x, future in jobs if not future.done()]
             if len(live) > 1:
                 try:
-                    scores = model.raw_scores(np.concatenate([x for x, _ in live]))
+                    scores = self.score_now(model, np.concatenate([x for x, _ in live]))
                 except Exception:
                     pass  # scored one by one below, so only a faulty request fails
                 else:
@@ -65,6 +78,6 @@ class BatchScorer:
                     continue
             for x, future in live:
                 try:
-                    future.set_result(model.raw_scores(x))
+                    future.set_result(self.score_now(model, x))
                 except Exception as exc:
                     future.set_exception(exc)

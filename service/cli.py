@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import logging
 import logging.config
 import os
@@ -33,6 +34,8 @@ _OPTIONS = {
     "model_dir": "COSTAWARE_MODEL_DIR",
     "default_model": "COSTAWARE_DEFAULT_MODEL",
     "log_level": "COSTAWARE_LOG_LEVEL",
+    "loop": "COSTAWARE_LOOP",
+    "http": "COSTAWARE_HTTP",
 }
 
 
@@ -49,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir")
     parser.add_argument("--default-model")
     parser.add_argument("--log-level")
+    parser.add_argument("--loop", help="auto (uvloop when installed), uvloop or asyncio")
+    parser.add_argument("--http", help="auto (httptools when installed), httptools or h11")
     return parser
 
 
@@ -78,6 +83,23 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def server_stack(settings: Settings) -> tuple[str, str]:
+    """The event loop and HTTP implementation to run: ``auto`` means uvloop and httptools
+    when installed (uvicorn[standard], as the service is), else asyncio and h11 (uvicorn's
+    own rule, resolved here so that the start-up line names what runs)."""
+    loop = settings.loop
+    if loop == "auto":
+        loop = "uvloop" if _importable("uvloop") else "asyncio"
+    http = settings.http
+    if http == "auto":
+        http = "httptools" if _importable("httptools") else "h11"
+    return loop, http
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = _parser().parse_known_args(argv)
     for option, variable in _OPTIONS.items():
@@ -97,7 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from service.metrics import MULTIPROC_ENV
 
+    loop, http = server_stack(settings)
+    log.info("server stack: uvicorn with the %s event loop and the %s HTTP parser", loop, http)
     common: dict[str, Any] = {
+        "loop": loop,
+        "http": http,
+        # The service has no WebSocket route; "auto" would import a WebSocket library
+        # into every worker for nothing.
+        "ws": "none",
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,

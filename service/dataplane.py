@@ -212,7 +212,7 @@ class DataPlane:
         """:meth:`predict` with a session call of its own, for a caller off the event loop
         (a large body in the thread pool, the benchmark, a batch worker)."""
         job = self.prepare(inputs)
-        return self.decide(job, job.model.raw_scores(job.x))
+        return self.decide(job, self.scorer.score_now(job.model, job.x))
 
     def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions:
         """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
@@ -262,7 +262,13 @@ class DataPlane:
                 source = inputs.instances_source
         for target in targets:
             _check_cost_length(inputs.cost_matrix, target)
-        return Evaluation(source=source, targets=targets, costs=inputs.cost_matrix)
+        return Evaluation(
+            source=source,
+            targets=targets,
+            costs=inputs.cost_matrix,
+            prevalence=inputs.prevalence,
+            curve=inputs.curve,
+        )
 
     def select_models(
         self, names: Sequence[str] | None, field: str = "models"
@@ -419,7 +425,8 @@ class EvaluateInputs:
     ``instances`` scored here by each model (a list of rows as for a prediction, or a
     float matrix, with ``labels``); or neither, for each model's held-out split from its
     card. ``models`` None means every loaded model. ``threshold`` and ``margin`` None mean
-    each card's (the defaults for posted scores).
+    each card's (the defaults for posted scores). ``prevalence`` values the decisions at
+    that share of positives (None: the data's); ``curve`` adds the value by threshold.
     """
 
     cost_matrix: CostMatrix
@@ -429,6 +436,8 @@ class EvaluateInputs:
     labels: list[Any] | np.ndarray | None = None
     threshold: float | None = None
     margin: float | None = None
+    prevalence: float | None = None
+    curve: bool = False
     # How errors name the list of models (``models``, ``query.models``) and what the
     # posted instances were (``instances``, ``csv``).
     models_field: str = "models"
@@ -468,33 +477,16 @@ class Evaluation:
     source: EvaluationSource
     targets: list[Target]
     costs: CostMatrix
+    prevalence: float | None = None
+    curve: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready answer: each target's economics, the ranking, the best model and
         the best decision."""
-        entries = [_entry(target, self.costs) for target in self.targets]
-        ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
-        best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
-        costs = self.costs
-        return {
-            "data": self.source,
-            "note": NOTES[self.source],
-            "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
-            "warnings": costs.warnings(),
-            "results": entries,
-            "ranking": [
-                {
-                    "rank": rank,
-                    "model": entry["model"],
-                    "threshold": entry["threshold"],
-                    "expected_value": entry["expected_value"],
-                    "total_value": entry["total_value"],
-                }
-                for rank, entry in enumerate(ranking, start=1)
-            ],
-            "best_model": ranking[0]["model"],
-            "best_decision": {"model": best["model"], **best["best_threshold"]},
-        }
+        entries = [
+            _entry(target, self.costs, self.prevalence, self.curve) for target in self.targets
+        ]
+        return summarize(entries, self.costs, self.source, NOTES[self.source])
 
     def figure(self, plot: Plot) -> bytes:
         """A PNG of the one target: the close-confusion histogram or the value curve."""
@@ -533,8 +525,13 @@ class Evaluation:
             return figures.distribution_png(
                 target.labels, target.scores, target.threshold, target.margin, title=title
             )
-        sweep = economics.threshold_sweep(target.labels, target.scores, costs)
-        best = economics.best_threshold(target.labels, target.scores, costs)
+        try:
+            sweep = economics.threshold_sweep(
+                target.labels, target.scores, costs, prevalence=self.prevalence
+            )
+            best = economics.best_threshold(target.labels, target.scores, costs, self.prevalence)
+        except EconomicsError as exc:
+            raise _invalid(exc) from None
         elkan = None if costs.per_instance else economics.elkan_threshold(costs)
         return figures.value_curve_png(
             sweep,
@@ -543,6 +540,37 @@ class Evaluation:
             title=f"Expected value by threshold: {title}",
             best_value=best.expected_value,
         )
+
+
+def summarize(
+    entries: list[dict[str, Any]], costs: CostMatrix, data: str, note: str
+) -> dict[str, Any]:
+    """``/evaluate``'s answer around ``entries`` (one per model, as
+    ``costaware.economics.evaluate`` gives them, with the model's name and version in
+    front): the ranking, the best model and the best decision. The batch engine builds its
+    entries from merged partial results and wraps them here too."""
+    ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
+    best = max(entries, key=lambda entry: entry["best_threshold"]["expected_value"])
+    return {
+        "data": data,
+        "note": note,
+        "cost_matrix": costs.to_dict() if not costs.per_instance else "per_instance",
+        "warnings": costs.warnings(),
+        "results": entries,
+        "ranking": [
+            {
+                "rank": rank,
+                "model": entry["model"],
+                "threshold": entry["threshold"],
+                "expected_value": entry["expected_value"],
+                "total_value": entry["total_value"],
+                "per_1000_decisions": entry["per_1000_decisions"],
+            }
+            for rank, entry in enumerate(ranking, start=1)
+        ],
+        "best_model": ranking[0]["model"],
+        "best_decision": {"model": best["model"], **best["best_threshold"]},
+    }
 
 
 def held_out_targets(
@@ -613,10 +641,21 @@ def _labels(raw: Any, n: int, what: str) -> np.ndarray:
     return labels
 
 
-def _entry(target: Target, costs: CostMatrix) -> dict[str, Any]:
+def _entry(
+    target: Target, costs: CostMatrix, prevalence: float | None, curve: bool
+) -> dict[str, Any]:
+    # The card's threshold is marked on the curve even when the request chose another.
+    marks = [] if target.model is None else [target.model.card.threshold]
     try:
         result = economics.evaluate(
-            target.labels, target.scores, costs, target.threshold, target.margin
+            target.labels,
+            target.scores,
+            costs,
+            target.threshold,
+            target.margin,
+            prevalence=prevalence,
+            curve=curve,
+            curve_marks=marks,
         )
     except EconomicsError as exc:
         raise _invalid(exc) from None

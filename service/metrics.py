@@ -25,6 +25,9 @@ from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Rows per onnxruntime call: 1 is a lone one-instance request; more is batch scoring at
+# work (service/batching.py) or a client's own batch.
+ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536)
 UNMATCHED = "unmatched"
 
 
@@ -68,6 +71,7 @@ class Metrics:
         # The children one request touches, looked up once per model or per request key.
         self._prediction_children: dict[str, tuple[Any, Any, Any]] = {}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._rows_children: dict[str, Any] = {}
         self.requests = Counter(
             "costaware_requests",
             "HTTP requests by endpoint, model and status",
@@ -107,6 +111,15 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.scoring_rows = Histogram(
+            "costaware_scoring_call_rows",
+            "Rows scored per onnxruntime call for /predict and /invocations, by model "
+            "(more than a request's own rows: batch scoring at work)",
+            ["model"],
+            buckets=ROWS_BUCKETS,
+            registry=self.registry,
+        )
+
     def _child(self, metric: Any, *labels: str) -> Any:
         # labels() costs more than the increment itself; children are cached per label set.
         key = (id(metric), *labels)
@@ -136,6 +149,12 @@ class Metrics:
         n_close = close.count(True)
         if n_close:
             close_child.inc(n_close)
+
+    def observe_scoring_call(self, model: str, rows: int) -> None:
+        child = self._rows_children.get(model)
+        if child is None:
+            child = self._rows_children[model] = self._child(self.scoring_rows, model)
+        child.observe(rows)
 
     def observe_non_finite(self, model: str, instances: int) -> None:
         self._child(self.non_finite_scores, model).inc(instances)

@@ -1,43 +1,46 @@
-"""The service's one ASGI layer: the body-size limit, request metrics, and a direct call of
-the prediction endpoint.
+"""The service's one ASGI layer, outside all of Starlette's: the body-size limit, request
+metrics, and a direct call of the prediction endpoints.
 
-One layer instead of a middleware each saves a coroutine frame, a ``send`` wrapper and a
-header scan per request; on a one-instance prediction the framework around the endpoint
-costs more than the pipeline itself, so these add up.
+It wraps the app's whole middleware stack (``service.app`` builds it that way), so a
+prediction pays for no other layer: on a one-instance prediction the framework around
+the endpoint costs as much as the pipeline itself.
 
 Body limit: a declared ``Content-Length`` over the limit is refused (413) before anything
-else runs, and such a refusal is not timed (as when the limit was its own outer
-middleware). A chunked body is counted as it streams and refused at the first chunk past
-the limit. Whatever the app then tries to answer (FastAPI turns errors while reading a
-body into its own 400), the client gets the 413 in the service's error shape.
+else runs, and such a refusal is not timed. A chunked body is counted as it streams and
+refused at the first chunk past the limit. Whatever the app then tries to answer (FastAPI
+turns errors while reading a body into its own 400), the client gets the 413 in the
+service's error shape.
 
 Metrics: every other HTTP request is timed; the endpoint label is the matched route's path
 template (bounded cardinality), the model label whatever the route put in the scope's
 ``state``.
 
-Direct routes: ``POST /predict`` with no ``root_path`` goes straight to its endpoint
-(``service.routes.predict.predict_direct``) instead of through Starlette's exception
-middleware, FastAPI's router and a ``Request``. It answers exactly as the routed endpoint
-does (same checks in the same order, same response, a ServiceError turned into the same
-error body as the app's handler); anything else goes through the app as usual, and the
-route stays registered for the OpenAPI document and for any request the direct path does
-not take.
+Direct routes: ``POST /predict`` and ``POST /invocations`` with no ``root_path`` go
+straight to their endpoints (``service.routes.common.direct_endpoint``) instead of through
+Starlette's error and exception middleware, FastAPI's router and a ``Request``. They answer
+exactly as the routed endpoints do: the same checks in the same order, the same bytes and
+headers, a ServiceError as the app's handler answers it, any other exception as the app's
+500 (logged, then re-raised to the server, as Starlette's error middleware does), the same
+metric samples (tests/service/test_direct_routes.py compares both paths for every format).
+Everything else goes through the app; the routes stay registered for the OpenAPI document
+and for any request the direct path does not take.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Iterable, Mapping
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLargeError, ServiceError, error_body
 from service.metrics import UNMATCHED, Metrics
-from service.routes.errors import service_error_response
+from service.routes.common import DirectEndpoint
+from service.routes.errors import service_error_response, unexpected_error_response
 
-# (method, path) -> endpoint taking the scope and receive and returning the response.
-DirectEndpoint = Callable[[Scope, Receive], Awaitable[Response]]
+_HTTP1 = frozenset({"1.0", "1.1"})
 
 
 class ServiceMiddleware:
@@ -79,13 +82,14 @@ class ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if declared is not None:
-            if declared > self.max_body_bytes:
-                await self._refuse(send, self._error(f"of {declared} bytes (Content-Length)"))
-                return
-            # The HTTP server holds a body to its declared length, so nothing needs
-            # counting; the hot path (small, declared JSON bodies) skips both wrappers.
+        declared, chunked = _body_framing(scope["headers"])
+        if declared is not None and declared > self.max_body_bytes:
+            await self._refuse(send, self._error(f"of {declared} bytes (Content-Length)"))
+            return
+        if not chunked and (declared is not None or scope.get("http_version") in _HTTP1):
+            # The HTTP server holds a body to its declared length, and an HTTP/1 request
+            # with neither Content-Length nor chunked encoding has no body, so nothing
+            # needs counting: the hot path skips both wrappers.
             await self._timed(scope, receive, send)
             return
 
@@ -125,30 +129,12 @@ class ServiceMiddleware:
             await self._refuse(send, overflow)
 
     async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = scope.setdefault("state", {})
         start = time.perf_counter()
-        endpoint = None
-        if not scope.get("root_path"):
-            direct = self.direct.get((scope["method"], scope["path"]))
-        else:
-            direct = None  # mounted under a prefix: let the router resolve the path
+        direct = (
+            None if scope.get("root_path") else self.direct.get((scope["method"], scope["path"]))
+        )
         if direct is not None:
-            # A direct response is sent in one place, so its status is known without
-            # wrapping ``send``; an exception other than a ServiceError propagates to the
-            # app's server-error handler and is counted as 500, as on the routed path.
-            endpoint = scope["path"]
-            status = 500
-            try:
-                try:
-                    response = await direct(scope, receive)
-                except ServiceError as exc:
-                    response = service_error_response(exc)
-                status = response.status_code
-                await response(scope, receive, send)
-            finally:
-                self.metrics.observe_request(
-                    endpoint, str(state.get("model", "")), status, time.perf_counter() - start
-                )
+            await self._direct(direct, scope, receive, send, start)
             return
 
         status = 500
@@ -165,15 +151,73 @@ class ServiceMiddleware:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or UNMATCHED
             self.metrics.observe_request(
-                endpoint, str(state.get("model", "")), status, time.perf_counter() - start
+                endpoint,
+                str(scope.setdefault("state", {}).get("model", "")),
+                status,
+                time.perf_counter() - start,
+            )
+
+    async def _direct(
+        self, endpoint: DirectEndpoint, scope: Scope, receive: Receive, send: Send, start: float
+    ) -> None:
+        state = scope.setdefault("state", {})
+        status = 500
+        try:
+            try:
+                body, media_type = await endpoint(scope, receive)
+            except ServiceError as exc:
+                response = service_error_response(exc)
+            except Exception as exc:
+                # As Starlette's error middleware: the app's 500, then the exception goes
+                # on to the server.
+                await unexpected_error_response(scope["method"], scope["path"], exc)(
+                    scope, receive, send
+                )
+                raise
+            else:
+                status = 200
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-length", str(len(body)).encode("latin-1")),
+                            _content_type(media_type),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            status = response.status_code
+            await response(scope, receive, send)
+        finally:
+            self.metrics.observe_request(
+                scope["path"], str(state.get("model", "")), status, time.perf_counter() - start
             )
 
 
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
+@functools.cache
+def _content_type(media_type: str) -> tuple[bytes, bytes]:
+    # Exactly the header Starlette's Response sends for this media type (a charset is
+    # added to text/* types).
+    return next(
+        header
+        for header in Response(b"", media_type=media_type).raw_headers
+        if header[0] == b"content-type"
+    )
+
+
+def _body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """The declared Content-Length (None when absent or unreadable) and whether the body
+    must be counted as it arrives (any Transfer-Encoding, or an unreadable length)."""
+    declared = None
+    chunked = False
+    for name, value in headers:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                declared, chunked = None, True  # unreadable: count what actually comes
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked

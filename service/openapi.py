@@ -319,7 +319,7 @@ def _evaluate(
     for parameter in operation.get("parameters", []):
         if parameter["name"] in ("tp", "fp", "tn", "fn"):
             parameter["schema"] = value
-        elif parameter["name"] in ("threshold", "margin"):
+        elif parameter["name"] in ("threshold", "margin", "prevalence"):
             parameter["schema"] = UNIT_INTERVAL
         elif parameter["name"] == "models":
             parameter["schema"] = {"type": "array", "items": name_schema, "uniqueItems": True}

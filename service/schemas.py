@@ -80,6 +80,18 @@ class EvaluateRequest(BaseModel):
     labels: Any = Field(default=None, description="0/1 labels, one per instance or score.")
     threshold: UnitInterval | None = Field(default=None, description="Default: the card's.")
     margin: UnitInterval | None = Field(default=None, description="Default: the card's.")
+    prevalence: UnitInterval | None = Field(
+        default=None,
+        description="Value the decisions as if positives were this share of the data "
+        "(positives weigh prevalence/p, negatives (1-prevalence)/(1-p)); counts and rates "
+        "stay those of the data. Default: the data's own prevalence.",
+    )
+    curve: bool | None = Field(
+        default=None,
+        strict=True,
+        description="Add to each result `curve`: the expected value by threshold on a grid "
+        "dense near 0, sampled also at the result's thresholds and the card's.",
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,8 +257,10 @@ def translate_validation_error(
         return field, f"expected {options}, got {describe(value)}"
     if kind in ("greater_than_equal", "less_than_equal"):
         return field, f"{value} is outside [0, 1]"
-    if kind == "float_type" and name in ("threshold", "margin"):
+    if kind == "float_type" and name in ("threshold", "margin", "prevalence"):
         return field, f"{describe(value)} is not a number"
+    if kind == "bool_type":
+        return field, f"expected true or false, got {describe(value)}"
     if kind == "string_type" and name == "model":
         return field, f"expected a model name, got {describe(value)}"
     return field, f"{error['msg']} (got {describe(value)})"

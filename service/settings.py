@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     log_level: LogLevel = "info"
     access_log: bool = True
+    # The server stack: auto is uvloop and httptools (uvicorn[standard], installed with the
+    # service); asyncio and h11 are there for debugging and comparison.
+    loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    http: Literal["auto", "httptools", "h11"] = "auto"
     # One intra-op and one inter-op thread per session: the models are tiny, and with
     # several uvicorn workers on a 2-core machine any more would only oversubscribe.
     ort_intra_op_threads: int = Field(default=1, ge=1, le=64)
@@ -75,7 +79,7 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Reported to Batch Transform; unset means `workers`."
     )
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "loop", "http", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

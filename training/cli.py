@@ -16,13 +16,24 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.tabular import TabularError
 from training.data import DEFAULT_SPLIT_SEED, DEFAULT_TEST_SIZE, Split
 from training.export import ExportError
 from training.fit import Progress, stderr_progress
+from training.options import (
+    COST_MATRIX_METAVAR,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    PROG,
+    OneLineParser,
+    OptionError,
+    fraction,
+    parse_cost_matrix,
+    positive_int,
+)
 from training.subsample import SubsampleError
 from training.subsample_cli import add_training_arguments, subsample_training_rows
 from training.variants import (
@@ -37,9 +48,7 @@ from training.variants import (
 if TYPE_CHECKING:
     from training.pipeline import TrainingRows
 
-PROG = "python -m training"
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "PROG", "SUBCOMMANDS", "Subcommand", "main"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "draw a subsample of negatives and audit it for bias", "training.subsample_cli"
     ),
     "tune": Subcommand(
-        "tune the loss weights by cross-validated expected value", "training.tuning"
+        "tune the loss weights by cross-validated expected value", "training.tuning_cli"
     ),
 }
 
@@ -84,40 +93,13 @@ def training_rows(
     return subsample_training_rows(args, data, progress, feature_names)
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line, like every other bad input."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
 def _subcommand_list() -> str:
     width = max(len(name) for name in SUBCOMMANDS)
     return "\n".join(f"  {name:<{width}}  {sub.help}" for name, sub in SUBCOMMANDS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog=PROG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
@@ -131,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  name=NAME[,loss=builtin|custom][,fn_cost=F,fp_cost=P][,epochs=E][,seed=S]"
             "[,batch_size=B][,learning_rate=R]\n"
             "  name=NAME,tp=V,fp=V,tn=V,fn=V   outcome values in dollars (negative = loss);\n"
-            "      the loss weights become fn_cost = tp - fn, fp_cost = tn - fp\n"
+            "      the loss weights become fn_cost = tp - fn, fp_cost = tn - fp, and the\n"
+            "      variant is priced with its own matrix (others with --cost-matrix)\n"
             "  e.g. --variant name=medical,loss=custom,fn_cost=200,fp_cost=1\n"
             "       --variant name=qaly,tp=-35280,fp=-1287.67,tn=0,fn=-252000\n\n"
             f"subcommands ({PROG} SUBCOMMAND --help):\n" + _subcommand_list()
@@ -154,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument(
         "--test-size",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_TEST_SIZE,
         help="held-out fraction for the card's metrics and the report (default %(default)s)",
     )
@@ -172,8 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a variant to train (repeatable, see below). Default: the three reference variants",
     )
     variants.add_argument(
+        "--cost-matrix",
+        metavar=COST_MATRIX_METAVAR,
+        help="dollar value of each outcome (negative = loss), or a JSON file with them (or a "
+        "model card): prices every variant whose spec gives no tp/fp/tn/fn, in the cards, the "
+        "summary table and the report. Default: the reference QALY values for the bundled "
+        "data, none for your own CSV (decisions are then not priced)",
+    )
+    variants.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_EPOCHS,
         help="epochs for every variant unless its spec says otherwise (default %(default)s)",
     )
@@ -186,14 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     variants.add_argument(
         "--threshold",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_THRESHOLD,
         help="decision threshold written to the cards and used for the metrics "
         "(default %(default)s)",
     )
     variants.add_argument(
         "--margin",
-        type=_fraction,
+        type=fraction,
         default=DEFAULT_MARGIN,
         help="close-confusion margin written to the cards (default %(default)s)",
     )
@@ -231,6 +222,7 @@ def run_training(args: argparse.Namespace) -> int:
     from training.pipeline import format_summary, load_data, make_split, train_variant
 
     specs = variants_from_args(args)
+    costs = parse_cost_matrix(args.cost_matrix) if args.cost_matrix else None
     dataset = load_data(args.data, label=args.label)
     data = make_split(dataset, test_size=args.test_size, seed=args.split_seed)
     stderr_progress(
@@ -247,6 +239,7 @@ def run_training(args: argparse.Namespace) -> int:
             rows=rows,
             threshold=args.threshold,
             margin=args.margin,
+            cost_matrix=costs,
         )
         for spec in specs
     ]
@@ -268,7 +261,7 @@ def _run_subcommand(name: str, argv: Sequence[str]) -> int:
             raise
         print(f"{PROG} {name}: not available in this build", file=sys.stderr)
         return EXIT_BAD_INPUT
-    parser = _OneLineParser(prog=f"{PROG} {name}", description=sub.help)
+    parser = OneLineParser(prog=f"{PROG} {name}", description=sub.help)
     module.add_arguments(parser)
     args = parser.parse_args(argv)
     return int(module.run(args))
@@ -282,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_training(args)
-    except (TabularError, VariantError, SubsampleError) as exc:
+    except (TabularError, VariantError, SubsampleError, OptionError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ExportError, OSError) as exc:

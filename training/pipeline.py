@@ -7,6 +7,7 @@ value; nothing here prints except through the ``progress`` callback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, outcome_values
 from training.data import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_SIZE,
+    REFERENCE_SOURCE,
     Dataset,
     Split,
     load_csvs,
@@ -25,6 +28,7 @@ from training.data import (
 )
 from training.export import ExportResult, export_model
 from training.fit import FittedModel, Progress, fit_variant, stderr_progress
+from training.options import describe_cost_matrix
 from training.variants import VariantSpec
 
 
@@ -49,14 +53,49 @@ class TrainingRows:
 
 
 @dataclass(frozen=True)
+class Pricing:
+    """The outcome values a model's decisions are priced with, and where they came from."""
+
+    costs: CostMatrix | None
+    source: str  # e.g. "--cost-matrix", "variant q's tp/fp/tn/fn"
+
+
+NOT_PRICED = (
+    "no cost matrix stated (pass --cost-matrix tp=V,fp=V,tn=V,fn=V, or give a variant tp/fp/tn/fn)"
+)
+
+
+def pricing_for(spec: VariantSpec, dataset: Dataset, cost_matrix: CostMatrix | None) -> Pricing:
+    """The variant's own matrix; else the one the user stated for the run; else the
+    reference QALY values for the reference data (whose outcomes they describe); else none."""
+    if spec.cost_matrix is not None:
+        return Pricing(spec.cost_matrix, f"variant {spec.name}'s tp/fp/tn/fn")
+    if cost_matrix is not None:
+        return Pricing(cost_matrix, "--cost-matrix")
+    if dataset.source == REFERENCE_SOURCE:
+        return Pricing(REFERENCE_QALY_VALUES, "the default for the reference data")
+    return Pricing(None, NOT_PRICED)
+
+
+@dataclass(frozen=True)
 class VariantResult:
     spec: VariantSpec
     fitted: FittedModel
     export: ExportResult
+    pricing: Pricing = Pricing(None, NOT_PRICED)
+
+    @property
+    def expected_value(self) -> float | None:
+        """Held-out expected value per instance at the card threshold, under ``pricing``."""
+        if self.pricing.costs is None:
+            return None
+        card = self.export.card
+        decided = np.asarray(card.held_out.scores) >= card.threshold
+        return float(outcome_values(card.held_out.labels, decided, self.pricing.costs).mean())
 
     @property
     def summary(self) -> dict[str, Any]:
-        """One row of the summary table (held-out split, card threshold, reference values)."""
+        """One row of the summary table (held-out split, card threshold, ``pricing``)."""
         card = self.export.card
         return {
             "name": self.spec.name,
@@ -67,7 +106,8 @@ class VariantResult:
             "auc": card.metrics.auc,
             "fn": card.metrics.confusion.fn,
             "fp": card.metrics.confusion.fp,
-            "expected_value": card.metrics.reference_expected_value,
+            "expected_value": self.expected_value,
+            "priced_with": self.pricing.source,
         }
 
 
@@ -91,10 +131,16 @@ def train_variant(
     rows: TrainingRows | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     margin: float = DEFAULT_MARGIN,
+    cost_matrix: CostMatrix | None = None,
     progress: Progress | None = stderr_progress,
 ) -> VariantResult:
-    """Fit one variant on ``rows`` (default: the training split) and export it."""
+    """Fit one variant on ``rows`` (default: the training split) and export it.
+
+    ``cost_matrix`` prices a variant that states no matrix of its own (:func:`pricing_for`);
+    it goes into the card as the matrix the model is evaluated with.
+    """
     rows = rows or TrainingRows.from_split(data)
+    pricing = pricing_for(spec, dataset, cost_matrix)
     if progress:
         weights = (
             "" if spec.loss == "builtin" else f" fn_cost={spec.fn_cost:g} fp_cost={spec.fp_cost:g}"
@@ -112,29 +158,68 @@ def train_variant(
         beta=rows.beta,
         threshold=threshold,
         margin=margin,
+        cost_matrix=pricing.costs,
         extra_sections=rows.card_sections or None,
         n_train=len(rows.y),
     )
     if progress:
         progress(f"[{spec.name}] exported {exported.folder}")
-    return VariantResult(spec=spec, fitted=fitted, export=exported)
+    return VariantResult(spec=spec, fitted=fitted, export=exported, pricing=pricing)
+
+
+def pricing_groups(results: Sequence[VariantResult]) -> tuple[list[str], list[int]]:
+    """The distinct matrices ``results`` are priced with, each described with every source
+    it came from, and the index of each result's matrix in that list."""
+    keys: list[tuple | None] = []
+    sources: list[list[str]] = []
+    index = []
+    for result in results:
+        costs = result.pricing.costs
+        key = None if costs is None else tuple(costs.to_dict().values())
+        if key not in keys:
+            keys.append(key)
+            sources.append([])
+        i = keys.index(key)
+        if result.pricing.source not in sources[i]:
+            sources[i].append(result.pricing.source)
+        index.append(i)
+    texts = []
+    for key, where in zip(keys, sources, strict=True):
+        if key is None:
+            texts.append(f"not priced: {NOT_PRICED}")
+        else:
+            texts.append(f"{describe_cost_matrix(CostMatrix(*key))}, from {' and '.join(where)}")
+    return texts, index
 
 
 def format_summary(results: list[VariantResult]) -> str:
-    """The summary table printed at the end of a run."""
+    """The summary table printed at the end of a run, with the matrix each EV is priced with.
+
+    When the models are priced with different matrices, a column names each row's matrix
+    (M1, M2, ...): their values are then not comparable with each other.
+    """
+    pricings, which = pricing_groups(results)
+    several = len(pricings) > 1
     header = (
         f"{'model':<16} {'loss':<8} {'fn:fp':>9} {'accuracy':>8} {'AUC':>7} "
-        f"{'FN':>4} {'FP':>4} {'EV $/patient':>13}"
+        f"{'FN':>4} {'FP':>4} {'EV $/instance':>14}" + (f" {'matrix':>6}" if several else "")
     )
     lines = [header, "-" * len(header)]
-    for result in results:
+    for result, matrix in zip(results, which, strict=True):
         row = result.summary
         ratio = f"{row['fn_cost']:g}:{row['fp_cost']:g}"
         value = row["expected_value"]
         lines.append(
             f"{row['name']:<16} {row['loss']:<8} {ratio:>9} {row['accuracy']:>8.3f} "
             f"{row['auc']:>7.4f} {row['fn']:>4} {row['fp']:>4} "
-            + (f"{value:>13,.2f}" if value is not None else f"{'-':>13}")
+            + (f"{value:>14,.2f}" if value is not None else f"{'-':>14}")
+            + (f" {'M' + str(matrix + 1):>6}" if several else "")
         )
-    lines.append("EV: expected value per patient under the reference QALY values ($100,000/QALY)")
+    lines.append(
+        "EV: held-out expected value per instance at each card's threshold, priced with "
+        + (pricings[0] if not several else "the matrix in the last column (values under "
+           "different matrices are not comparable):")
+    )  # fmt: skip
+    if several:
+        lines += [f"  M{i}: {text}" for i, text in enumerate(pricings, start=1)]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ import numpy as np
 
 from costaware import economics, figures
 from costaware.card import ModelCard
-from training.data import Split
+from training.data import REFERENCE_SOURCE, Split
 
 if TYPE_CHECKING:
     from training.pipeline import VariantResult
@@ -30,7 +30,7 @@ PUBLISHED = {
     "medical": {"accuracy": 0.846, "auc": 0.9891, "expected_value": -15273.85},
 }
 
-_STYLE = """
+STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
@@ -41,31 +41,28 @@ img { max-width: 100%; }
 """
 
 
-def _e(text: object) -> str:
+def escape(text: object) -> str:
     return html.escape(str(text))
 
 
-def _money(value: float | None) -> str:
+def money(value: float | None) -> str:
     return "—" if value is None else f"${value:,.2f}"
 
 
-def _table(caption: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><caption>{_e(caption)}</caption><tr>{head}</tr>{body}</table>"
+def html_table(caption: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><caption>{escape(caption)}</caption><tr>{head}</tr>{body}</table>"
 
 
-def _costs(card: ModelCard) -> economics.CostMatrix:
-    if card.cost_matrix is None:
-        return economics.REFERENCE_QALY_VALUES
-    return economics.CostMatrix(**card.cost_matrix.model_dump())
-
-
-def _summary_table(cards: Sequence[ModelCard]) -> str:
+def _summary_table(results: Sequence[VariantResult], matrices: list[str], which: list[int]) -> str:
+    several = len(matrices) > 1
     rows = []
-    for card in cards:
+    for result, matrix in zip(results, which, strict=True):
+        card = result.export.card
         m = card.metrics
-        published = PUBLISHED.get(card.name, {})
+        reference_data = card.training.data.source == REFERENCE_SOURCE
+        published = PUBLISHED.get(card.name, {}) if reference_data else {}
         rows.append(
             (
                 card.name,
@@ -77,11 +74,12 @@ def _summary_table(cards: Sequence[ModelCard]) -> str:
                 f"{m.per_class['1'].precision:.2f}",
                 m.confusion.fn,
                 m.confusion.fp,
-                _money(m.reference_expected_value),
-                _money(published.get("expected_value")),
+                money(result.expected_value),
+                *((f"M{matrix + 1}",) if several else ()),
+                money(published.get("expected_value")),
             )
         )
-    return _table(
+    return html_table(
         "Held-out accuracy, AUC and expected value (threshold as in each card)",
         (
             "model",
@@ -93,31 +91,35 @@ def _summary_table(cards: Sequence[ModelCard]) -> str:
             "precision (1)",
             "FN",
             "FP",
-            "EV $/patient (reference QALY values)",
+            "EV $/instance" + ("" if several else " (matrix below)"),
+            *(("matrix",) if several else ()),
             "EV, published notebook",
         ),
         rows,
     )
 
 
-def _value_table(cards: Sequence[ModelCard], labels: np.ndarray) -> str:
+def _value_table(results: Sequence[VariantResult], labels: np.ndarray) -> str:
     rows = []
-    for card in cards:
+    for result in results:
+        card, costs = result.export.card, result.pricing.costs
+        if costs is None:
+            rows.append((card.name, "—", "—", "—", "—"))
+            continue
         scores = np.asarray(card.held_out.scores)
-        costs = _costs(card)
         elkan = economics.elkan_threshold(costs)
         at_elkan = float(economics.outcome_values(labels, elkan.decide(scores), costs).mean())
         rows.append(
             (
                 card.name,
-                _money(economics.expected_value(labels, scores, card.threshold, costs)),
-                _money(economics.total_value(labels, scores, card.threshold, costs)),
+                money(economics.expected_value(labels, scores, card.threshold, costs)),
+                money(economics.total_value(labels, scores, card.threshold, costs)),
                 "—" if elkan.value is None else f"{elkan.value:.4f}",
-                _money(at_elkan),
+                money(at_elkan),
             )
         )
-    return _table(
-        "Expected value in dollars per patient (held-out split)",
+    return html_table(
+        "Expected value in dollars per instance (held-out split)",
         (
             "model",
             "EV at the card threshold",
@@ -129,9 +131,22 @@ def _value_table(cards: Sequence[ModelCard], labels: np.ndarray) -> str:
     )
 
 
+def _matrix_note(matrices: list[str]) -> str:
+    if len(matrices) == 1:
+        text = f"Outcome values per instance: {matrices[0]}."
+    else:
+        text = "Outcome values per instance (values under different matrices are not " + (
+            "comparable): " + "; ".join(f"M{i}: {m}" for i, m in enumerate(matrices, start=1))
+        )
+    return (
+        f"<p class='note'>{escape(text)} Elkan's t* is the threshold that is optimal for "
+        "calibrated scores under those values.</p>"
+    )
+
+
 def _confusion_table(card: ModelCard) -> str:
     c = card.metrics.confusion
-    return _table(
+    return html_table(
         f"Confusion matrix at threshold {card.threshold:g}",
         ("", "predicted 0", "predicted 1"),
         (("actual 0", c.tn, c.fp), ("actual 1", c.fn, c.tp)),
@@ -143,12 +158,13 @@ def _class_report_table(card: ModelCard) -> str:
         (cls, f"{r.precision:.2f}", f"{r.recall:.2f}", f"{r.f1:.2f}", r.support)
         for cls, r in sorted(card.metrics.per_class.items())
     ]
-    return _table("Classification report", ("class", "precision", "recall", "f1", "support"), rows)
+    header = ("class", "precision", "recall", "f1", "support")
+    return html_table("Classification report", header, rows)
 
 
 def _close_table(card: ModelCard, labels: np.ndarray) -> str:
     close = economics.close_confusions(labels, card.held_out.scores, card.threshold, card.margin)
-    return _table(
+    return html_table(
         f"Close confusions: |score − {card.threshold:g}| < {card.margin:g}",
         ("", "TP", "FP", "TN", "FN", "total"),
         (("count", close["tp"], close["fp"], close["tn"], close["fn"], close["total"]),),
@@ -159,6 +175,9 @@ def write_report(results: Sequence[VariantResult], data: Split, report_dir: Path
     """Write ``report_dir/index.html`` plus one PNG per figure; return the index path."""
     report_dir.mkdir(parents=True, exist_ok=True)
     cards = [result.export.card for result in results]
+    from training.pipeline import pricing_groups
+
+    matrices, which = pricing_groups(results)
     labels = np.asarray(data.y_test)
     (report_dir / "roc.png").write_bytes(
         figures.roc_png({card.name: (labels, card.held_out.scores) for card in cards})
@@ -176,31 +195,29 @@ def write_report(results: Sequence[VariantResult], data: Split, report_dir: Path
             )
         )
         sections.append(
-            f"<h2 id='{_e(card.name)}'>{_e(card.name)}</h2>"
-            f"<p>{_e(card.description)} Loss: {_e(card.loss.type)}, fn_cost "
+            f"<h2 id='{escape(card.name)}'>{escape(card.name)}</h2>"
+            f"<p>{escape(card.description)} Loss: {escape(card.loss.type)}, fn_cost "
             f"{card.loss.fn_cost:g}, fp_cost {card.loss.fp_cost:g}; "
             f"{card.training.epochs} epochs, seed {card.training.seed}; model "
-            f"<code>{_e(card.onnx.sha256[:12])}</code>.</p>"
+            f"<code>{escape(card.onnx.sha256[:12])}</code>.</p>"
             + _class_report_table(card)
             + _confusion_table(card)
             + _close_table(card, labels)
-            + f"<img src='{_e(figure)}' alt='close confusions for {_e(card.name)}'>"
+            + f"<img src='{escape(figure)}' alt='close confusions for {escape(card.name)}'>"
         )
     first = cards[0].training.data
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>costaware training report</title><style>{_STYLE}</style></head><body>"
+        f"<title>costaware training report</title><style>{STYLE}</style></head><body>"
         "<h1>Cost-aware training report</h1>"
         f"<p class='note'>Generated {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}. "
-        f"Data: {_e(first.source)} ({first.n_rows} rows, sha256 "
-        f"<code>{_e(first.sha256[:12])}</code>); held-out split of {first.n_test} rows "
+        f"Data: {escape(first.source)} ({first.n_rows} rows, sha256 "
+        f"<code>{escape(first.sha256[:12])}</code>); held-out split of {first.n_test} rows "
         f"(test size {first.test_size:g}, seed {first.split_seed}). All figures below are "
         "computed from the exported ONNX models' held-out scores.</p>"
-        + _summary_table(cards)
-        + _value_table(cards, labels)
-        + "<p class='note'>Outcome values per patient (reference, $100,000 per QALY): "
-        "TP −$35,280, FP −$1,287.67, TN $0, FN −$252,000. Elkan's t* is the threshold "
-        "that is optimal for calibrated scores under those values.</p>"
+        + _summary_table(results, matrices, which)
+        + _value_table(results, labels)
+        + _matrix_note(matrices)
         + "<h2>ROC curves</h2><img src='roc.png' alt='ROC curves'>"
         + "".join(sections)
         + "</body></html>\n"

@@ -20,15 +20,14 @@ exported like any other model with the search in the card's ``tuning`` section.
 The held-out split cannot influence the choice: :func:`tune` seals it in a
 :class:`SealedSplit`, which raises on any read until the search is over.
 
-``python -m training tune`` is :mod:`training.tuning_cli`; this module only
-forwards ``add_arguments``/``run`` to it (the subcommand registry names this module).
+``python -m training tune`` is :mod:`training.tuning_cli`, which imports this module;
+this module imports no command-line code.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +76,9 @@ SELECTIONS = {
 SettingSource = Literal["builtin", "ratio", "matrix"]
 # Called after every fit of the search: (fits done, fits in all, setting, fold number).
 FitCallback = Callable[[int, int, "LossSetting", int], None]
+# Runs the fold fits: called like the builtin ``map(function, *iterables)``, it must give
+# the results in order (lazily or not).
+MapFunction = Callable[..., Iterable[Any]]
 
 
 class TuningError(ValueError):
@@ -616,12 +618,16 @@ def search(
     seed: int = DEFAULT_SEED,
     epochs: int = DEFAULT_EPOCHS,
     on_fit: FitCallback | None = None,
+    map_fn: MapFunction = map,
 ) -> SearchResult:
     """Cross-validate every (setting, rule) pair of ``grid`` x ``rules`` on the training
     rows it is given (``rules`` defaults to :func:`default_rules`).
 
     All settings share the folds and the fit seed, so they differ only in the loss;
     all rules of a setting share its fits, so they differ only in the threshold.
+    ``map_fn`` runs the fold fits (``map`` here; ``client.map`` on a Dask cluster, see
+    :func:`training.tuning_cli.dask_map`): every fit seeds itself, so where it runs does
+    not change its result.
     """
     if not grid:
         raise TuningError("--grid: no loss settings to search")
@@ -632,19 +638,28 @@ def search(
     y_train = np.asarray(y_train)
     folds = cv_folds(y_train, k, seed)
     total = len(grid) * len(folds)
-    results = []
-    for s_index, setting in enumerate(grid):
-        spec = setting.spec(f"cv-{s_index}", epochs=epochs, seed=seed)
-        fold_results = []
-        for f_index, (train_index, val_index) in enumerate(folds):
-            fold_results.append(
-                evaluate_fold(
-                    spec, x_train, y_train, f_index + 1, train_index, val_index, costs, rules
-                )
-            )
-            if on_fit:
-                on_fit(s_index * len(folds) + f_index + 1, total, setting, f_index + 1)
-        results.append(SettingResult(setting, rules, tuple(fold_results)))
+    specs = [setting.spec(f"cv-{s}", epochs=epochs, seed=seed) for s, setting in enumerate(grid)]
+    jobs = [(s, f) for s in range(len(grid)) for f in range(len(folds))]
+    fits = map_fn(
+        evaluate_fold,
+        [specs[s] for s, _ in jobs],
+        [x_train] * total,
+        [y_train] * total,
+        [f + 1 for _, f in jobs],
+        [folds[f][0] for _, f in jobs],
+        [folds[f][1] for _, f in jobs],
+        [costs] * total,
+        [rules] * total,
+    )
+    by_setting: list[list[FoldResult]] = [[] for _ in grid]
+    for done, ((s, f), fold_result) in enumerate(zip(jobs, fits, strict=True), start=1):
+        by_setting[s].append(fold_result)
+        if on_fit:
+            on_fit(done, total, grid[s], f + 1)
+    results = [
+        SettingResult(setting, rules, tuple(found))
+        for setting, found in zip(grid, by_setting, strict=True)
+    ]
     return SearchResult(
         costs=costs,
         k=k,
@@ -734,6 +749,7 @@ def choose(
     name: str = DEFAULT_NAME,
     on_fit: FitCallback | None = None,
     progress: Progress | None = None,
+    map_fn: MapFunction = map,
 ) -> TunedFit:
     """The whole choice on the training rows: the search (``grid`` defaults to
     :func:`default_grid`), then the winner refitted with its threshold. :func:`tune` exports
@@ -749,6 +765,7 @@ def choose(
         seed=seed,
         epochs=epochs,
         on_fit=on_fit,
+        map_fn=map_fn,
     )
     return fit_winner(result, x_train, y_train, name=name, progress=progress)
 
@@ -769,6 +786,7 @@ def tune(
     margin: float = DEFAULT_MARGIN,
     on_fit: FitCallback | None = None,
     progress: Progress | None = None,
+    map_fn: MapFunction = map,
 ) -> TuneOutcome:
     """Search, refit the winner, then (and only then) unseal the held-out split to export."""
     from training.export import export_model
@@ -787,6 +805,7 @@ def tune(
         name=name,
         on_fit=on_fit,
         progress=progress,
+        map_fn=map_fn,
     )
     split = sealed.unseal()
     exported = export_model(
@@ -800,16 +819,3 @@ def tune(
         extra_sections={"tuning": tuned.card_section()},
     )
     return TuneOutcome(tuned=tuned, split=split, export=exported)
-
-
-# The subcommand registry (training.cli.SUBCOMMANDS) names this module.
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.tuning_cli import add_arguments as add
-
-    add(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    from training.tuning_cli import run as run_cli
-
-    return run_cli(args)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -16,18 +16,29 @@ import numpy as np
 from costaware.card import CardError, ModelCard, read_card
 from costaware.decision import DEFAULT_MARGIN
 from costaware.economics import (
-    OUTCOMES,
     REFERENCE_QALY_VALUES,
     CostMatrix,
     EconomicsError,
     elkan_threshold,
     threshold_sweep,
 )
+from costaware.figures import new_figure, to_png
 from costaware.tabular import TabularError
-from training.cli import EXIT_BAD_INPUT, EXIT_FAILED, PROG, _fraction, _positive_int
 from training.data import DEFAULT_SPLIT_SEED, DEFAULT_TEST_SIZE
 from training.export import ExportError
 from training.fit import stderr_progress
+from training.options import (
+    COST_MATRIX_METAVAR,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    PROG,
+    REFERENCE_MATRIX_TEXT,
+    OptionError,
+    fraction,
+    parse_cost_matrix,
+    positive_int,
+)
+from training.report import STYLE, escape, html_table, money
 from training.tuning import (
     DEFAULT_K,
     DEFAULT_NAME,
@@ -35,6 +46,7 @@ from training.tuning import (
     DEFAULT_RULES_TEXT,
     SELECTIONS,
     LossSetting,
+    MapFunction,
     SearchResult,
     TuneOutcome,
     TuningError,
@@ -49,48 +61,7 @@ from training.tuning import (
 )
 from training.variants import DEFAULT_EPOCHS, DEFAULT_SEED, NAME_PATTERN, VariantError
 
-REFERENCE_MATRIX_TEXT = "tp=-35280,fp=-1287.67,tn=0,fn=-252000"
 DEFAULT_GRID_TEXT = ",".join(["builtin", *(f"{r:.4g}" for r in DEFAULT_RATIOS), "matrix"])
-
-
-def parse_cost_matrix(text: str) -> CostMatrix:
-    """``tp=V,fp=V,tn=V,fn=V``, or a JSON file holding those four keys (or a model card's
-    ``cost_matrix``)."""
-    if "=" in text:
-        values: dict[str, float] = {}
-        for part in text.split(","):
-            key, _, value = part.partition("=")
-            key = key.strip()
-            if key not in OUTCOMES:
-                raise TuningError(f"--cost-matrix: {part!r}: expected tp=, fp=, tn= and fn=")
-            if key in values:
-                raise TuningError(f"--cost-matrix: {key} given twice")
-            try:
-                values[key] = float(value)
-            except ValueError:
-                raise TuningError(f"--cost-matrix: {key}={value!r} is not a number") from None
-        try:
-            return CostMatrix.from_mapping(values, prefix="--cost-matrix")
-        except EconomicsError as exc:
-            raise TuningError(str(exc)) from None
-    path = Path(text)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TuningError(
-            f"--cost-matrix: {path}: no such file (nor tp=..,fp=..,tn=..,fn=..)"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TuningError(f"--cost-matrix: {path}: not a readable JSON file ({exc})") from None
-    if isinstance(raw, dict) and "cost_matrix" in raw:
-        raw = raw["cost_matrix"]
-    try:
-        costs = CostMatrix.from_mapping(raw, prefix=f"--cost-matrix {path}")
-    except EconomicsError as exc:
-        raise TuningError(str(exc)) from None
-    if costs.per_instance:
-        raise TuningError(f"--cost-matrix {path}: tuning needs one value per outcome, not lists")
-    return costs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cost-matrix",
         default=REFERENCE_MATRIX_TEXT,
-        metavar="tp=V,fp=V,tn=V,fn=V|JSON",
+        metavar=COST_MATRIX_METAVAR,
         help="dollar value of each outcome (negative = loss), or a JSON file with them "
         "(default: the reference QALY values, %(default)s)",
     )
@@ -117,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, action="append", metavar="CSV", help="training CSV (repeatable)"
     )
     parser.add_argument("--label", metavar="COLUMN", help="name of the 0/1 label column")
-    parser.add_argument("--test-size", type=_fraction, default=DEFAULT_TEST_SIZE)
+    parser.add_argument("--test-size", type=fraction, default=DEFAULT_TEST_SIZE)
     parser.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED)
     parser.add_argument("--grid", default=None, metavar="LIST", help="loss settings to search")
     parser.add_argument(
@@ -137,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(the best CV value over every setting and rule)",
     )
     parser.add_argument(
-        "--k", type=_positive_int, default=DEFAULT_K, help="folds (default %(default)s)"
+        "--k", type=positive_int, default=DEFAULT_K, help="folds (default %(default)s)"
     )
     parser.add_argument(
         "--seed",
@@ -145,12 +116,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SEED,
         help="seed of the folds and of every fit (default %(default)s)",
     )
-    parser.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS)
+    parser.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS)
     parser.add_argument("--name", default=DEFAULT_NAME, help="model name (default %(default)s)")
-    parser.add_argument("--margin", type=_fraction, default=DEFAULT_MARGIN)
+    parser.add_argument("--margin", type=fraction, default=DEFAULT_MARGIN)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-report", action="store_true")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="run the cross-validation fits on a Dask LocalCluster of N worker processes "
+        "(needs the batch extra); same winner and card as a local run",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the cross-validation fits on an existing Dask cluster (its workers need "
+        "the training environment)",
+    )
+
+
+def dask_map(client: Any) -> MapFunction:
+    """A ``map`` over a Dask client: one task per call, the results in order."""
+
+    def mapper(function: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
+        futures = client.map(function, *iterables, pure=False)
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            client.cancel(futures)
+
+    return mapper
+
+
+@contextmanager
+def fit_map(args: argparse.Namespace) -> Iterator[MapFunction]:
+    """The builtin ``map``, or a Dask client's with ``--workers``/``--scheduler``."""
+    if not (args.workers or args.scheduler):
+        yield map
+        return
+    try:
+        from service.batch.engine import connect
+    except ImportError as exc:
+        raise TuningError(
+            f"--workers/--scheduler need dask.distributed (the batch extra): {exc}"
+        ) from None
+    with connect(args.workers, args.scheduler) as client:
+        stderr_progress(f"tune: cross-validation fits on {client.scheduler.address}")
+        yield dask_map(client)
 
 
 # ---------------------------------------------------------------------------
@@ -288,23 +304,19 @@ def format_outcome(outcome: TuneOutcome, others: Sequence[Comparison]) -> str:
 
 
 def _finish(figure: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> bytes:
-    from costaware.figures import _png
-
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(title)
-    return _png(figure)
+    return to_png(figure)
 
 
 def cv_figure_png(result: SearchResult) -> bytes:
     """Cross-validated expected value against fn_cost/fp_cost (log axis), ± one sd: at the
     selection's threshold (Elkan's t*) when it fixes one, the in-sample threshold rule and
     each setting's best rule; cross-entropy as lines."""
-    from costaware.figures import _figure
-
-    figure, axes = _figure(8, 4.5)
+    figure, axes = new_figure(8, 4.5)
     ax = axes[0]
     ratios = [r for r in result.settings if r.setting.source == "ratio"]
     series = [("best threshold rule", lambda r: r.best, "#1f77b4")]
@@ -353,12 +365,10 @@ def threshold_figure_png(outcome: TuneOutcome) -> bytes:
     """The winner's expected value against threshold: on the training split (which the
     model was refitted on, and the in-sample rule reads) and on the held-out split (never
     seen by the choice)."""
-    from costaware.figures import _figure
-
     tuned = outcome.tuned
     costs = tuned.search.costs
     card = outcome.export.card
-    figure, axes = _figure(8, 4.5)
+    figure, axes = new_figure(8, 4.5)
     ax = axes[0]
     curves = (
         ("training split (refitted on it)", outcome.split.y_train, tuned.train_scores),
@@ -391,8 +401,6 @@ def write_tuning_report(
     outcome: TuneOutcome, others: Sequence[Comparison], report_dir: Path
 ) -> Path:
     """``report_dir/tuning.html`` with the grid table, the comparison and two figures."""
-    from training.report import _STYLE, _e, _money, _table
-
     report_dir.mkdir(parents=True, exist_ok=True)
     result = outcome.tuned.search
     card = outcome.export.card
@@ -404,10 +412,10 @@ def write_tuning_report(
             ("* " if c.same_as(winner) else "") + r.setting.label,
             "—" if r.setting.ratio is None else f"{r.setting.ratio:.4g}",
             c.rule.name,
-            _money(c.mean),
-            _money(c.std),
-            _money(float(c.values.min())),
-            _money(float(c.values.max())),
+            money(c.mean),
+            money(c.std),
+            money(float(c.values.min())),
+            money(float(c.values.max())),
             f"{c.mean_threshold:.4g}",
         )
         for r in result.settings
@@ -415,27 +423,27 @@ def write_tuning_report(
     ]
     labels = np.asarray(card.held_out.labels)
     held_out = value_at(labels, np.asarray(card.held_out.scores), card.threshold, result.costs)
-    compare_rows = [(card.name, f"{card.threshold:.4g}", _money(held_out), "")] + [
+    compare_rows = [(card.name, f"{card.threshold:.4g}", money(held_out), "")] + [
         (
             o.name,
             f"{o.threshold:.4g}",
-            _money(o.held_out_value),
-            _money(held_out - o.held_out_value),
+            money(o.held_out_value),
+            money(held_out - o.held_out_value),
         )
         for o in others
     ]
     matrix = ", ".join(f"{k} {v:,.2f}" for k, v in result.costs.to_dict().items())
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>costaware cost tuning</title><style>{_STYLE}</style></head><body>"
+        f"<title>costaware cost tuning</title><style>{STYLE}</style></head><body>"
         "<h1>Cost tuning</h1>"
-        f"<p class='note'>Outcome values per instance: {_e(matrix)}. Data: "
-        f"{_e(card.training.data.source)}; {card.training.data.n_train} training rows, "
+        f"<p class='note'>Outcome values per instance: {escape(matrix)}. Data: "
+        f"{escape(card.training.data.source)}; {card.training.data.n_train} training rows, "
         f"{card.training.data.n_test} held out (seed {card.training.data.split_seed}). "
         f"{result.k}-fold stratified CV on the training split only (seed {result.seed}, "
         f"{result.epochs} epochs per fit); per fold, each threshold rule sets its threshold "
         "from the fold's training part only, and it is applied to the validation part.</p>"
-        + _table(
+        + html_table(
             "Cross-validated expected value per loss setting and threshold rule ($ per instance)",
             (
                 "loss setting",
@@ -450,11 +458,11 @@ def write_tuning_report(
             grid_rows,
         )
         + "<img src='tuning-cv.png' alt='CV expected value against fn_cost/fp_cost'>"
-        + f"<h2>{_e(card.name)}</h2><p>Chosen: {_e(winner.label)} (selection "
-        f"{_e(result.selection)}: {_e(SELECTIONS[result.selection])}), refitted on "
+        + f"<h2>{escape(card.name)}</h2><p>Chosen: {escape(winner.label)} (selection "
+        f"{escape(result.selection)}: {escape(SELECTIONS[result.selection])}), refitted on "
         f"the whole training split; threshold {card.threshold:.6g} "
-        f"({_e(winner.rule.description)}; {_e(THRESHOLD_NOTE)}).</p>"
-        + _table(
+        f"({escape(winner.rule.description)}; {escape(THRESHOLD_NOTE)}).</p>"
+        + html_table(
             "Held-out expected value ($ per instance; each model at its card threshold)",
             ("model", "threshold", "held-out EV", f"{card.name} minus this"),
             compare_rows,
@@ -481,7 +489,7 @@ def run(args: argparse.Namespace) -> int:
     where = f"{PROG} tune"
     try:
         return _run(args)
-    except (TabularError, VariantError, TuningError, EconomicsError) as exc:
+    except (TabularError, VariantError, TuningError, EconomicsError, OptionError) as exc:
         print(f"{where}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ExportError, OSError) as exc:
@@ -513,21 +521,23 @@ def _run(args: argparse.Namespace) -> int:
         f"threshold rules {', '.join(r.name for r in rules)}; selection {selection}"
     )
     started = time.monotonic()
-    outcome = tune(
-        dataset,
-        data,
-        costs,
-        args.models_dir,
-        grid=grid,
-        rules=rules,
-        selection=selection,
-        k=args.k,
-        seed=args.seed,
-        epochs=args.epochs,
-        name=args.name,
-        margin=args.margin,
-        on_fit=ProgressBar(),
-    )
+    with fit_map(args) as map_fn:
+        outcome = tune(
+            dataset,
+            data,
+            costs,
+            args.models_dir,
+            grid=grid,
+            rules=rules,
+            selection=selection,
+            k=args.k,
+            seed=args.seed,
+            epochs=args.epochs,
+            name=args.name,
+            margin=args.margin,
+            on_fit=ProgressBar(),
+            map_fn=map_fn,
+        )
     others = compare_with_models(outcome.export.card, args.models_dir, costs)
     if not args.no_report:
         stderr_progress(f"report: {write_tuning_report(outcome, others, args.report_dir)}")

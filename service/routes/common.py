@@ -10,7 +10,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from service.codecs import ENCODERS
 from service.dataplane import DataPlane
@@ -87,33 +89,92 @@ class DirectRoute(APIRoute):
         return handle
 
 
+# A request header by name (case-insensitive; the first occurrence), or None.
+HeaderGetter = Callable[[str], str | None]
+# What a prediction endpoint reads from the headers: request format, response format and
+# the overrides of the body's choices.
+Formats = tuple[str, str, Overrides | None]
+# A prediction endpoint called by service.middleware without a Request: the encoded answer
+# and its media type (200), or a ServiceError.
+DirectEndpoint = Callable[[Scope, Receive], Awaitable[tuple[bytes, str]]]
+
+
 async def answer_predictions(
-    request: Request,
-    request_format: str,
-    response_format: str,
-    overrides: Overrides | None = None,
+    request: Request, formats: Callable[[HeaderGetter], Formats]
 ) -> Response:
+    """A prediction endpoint's answer through FastAPI's router: ``formats`` reads the
+    headers, then the body is read and predicted."""
+    request_format, response_format, overrides = formats(request.headers.get)
     # The hot path skips dependency injection, which costs more per request than the
     # whole single-instance pipeline; it reads the app's state as the dependencies do.
     dataplane = dataplane_of(request.app.state)
     # The body size limit is enforced while this reads (service.middleware).
     body = await request.body()
-    response, model = await predictions_response(
-        dataplane, body, request_format, response_format, overrides
-    )
+    encoded, model = await predicted(dataplane, body, request_format, response_format, overrides)
     request.state.model = model
-    return response
+    return Response(encoded, media_type=response_format)
 
 
-async def predictions_response(
+def direct_endpoint(formats: Callable[[HeaderGetter], Formats]) -> DirectEndpoint:
+    """The same endpoint for service.middleware's direct call: the same checks in the same
+    order (headers, data plane, body, prediction) and the same answer, without a Request
+    or FastAPI's router."""
+
+    async def endpoint(scope: Scope, receive: Receive) -> tuple[bytes, str]:
+        request_format, response_format, overrides = formats(scope_headers(scope))
+        dataplane = dataplane_of(scope["app"].state)
+        body = await read_body(receive)
+        encoded, model = await predicted(
+            dataplane, body, request_format, response_format, overrides
+        )
+        scope["state"]["model"] = model
+        return encoded, response_format
+
+    return endpoint
+
+
+def scope_headers(scope: Scope) -> HeaderGetter:
+    """``Request.headers.get`` for an ASGI scope: the first occurrence of a name, decoded
+    as latin-1 (ASGI header names are lower case)."""
+    first: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        first.setdefault(name, value)
+
+    def get(name: str) -> str | None:
+        value = first.get(name.lower().encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
+
+    return get
+
+
+async def read_body(receive: Receive) -> bytes:
+    """As Starlette's ``Request.body()``: every chunk up to the last, ClientDisconnect if
+    the client goes away first."""
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return message.get("body", b"")  # the whole body in one message: the usual case
+    chunks: list[bytes] = []
+    while True:
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        message = await receive()
+
+
+async def predicted(
     dataplane: DataPlane,
     body: bytes,
     request_format: str,
     response_format: str,
     overrides: Overrides | None = None,
-) -> tuple[Response, str]:
-    """Decode ``body``, run it through the data plane and encode the answer; the response
-    and the model that answered (for the request metrics)."""
+) -> tuple[bytes, str]:
+    """Decode ``body``, run it through the data plane and encode the answer; the encoded
+    answer and the model that answered (for the request metrics)."""
     if len(body) > INLINE_BODY_BYTES:
         encoded, predictions = await run_in_threadpool(
             run_pipeline, dataplane, body, request_format, response_format, overrides
@@ -122,4 +183,4 @@ async def predictions_response(
         inputs = decode_inputs(dataplane, body, request_format, overrides)
         predictions = await dataplane.predict(inputs)
         encoded = ENCODERS[response_format](predictions)
-    return Response(encoded, media_type=response_format), predictions.model
+    return encoded, predictions.model

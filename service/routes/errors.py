@@ -74,8 +74,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_error_response(request.method, request.url.path, exc)
+
+
+def unexpected_error_response(method: str, path: str, exc: Exception) -> Response:
+    """The 500 for an exception that is not a ServiceError, logged with its traceback;
+    the app's handler and the direct routes (service.middleware) both answer with this."""
     # Only a bug in the service lands here; bad input is always a ServiceError.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return error_response(500, "internal_error", f"{type(exc).__name__} (see the server log)")
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -40,11 +41,11 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from service.routes.common import DataPlaneDep
+from service.schemas import EvaluateRequest, translate_validation_error
 
 router = APIRouter(tags=["economics"])
 
 PNG = "image/png"
-BODY_KEYS = ("models", "cost_matrix", "instances", "scores", "labels", "threshold", "margin")
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,15 @@ class EvaluateOptions:
     costs: dict[str, float | None]
     threshold: float | None
     margin: float | None
+    prevalence: float | None = None
+    curve: bool | None = None
 
     def body_fields_given(self) -> list[str]:
         given = [key for key, value in self.costs.items() if value is not None]
         given += [
-            key for key in ("models", "threshold", "margin") if getattr(self, key) is not None
+            key
+            for key in ("models", "threshold", "margin", "prevalence", "curve")
+            if getattr(self, key) is not None
         ]
         return given
 
@@ -77,19 +82,26 @@ def _cost_matrix(raw: Any, field: str) -> CostMatrix:
 
 
 def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs:
-    unknown = sorted(set(payload) - set(BODY_KEYS))
-    if unknown:
-        raise InvalidInputError(f"{unknown[0]}: unknown field; allowed: {', '.join(BODY_KEYS)}")
-    if "cost_matrix" not in payload:
-        raise InvalidInputError("cost_matrix: missing (an object with tp, fp, tn and fn)")
+    try:
+        request = EvaluateRequest.model_validate(payload)
+    except ValidationError as exc:
+        field, message = translate_validation_error(
+            exc,
+            "",
+            list(EvaluateRequest.model_fields),
+            {"cost_matrix": "missing (an object with tp, fp, tn and fn)"},
+        )
+        raise InvalidInputError(f"{field}: {message}") from None
     return EvaluateInputs(
-        cost_matrix=_cost_matrix(payload["cost_matrix"], "cost_matrix"),
-        threshold=_option(payload.get("threshold"), "threshold"),
-        margin=_option(payload.get("margin"), "margin"),
-        models=payload.get("models"),
-        instances=payload.get("instances"),
-        scores=payload.get("scores"),
-        labels=payload.get("labels"),
+        cost_matrix=_cost_matrix(request.cost_matrix, "cost_matrix"),
+        threshold=request.threshold,
+        margin=request.margin,
+        models=request.models,
+        instances=request.instances,
+        scores=request.scores,
+        labels=request.labels,
+        prevalence=request.prevalence,
+        curve=bool(request.curve),
     )
 
 
@@ -123,6 +135,8 @@ def _csv_inputs(body: bytes, query: EvaluateOptions, dataplane: DataPlane) -> Ev
         labels=labels.astype(np.int8),
         threshold=query.threshold,
         margin=query.margin,
+        prevalence=query.prevalence,
+        curve=bool(query.curve),
         models_field="query.models",
         instances_source="csv",
         row_name=lambda index: f"body, row {_csv_row_number(body, index)}",
@@ -147,6 +161,8 @@ def _decode(
             models=query.models,
             threshold=query.threshold,
             margin=query.margin,
+            prevalence=query.prevalence,
+            curve=bool(query.curve),
             models_field="query.models",
         )
     if media not in (JSON, ""):
@@ -210,7 +226,8 @@ JSON body: `{"models": [...], "cost_matrix": {"tp": .., "fp": .., "tn": .., "fn"
 entry may be a list with one value per instance. A `text/csv` body (label first, features
 after) or an empty body takes the cost matrix and options from the query string.
 `Accept: image/png` with one model returns the close-confusion figure, or with
-`plot=value` the expected value by threshold."""
+`plot=value` the expected value by threshold. `prevalence` values the decisions at another
+share of positives; `curve: true` adds each model's expected value by threshold."""
 
 
 @router.post(
@@ -218,6 +235,15 @@ after) or an empty body takes the cost matrix and options from the query string.
     summary="Economic evaluation of models under a cost matrix",
     description=EVALUATE_DOC,
     responses={200: {"content": {JSON: {}, PNG: {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                JSON: {"schema": EvaluateRequest.model_json_schema()},
+                CSV: {"schema": {"type": "string", "description": "label first, then features"}},
+            },
+        }
+    },
 )
 async def evaluate(
     request: Request,
@@ -230,6 +256,14 @@ async def evaluate(
     fn: Annotated[float | None, Query(description="CSV/empty body: value of a FN")] = None,
     threshold: Annotated[float | None, Query(description="CSV/empty body: threshold")] = None,
     margin: Annotated[float | None, Query(description="CSV/empty body: margin")] = None,
+    prevalence: Annotated[
+        float | None,
+        Query(description="CSV/empty body: value the decisions at this share of positives"),
+    ] = None,
+    curve: Annotated[
+        bool | None,
+        Query(description="CSV/empty body: add each model's expected value by threshold"),
+    ] = None,
 ) -> Response:
     query = EvaluateOptions(
         plot=plot,
@@ -237,6 +271,8 @@ async def evaluate(
         costs={"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         threshold=_option(threshold, "query.threshold"),
         margin=_option(margin, "query.margin"),
+        prevalence=_option(prevalence, "query.prevalence"),
+        curve=curve,
     )
     body = await request.body()
     return await run_in_threadpool(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.errors import NotReadyError
 from service.routes.common import RegistryDep
@@ -13,9 +15,21 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live")
-async def live() -> dict[str, str]:
-    """The process is up and answering."""
-    return {"status": "alive"}
+async def live(request: Request) -> dict[str, Any]:
+    """The process is up and answering; which worker process answered, and the server
+    stack it runs on (event loop and HTTP implementation, as observed, not as configured)."""
+    return {"status": "alive", "pid": os.getpid(), "server": server_stack(request)}
+
+
+def server_stack(request: Request) -> dict[str, str]:
+    """The running event loop's package (``uvloop``, ``asyncio``) and the HTTP server's
+    implementation, read off the object that owns the ``receive`` callable the server
+    handed to the app (uvicorn: ``httptools_impl`` or ``h11_impl``)."""
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    owner = getattr(request.receive, "__self__", None)
+    module = type(owner).__module__ if owner is not None else "unknown"
+    http = module.rsplit(".", 1)[-1].removesuffix("_impl")
+    return {"loop": loop, "http": http}
 
 
 @router.get("/health/ready", responses={503: {"description": "No model loaded"}})

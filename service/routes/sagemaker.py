@@ -14,7 +14,15 @@ from service.inference import (
     parse_custom_attributes,
     target_model_name,
 )
-from service.routes.common import DirectRoute, RegistryDep, SettingsDep, answer_predictions
+from service.routes.common import (
+    DirectRoute,
+    Formats,
+    HeaderGetter,
+    RegistryDep,
+    SettingsDep,
+    answer_predictions,
+    direct_endpoint,
+)
 from service.routes.errors import error_response
 from service.schemas import ERROR_RESPONSES, ExecutionParameters
 
@@ -51,14 +59,24 @@ async def execution_parameters(settings: SettingsDep) -> dict[str, int | str]:
 )
 async def invocations(request: Request) -> Response:
     """Score a CSV, JSON or JSON-lines batch; answer as JSON, CSV or JSON lines (Accept)."""
-    in_format = request_format(request.headers.get("content-type"))
-    out_format = negotiate(request.headers.get("accept"), RESPONSE_TYPES)
-    attributes = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES_HEADER))
-    target = target_model_name(request.headers.get(TARGET_MODEL_HEADER))
+    return await answer_predictions(request, invocations_formats)
+
+
+def invocations_formats(header: HeaderGetter) -> Formats:
+    """Content-Type and Accept choose the formats (415, 406); the SageMaker headers may
+    choose the model, threshold, margin and what to do out of range."""
+    in_format = request_format(header("content-type"))
+    out_format = negotiate(header("accept"), RESPONSE_TYPES)
+    attributes = parse_custom_attributes(header(CUSTOM_ATTRIBUTES_HEADER))
+    target = target_model_name(header(TARGET_MODEL_HEADER))
     overrides = Overrides(
         model=target or attributes.model,
         threshold=attributes.threshold,
         margin=attributes.margin,
         on_out_of_range=attributes.on_out_of_range,
     )
-    return await answer_predictions(request, in_format, out_format, overrides)
+    return in_format, out_format, overrides
+
+
+# ``invocations`` as service.middleware calls it, without FastAPI's router.
+invocations_direct = direct_endpoint(invocations_formats)

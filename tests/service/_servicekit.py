@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -173,3 +177,40 @@ def free_port() -> int:
 
 def csv_body(x: np.ndarray) -> bytes:
     return "".join(",".join(repr(float(v)) for v in row) + "\n" for row in x).encode()
+
+
+SERVE = Path(sys.executable).parent / "serve"
+
+
+def serve_command() -> list[str]:
+    # The console script SageMaker runs; `python -m service` if this env lacks it.
+    return [str(SERVE)] if SERVE.exists() else [sys.executable, "-m", "service"]
+
+
+def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited early: {process.communicate()[1]}")
+        try:
+            if httpx.get(f"{base}/ping", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("serve did not answer /ping in time")
+
+
+# Debian's chromium for the browser tests (Playwright's own downloads are not reachable).
+# Without the background-networking flags it reaches for Google's hosts at start-up.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

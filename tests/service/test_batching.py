@@ -4,18 +4,20 @@ onnxruntime call per model, and every request still gets exactly its own rows' s
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _servicekit import SHIPPED
+from _servicekit import SHIPPED, csv_body
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
 from service.app import create_app
 from service.batching import BatchScorer
 from service.registry import LoadedModel, ModelRegistry, session_options
+from service.routes.common import INLINE_BODY_BYTES
 from service.settings import Settings
 
 
@@ -162,3 +164,50 @@ def test_batch_scoring_is_a_setting(monkeypatch):
     monkeypatch.setenv("COSTAWARE_BATCH_SCORING", "maybe")
     with pytest.raises(ValueError, match="batch_scoring"):
         Settings()
+
+
+def test_every_session_call_is_reported_with_its_rows(medical, builtin, instances):
+    calls: list[tuple[str, int]] = []
+    scorer = BatchScorer(observe_call=lambda model, rows: calls.append((model, rows)))
+    gather(
+        scorer.score(medical, instances[0:2]),
+        scorer.score(builtin, instances[2:3]),
+        scorer.score(medical, instances[3:6]),
+    )
+    assert sorted(calls) == [("builtin", 1), ("medical", 5)]
+    calls.clear()
+    scorer.score_now(medical, instances[:7])
+    gather(
+        BatchScorer(enabled=False, observe_call=scorer.observe_call).score(medical, instances[:2])
+    )
+    assert calls == [("medical", 7), ("medical", 2)]
+
+
+def histogram(text: str, name: str, model: str) -> dict[str, float]:
+    """A histogram's samples for one model from the exposition text, by suffix/bucket."""
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(name) and f'model="{model}"' in line:
+            key, value = line.rsplit(" ", 1)
+            bucket = re.search(r'le="([^"]+)"', key)
+            samples[bucket.group(1) if bucket else key.split("{")[0][len(name) :]] = float(value)
+    return samples
+
+
+def test_metrics_count_rows_per_session_call(settings, instances):
+    """One small request is one call of its own rows; a large CSV (scored in a worker
+    thread, not batched) is one call of all its rows."""
+    big = np.tile(instances, (12, 1))
+    body = csv_body(big)
+    assert len(body) > INLINE_BODY_BYTES
+    name = "costaware_scoring_call_rows"
+    with TestClient(create_app(settings)) as client:
+        before = histogram(client.get("/metrics").text, name, "medical")
+        assert client.post("/predict", json={"instances": instances[:1].tolist()}).is_success
+        response = client.post("/invocations", content=body, headers={"content-type": "text/csv"})
+        assert response.status_code == 200
+        after = histogram(client.get("/metrics").text, name, "medical")
+    assert after["_count"] - before.get("_count", 0) == 2
+    assert after["_sum"] - before.get("_sum", 0) == 1 + len(big)
+    assert after["1.0"] - before.get("1.0", 0) == 1
+    assert after["+Inf"] - before.get("+Inf", 0) == 2

@@ -7,6 +7,7 @@ weights (the oracle), and onnxruntime run directly on the model file.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -47,7 +48,10 @@ def test_ping_is_empty_200(client):
 
 
 def test_live_and_ready(client):
-    assert client.get("/health/live").json() == {"status": "alive"}
+    live = client.get("/health/live").json()
+    assert (live["status"], live["pid"]) == ("alive", os.getpid())
+    # In-process, under the test client: whatever loop runs it, and no uvicorn protocol.
+    assert set(live["server"]) == {"loop", "http"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["models"] == ["builtin", "custom-5to1", "medical"]

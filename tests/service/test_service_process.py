@@ -2,70 +2,88 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from _servicekit import REPO, csv_body, free_port
-
-SERVE = Path(sys.executable).parent / "serve"
+from _servicekit import REPO, csv_body, free_port, serve_command, wait_for_ping
 
 
-def serve_command() -> list[str]:
-    # The console script SageMaker runs; `python -m service` if this env lacks it.
-    return [str(SERVE)] if SERVE.exists() else [sys.executable, "-m", "service"]
-
-
-def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited early: {process.communicate()[1]}")
-        try:
-            if httpx.get(f"{base}/ping", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("serve did not answer /ping in time")
-
-
-@pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
+@contextmanager
+def running_serve(
+    model_dir: Path, cwd: Path, *args: str, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The real ``serve`` process on a free port (``settings``: extra environment), its
+    base URL once it answers /ping; killed on the way out if still running."""
     port = free_port()
     env = {
         **os.environ,
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "COSTAWARE_MODEL_DIR": str(model_dir),
         "COSTAWARE_HOST": "127.0.0.1",
+        **settings,
     }
-    env.pop("COSTAWARE_PORT", None)
-    # Started as SageMaker starts it: the `serve` word, plus an argument we do not know.
+    for name in ("COSTAWARE_PORT", "COSTAWARE_LOOP", "COSTAWARE_HTTP", "COSTAWARE_WORKERS"):
+        if name not in settings:
+            env.pop(name, None)
     process = subprocess.Popen(
-        [*serve_command(), "serve", "--unknown-flag"],
+        [*serve_command(), *args],
         env=env,
-        cwd=tmp_path_factory.mktemp("cwd"),
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, workers included
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_ping(base, process)
         yield base, process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        # Workers hold the output pipes too: stop the whole group, not just the parent
+        # (which may have exited already).
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen]]:
+    # Started as SageMaker starts it: the `serve` word, plus an argument we do not know.
+    with running_serve(model_dir, tmp_path_factory.mktemp("cwd"), "serve", "--unknown-flag") as s:
+        yield s
+
+
+def test_serves_on_uvloop_and_httptools(server):
+    """The standard stack (uvicorn[standard]) is installed with the service and used: the
+    running worker reports the loop it runs on and the HTTP implementation that called it."""
+    base, _ = server
+    assert importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools")
+    live = httpx.get(f"{base}/health/live").json()
+    assert live["server"] == {"loop": "uvloop", "http": "httptools"}
+
+
+def test_loop_and_http_settings_choose_the_stack(model_dir, tmp_path):
+    # For debugging: the pure-Python stack on request, named in the start-up log line.
+    with running_serve(model_dir, tmp_path, COSTAWARE_LOOP="asyncio", COSTAWARE_HTTP="h11") as (
+        base,
+        process,
+    ):
+        live = httpx.get(f"{base}/health/live").json()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert live["server"] == {"loop": "asyncio", "http": "h11"}
+    assert "server stack: uvicorn with the asyncio event loop and the h11 HTTP parser" in stderr
 
 
 def test_concurrent_requests_each_get_their_own_answer(server, instances):
@@ -169,3 +187,50 @@ def test_service_imports_no_training_stack(model_dir):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            key, value = line.rsplit(" ", 1)
+            if all(f'{label}="{wanted}"' in key for label, wanted in labels.items()):
+                total += float(value)
+    return total
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_metrics_add_up_every_workers_requests(model_dir, instances, tmp_path):
+    """With two workers, /metrics (whichever worker answers it) counts the requests both
+    answered: each connection asks /health/live which worker it reached, then predicts."""
+    with running_serve(model_dir, tmp_path, COSTAWARE_WORKERS="2") as (base, process):
+
+        def one_connection(n: int) -> tuple[int, int]:
+            with httpx.Client(base_url=base) as client:
+                pid = client.get("/health/live").json()["pid"]
+                body = {"instances": instances[: 1 + n % 4].tolist()}
+                assert client.post("/predict", json=body).status_code == 200
+            return pid, 1 + n % 4
+
+        answered: list[tuple[int, int]] = []
+        with ThreadPoolExecutor(4) as pool:
+            for start in range(0, 400, 8):  # bounded: stops as soon as both have answered
+                answered += pool.map(one_connection, range(start, start + 8))
+                per_worker = {pid for pid, _ in answered}
+                if len(per_worker) == 2 and len(answered) >= 16:
+                    break
+        text = httpx.get(f"{base}/metrics").text
+        workers = {pid for pid, _ in answered}
+        assert len(workers) == 2, "every connection went to the same worker"
+        # Both are the serve process's own workers.
+        assert {parent_pid(pid) for pid in workers} == {process.pid}
+
+    requests, rows = len(answered), sum(n for _, n in answered)
+    assert metric_value(text, "costaware_requests_total", endpoint="/predict") == requests
+    assert metric_value(text, "costaware_requests_total", endpoint="/health/live") == requests
+    assert metric_value(text, "costaware_predictions_total", model="medical") == rows
+    assert metric_value(text, "costaware_scoring_call_rows_sum", model="medical") == rows

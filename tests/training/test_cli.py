@@ -82,3 +82,74 @@ def test_training_run_writes_models_report_and_summary(tmp_path, capsys):
     for png in ("roc.png", "close-confusion-a.png", "close-confusion-q.png"):
         assert png in index
         assert (tmp_path / "r" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tune_is_registered_directly_and_tuning_imports_no_cli():
+    import ast
+    from pathlib import Path
+
+    import training.tuning
+
+    assert SUBCOMMANDS["tune"].module == "training.tuning_cli"
+    tree = ast.parse(Path(training.tuning.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert not {"training.cli", "training.tuning_cli", "training.options"} & imported
+
+
+def _held_out_value(card, costs):
+    import numpy as np
+
+    y = np.asarray(card.held_out.labels)
+    treat = np.asarray(card.held_out.scores) >= card.threshold
+    value = np.where(y == 1, np.where(treat, costs["tp"], costs["fn"]), 0.0)
+    value = value + np.where(y == 0, np.where(treat, costs["fp"], costs["tn"]), 0.0)
+    return float(value.mean())
+
+
+def test_own_csv_and_own_matrix_are_priced_with_that_matrix(tmp_path, capsys, data_dir):
+    own = {"tp": -100.0, "fp": -300.0, "tn": 0.0, "fn": -1000.0}
+    argv = [
+        "--data", str(data_dir / "good_header.csv"), "--label", "diagnosis", "--test-size", "0.5",
+        "--variant", "name=mine,tp=-100,fp=-300,tn=0,fn=-1000,epochs=1",
+        "--variant", "name=ce,epochs=1",
+        "--cost-matrix", "tp=-100,fp=-300,tn=0,fn=-1000",
+        "--models-dir", str(tmp_path / "m"), "--report-dir", str(tmp_path / "r"),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "QALY" not in out and "patient" not in out
+    assert "priced with tp -100, fp -300, tn 0, fn -1,000" in out
+    assert "from variant mine's tp/fp/tn/fn and --cost-matrix" in out
+    for name in ("mine", "ce"):
+        card = read_card(tmp_path / "m" / name)
+        assert card.cost_matrix.model_dump() == own
+        row = re.search(rf"^{name}\s.*\s(-?[\d,]+\.\d\d)$", out, re.M)
+        assert float(row.group(1).replace(",", "")) == pytest.approx(
+            _held_out_value(card, own), abs=0.005
+        )
+    index = (tmp_path / "r" / "index.html").read_text()
+    assert "QALY" not in index and "tp -100, fp -300, tn 0, fn -1,000" in index
+
+
+def test_variants_priced_with_different_matrices_are_told_apart(tmp_path, capsys, data_dir):
+    argv = [
+        "--data", str(data_dir / "good_header.csv"), "--label", "diagnosis", "--test-size", "0.5",
+        "--variant", "name=mine,tp=-100,fp=-300,tn=0,fn=-1000,epochs=1",
+        "--variant", "name=ce,epochs=1", "--no-report", "--models-dir", str(tmp_path),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^mine\s.*\sM1$", out, re.M) and re.search(r"^ce\s.*-\s+M2$", out, re.M)
+    assert "M2: not priced: no cost matrix stated (pass --cost-matrix" in out
+    assert read_card(tmp_path / "ce").cost_matrix is None
+
+
+def test_bad_cost_matrix_option_is_one_line(capsys):
+    assert main(["--cost-matrix", "tp=1,fp=x,tn=0,fn=-5", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "--cost-matrix: fp='x' is not a number" in err and err.count("\n") == 1

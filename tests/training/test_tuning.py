@@ -371,7 +371,7 @@ def test_bad_options_are_one_line_and_exit_2(argv, needle, capsys, tmp_path):
 
 
 def test_cost_matrix_from_a_json_file_or_a_model_card(tmp_path):
-    from training.tuning_cli import parse_cost_matrix
+    from training.options import OptionError, parse_cost_matrix
 
     plain = tmp_path / "matrix.json"
     plain.write_text(json.dumps({"tp": -1, "fp": -2, "tn": 0, "fn": -9}))
@@ -383,7 +383,7 @@ def test_cost_matrix_from_a_json_file_or_a_model_card(tmp_path):
     assert parse_cost_matrix(str(wrapped)).loss_weights() == (3.0, 1.0)
     broken = tmp_path / "broken.json"
     broken.write_text("{")
-    with pytest.raises(TuningError, match="not a readable JSON file"):
+    with pytest.raises(OptionError, match="not a readable JSON file"):
         parse_cost_matrix(str(broken))
 
 
@@ -441,3 +441,50 @@ def test_shipped_tuned_model_beats_the_reference_models_held_out():
     assert tuning["k"] == 5 and len(tuning["grid"]) == 9 and tuning["epochs"] == 50
     assert list(tuning["threshold_rules"]) == [r.name for r in default_rules(REFERENCE_QALY_VALUES)]
     assert held_out["tuned"] >= max(held_out[n] for n in ("builtin", "custom-5to1", "medical"))
+
+
+# ---------------------------------------------------------------------------
+# On a cluster
+
+
+def test_tuning_on_a_dask_cluster_gives_the_local_winner_and_card(
+    outcome, reference, reference_split, tiny_grid, card, cluster, tmp_path
+):
+    """The fold fits run on the real two-process LocalCluster (``tune --workers``'s map);
+    the search, the winner, the card and the exported graph are the local run's."""
+    from training.tuning_cli import dask_map
+
+    on_cluster = tune(
+        reference,
+        SealedSplit(reference_split),
+        REFERENCE_QALY_VALUES,
+        tmp_path,
+        grid=tiny_grid,
+        k=TINY_K,
+        seed=1,
+        epochs=TINY_EPOCHS,
+        map_fn=dask_map(cluster),
+    )
+    assert on_cluster.tuned.search.winner.label == outcome.tuned.search.winner.label
+    assert on_cluster.tuned.search.to_dict() == outcome.tuned.search.to_dict()
+    for mine, theirs in zip(
+        on_cluster.tuned.search.settings, outcome.tuned.search.settings, strict=True
+    ):
+        for a, b in zip(mine.folds, theirs.folds, strict=True):
+            assert np.array_equal(a.val_scores, b.val_scores)
+    remote_card = read_card(on_cluster.export.folder).model_dump(mode="json")
+    local_card = card.model_dump(mode="json")
+    # A second export in one process names the graph's nodes differently (TensorFlow's
+    # function counters), so the file's digest and the version taken from it differ; the
+    # card otherwise, held-out scores included, and the graph's answers are the same.
+    for one in (remote_card, local_card):
+        for key in ("created_at", "version"):
+            one.pop(key)
+        one["onnx"].pop("sha256")
+    assert remote_card == local_card
+    x = reference_split.x_test.astype(np.float32)
+    scores = [
+        ort.InferenceSession(str(folder / "model.onnx")).run(None, {"features": x})[0]
+        for folder in (on_cluster.export.folder, outcome.export.folder)
+    ]
+    assert np.array_equal(scores[0], scores[1])

@@ -1,0 +1,177 @@
+"""What a worker does with one partition: score it and write a part file, or reduce it to
+mergeable evaluation counts. Plain functions of plain values, so the engine can ship them
+to any Dask worker (or call them in-process)."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+
+from service.batch import adapter
+from service.batch.adapter import BatchInputError, LoadedModel
+from service.batch.partials import ScoreCounts
+from service.batch.sources import Partition, read
+
+OutputFormat = Literal["parquet", "csv"]
+FIXED_COLUMNS = adapter.CSV_COLUMNS
+
+# A worker process loads each model once; the key is the card's and the graph's digest.
+_MODELS: dict[str, LoadedModel] = {}
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model's card and graph as bytes: workers need no shared file system."""
+
+    name: str
+    files: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> ModelFiles:
+        return cls(model.name, tuple(sorted(adapter.model_files(model).items())))
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256()
+        for name, data in self.files:
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return digest.hexdigest()
+
+    def load(self) -> LoadedModel:
+        key = self.key
+        if key not in _MODELS:
+            folder = Path(tempfile.mkdtemp(prefix=f"costaware-batch-{self.name}-"))
+            for name, data in self.files:
+                (folder / name).write_bytes(data)
+            _MODELS[key] = adapter.load_model_folder(folder)
+        return _MODELS[key]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    threshold: float | None
+    margin: float | None
+    output: str  # directory URL
+    output_format: OutputFormat
+    on_out_of_range: str = "flag"
+
+
+@dataclass(frozen=True)
+class PartResult:
+    index: int
+    rows: int
+    path: str | None
+
+
+def part_name(index: int, output_format: OutputFormat) -> str:
+    return f"part-{index:05d}.{'parquet' if output_format == 'parquet' else 'csv'}"
+
+
+def score_partition(part: Partition, model_files: ModelFiles, options: ScoreOptions) -> PartResult:
+    """Score one partition and write its part file (none for a partition with no rows)."""
+    model = model_files.load()
+    batch = read(part)
+    if batch.n == 0:
+        return PartResult(part.index, 0, None)
+    predictions = adapter.predict(
+        model,
+        batch.x,
+        batch.where,
+        threshold=options.threshold,
+        margin=options.margin,
+        on_out_of_range=options.on_out_of_range,
+    )
+    scored = Scored(batch.keep, predictions)
+    url = options.output.rstrip("/") + "/" + part_name(part.index, options.output_format)
+    with fsspec.open(url, "wb") as f:
+        f.write(scored.parquet() if options.output_format == "parquet" else scored.csv())
+    return PartResult(part.index, batch.n, url)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A scored partition: the kept input columns, then the service's per-prediction fields
+    (a multiclass model's decision would be one more column here)."""
+
+    keep: dict[str, Any]
+    predictions: adapter.Predictions
+
+    def parquet(self) -> bytes:
+        """``score`` is the graph's float32 output as it came; ``out_of_range`` lists the
+        features outside the training range (null when the card records no ranges)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        p = self.predictions
+        columns: dict[str, Any] = {
+            name: pa.array(cells) if isinstance(cells, list) else cells
+            for name, cells in self.keep.items()
+        }
+        columns["score"] = pa.array(p.scores, type=pa.float32())
+        columns["label"] = pa.array(np.array(p.labels, dtype=np.int8))
+        columns["close_confusion"] = pa.array(np.array(p.close, dtype=bool))
+        outside = (
+            [None] * len(p)
+            if p.out_of_range is None
+            else [p.out_of_range.get(i, []) for i in range(len(p))]
+        )
+        columns["out_of_range"] = pa.array(outside, type=pa.list_(pa.string()))
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.table(columns), sink)
+        return sink.getvalue().to_pybytes()
+
+    def csv(self) -> bytes:
+        """The service's text/csv answer line for line, after the kept columns."""
+        lines = adapter.csv_lines(self.predictions)
+        header = ",".join([*self.keep, *adapter.CSV_COLUMNS])
+        if self.keep:
+            kept = zip(*(_cells(cells) for cells in self.keep.values()), strict=True)
+            lines = [",".join([*cells, line]) for cells, line in zip(kept, lines, strict=True)]
+        return (header + "\n" + "\n".join(lines) + "\n").encode()
+
+
+def _cells(cells: Any) -> list[str]:
+    """Kept values as CSV fields (Parquet values quoted as RFC 4180 says when needed)."""
+    if isinstance(cells, list):
+        return cells  # CSV input: cells were split at commas, so they hold none
+    return [_field("" if v is None else str(v)) for v in cells.to_pylist()]
+
+
+def _field(text: str) -> str:
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    index: int
+    rows: int
+    counts: dict[str, ScoreCounts]  # by model name
+
+
+def evaluate_partition(part: Partition, models: list[ModelFiles]) -> EvaluateResult:
+    """Score one partition with every model; keep only the counts per distinct score."""
+    batch = read(part)
+    if batch.n == 0:
+        return EvaluateResult(part.index, 0, {})
+    assert batch.labels is not None
+    counts = {}
+    for files in models:
+        model = files.load()
+        scores = adapter.probabilities(model, batch.x, batch.where)
+        # + 0.0 folds a -0.0 into 0.0, so one score is one key.
+        counts[model.name] = ScoreCounts.of(batch.labels, scores + 0.0)
+    return EvaluateResult(part.index, batch.n, counts)
+
+
+def check_keep(keep: tuple[str, ...]) -> None:
+    clash = next((name for name in keep if name in FIXED_COLUMNS), None)
+    if clash:
+        raise BatchInputError(f"--keep {clash}: the output has its own {clash!r} column")

@@ -1,0 +1,188 @@
+"""What the explorer needs from the service, through the app on the shipped models: /evaluate's
+curve and prevalence options (JSON body, query string, CSV), their errors, the OpenAPI
+document, and the page and its assets served with no outside reference."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from _servicekit import SHIPPED, csv_body
+from fastapi.testclient import TestClient
+from sklearn.datasets import load_breast_cancer
+
+from costaware import economics
+from service.app import create_app
+from service.routes.explorer import STATIC_DIR
+from service.settings import Settings
+
+QALY = {"tp": -35280.0, "fp": -1287.67, "tn": 0.0, "fn": -252000.0}
+QALY_QUERY = "tp=-35280&fp=-1287.67&tn=0&fn=-252000"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(model_dir=SHIPPED))) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, body: dict, status: int = 200) -> dict:
+    response = client.post("/evaluate", json=body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def test_curve_passes_through_every_reported_threshold_and_the_card(client):
+    answer = post(client, {"cost_matrix": QALY, "threshold": 0.03, "curve": True})
+    cards = {m["name"]: m["threshold"] for m in client.get("/models").json()["models"]}
+    at_cards = {e["model"]: e for e in post(client, {"cost_matrix": QALY})["results"]}
+    assert len(answer["results"]) == len(cards)
+    for entry in answer["results"]:
+        curve = dict(
+            zip(entry["curve"]["thresholds"], entry["curve"]["expected_value"], strict=True)
+        )
+        points = {
+            0.03: entry["expected_value"],
+            entry["elkan_threshold"]["value"]: entry["elkan_threshold"]["expected_value"],
+            entry["best_threshold"]["threshold"]: entry["best_threshold"]["expected_value"],
+            cards[entry["model"]]: at_cards[entry["model"]]["expected_value"],
+        }
+        for threshold, value in points.items():
+            assert curve[threshold] == pytest.approx(value, rel=1e-12), entry["model"]
+        assert max(curve.values()) == pytest.approx(entry["best_threshold"]["expected_value"])
+    assert all("curve" not in e for e in at_cards.values())
+
+
+def test_prevalence_reweights_every_value_the_same_way_in_json_query_and_csv(client):
+    data = load_breast_cancer()
+    rows = np.random.default_rng(5).choice(len(data.target), 50, replace=False)
+    body = csv_body(np.column_stack([1 - data.target[rows], data.data[rows]]))
+    query = f"/evaluate?{QALY_QUERY}&prevalence=0.02&curve=true&threshold=0.01"
+    by_csv = client.post(query, content=body, headers={"Content-Type": "text/csv"}).json()
+    by_instances = post(
+        client,
+        {
+            "cost_matrix": QALY,
+            "instances": data.data[rows].tolist(),
+            "labels": (1 - data.target[rows]).tolist(),
+            "prevalence": 0.02,
+            "curve": True,
+            "threshold": 0.01,
+        },
+    )
+    assert by_csv["data"] == "csv"
+    assert by_csv["results"] == by_instances["results"]
+    held_out = client.post(f"/evaluate?{QALY_QUERY}&prevalence=0.02&curve=true").json()
+    json_held_out = post(client, {"cost_matrix": QALY, "prevalence": 0.02, "curve": True})
+    assert held_out == json_held_out
+    medical = next(e for e in held_out["results"] if e["model"] == "medical")
+    assert medical["target_prevalence"] == 0.02
+    # The reference formula at p = 0.02 with the rates of the held-out split.
+    rates = medical["rates"]
+    expected = 0.98 * (QALY["tn"] * rates["tnr"] + QALY["fp"] * rates["fpr"]) + 0.02 * (
+        QALY["tp"] * rates["tpr"] + QALY["fn"] * rates["fnr"]
+    )
+    assert medical["expected_value"] == pytest.approx(expected, rel=1e-12)
+    assert held_out["ranking"][0]["per_1000_decisions"] == pytest.approx(
+        1000 * held_out["ranking"][0]["expected_value"]
+    )
+
+
+def test_prevalence_changes_the_figure_too(client):
+    query = f"/evaluate?{QALY_QUERY}&models=medical&plot=value"
+    plain = client.post(query, headers={"Accept": "image/png"})
+    weighted = client.post(query + "&prevalence=0.01", headers={"Accept": "image/png"})
+    assert plain.status_code == weighted.status_code == 200
+    assert weighted.headers["content-type"] == "image/png"
+    assert plain.content != weighted.content
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        ({"prevalence": 1.5}, 422, "prevalence: "),
+        ({"prevalence": "half"}, 422, "prevalence: "),
+        ({"curve": "yes"}, 422, 'curve: expected true or false, got "yes"'),
+        ({"curve": 1}, 422, "curve: expected true or false, got 1"),
+        (
+            {"scores": [0.1, 0.2], "labels": [0, 0], "prevalence": 0.1},
+            422,
+            "prevalence: the data has only negatives, so it cannot be reweighted to 0.1",
+        ),
+    ],
+)
+def test_bad_options_are_named(client, body, status, detail):
+    answer = post(client, {"cost_matrix": QALY, **body}, status)
+    assert answer["detail"].startswith(detail)
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        (f"{QALY_QUERY}&prevalence=2", "query.prevalence: "),
+        (f"{QALY_QUERY}&curve=maybe", "curve"),
+    ],
+)
+def test_bad_query_options_are_named(client, query, detail):
+    response = client.post(f"/evaluate?{query}")
+    assert response.status_code in (400, 422)
+    assert detail in response.json()["detail"]
+
+
+def test_with_a_json_body_the_options_belong_in_the_body(client):
+    response = client.post("/evaluate?curve=true", json={"cost_matrix": QALY})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("query.curve: with a JSON body")
+
+
+def test_openapi_documents_the_options_in_body_and_query(client):
+    operation = client.get("/openapi.json").json()["paths"]["/evaluate"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert {"curve", "prevalence", "cost_matrix", "threshold"} <= set(schema["properties"])
+    assert "text/csv" in operation["requestBody"]["content"]
+    assert {"curve", "prevalence"} <= {p["name"] for p in operation["parameters"]}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/explorer" not in paths
+    assert "/" not in paths
+
+
+def test_root_leads_to_the_explorer_with_its_query(client):
+    response = client.get("/?tp=1&model=medical", follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "explorer?tp=1&model=medical"
+    assert client.get("/", follow_redirects=False).headers["location"] == "explorer"
+    page = client.get("/explorer")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for name in ("tp", "fp", "tn", "fn"):
+        assert f'name="{name}"' in page.text
+
+
+def test_every_asset_is_served_and_refers_to_nothing_outside(client):
+    page = client.get("/explorer").text
+    assets = re.findall(r'(?:src|href)="(explorer/assets/[^"]+)"', page)
+    assert sorted(assets) == ["explorer/assets/explorer.css", "explorer/assets/explorer.js"]
+    total = len(page.encode())
+    for asset in assets:
+        response = client.get("/" + asset)
+        assert response.status_code == 200
+        total += len(response.content)
+    assert total < 64 * 1024, f"the page and its assets weigh {total} bytes"
+    for path in STATIC_DIR.iterdir():
+        text = path.read_text()
+        # The SVG namespace is a name, not an address the browser fetches.
+        outside = set(re.findall(r"(?:https?:)?//[\w.-]+\.\w+[^\s\"'`)]*", text))
+        assert outside <= {"http://www.w3.org/2000/svg"}, (path.name, outside)
+        assert "@import" not in text
+        assert "fonts.googleapis" not in text
+
+
+def test_per_1000_decisions_is_the_economics_figure(client):
+    answer = post(client, {"cost_matrix": QALY, "threshold": 0.2})
+    for entry in answer["results"]:
+        for part in (entry, entry["treat_all"], entry["best_threshold"]):
+            assert part["per_1000_decisions"] == economics.per_1000_decisions(
+                part["expected_value"]
+            )
