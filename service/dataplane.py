@@ -497,14 +497,22 @@ class Evaluation:
             )
         target = self.targets[0]
         costs = self.costs
-        # A held-out figure is fixed by the model, the plot, the threshold and margin and
-        # (for the value curve) the costs; drawing one takes 0.2-0.5 s, so repeats are
-        # served from a small cache.
+        # A held-out figure is fixed by the model, the plot, the threshold and margin, the
+        # prevalence and (for the value curve) the costs; drawing one takes 0.2-0.5 s, so
+        # repeats are served from a small cache.
         key = None
         if self.source == "held_out" and target.model is not None and not costs.per_instance:
             outcome_values = tuple(costs.to_dict().values()) if plot == "value" else None
             card = target.model.card
-            key = (card.name, card.version, plot, target.threshold, target.margin, outcome_values)
+            key = (
+                card.name,
+                card.version,
+                plot,
+                target.threshold,
+                target.margin,
+                self.prevalence,
+                outcome_values,
+            )
             with _FIGURES_LOCK:  # figures are drawn in the thread pool
                 cached = _FIGURES.get(key)
                 if cached is not None:
