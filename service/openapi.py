@@ -287,7 +287,8 @@ def _evaluate(
         "per-instance cost list has one value per instance (for the held-out split, per "
         "held-out instance); query parameters other than `plot` only with a text/csv or "
         "empty body, where tp, fp, tn and fn are all required; a figure (plot, or Accept: "
-        "image/png) needs exactly one model. Breaking one is a 422 naming the field."
+        "image/png) needs exactly one model; `prevalence` needs both classes among the "
+        "labels. Breaking one is a 422 naming the field."
     )
     operation = _operation(document, "/evaluate", "post")
     operation["description"] = operation.get("description", "") + rules

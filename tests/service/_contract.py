@@ -12,8 +12,9 @@ What is configured, and why:
 - ``map_case`` makes generated *positive* ``/evaluate`` cases obey the rules JSON Schema
   cannot state and the operation's description lists (labels as long as the data,
   per-instance costs as long as the data, query options only with a CSV or empty body, one
-  model for a figure), and draw figures of the held-out split only (see the hook). Negative
-  cases are left as generated.
+  model for a figure, both classes among the labels to reweight to a prevalence), and
+  draws figures of the held-out split only (see the hook). Negative cases are left as
+  generated.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def install_evaluate_rules(schema: Any, held_out_sizes: dict[str, int]) -> None:
             # (cached) stay in the run; those of posted data have tests in test_evaluate.
             del query["plot"]
             plot = None
+        if isinstance(body, str):
+            # The labels of generated CSV rows may all be one class, which cannot be
+            # reweighted to another prevalence.
+            query.pop("prevalence", None)
         if isinstance(body, dict):
             case.query = {"plot": plot} if plot is not None else {}
             _fit_body(body, held_out_sizes, one_model=plot is not None)
@@ -129,6 +134,12 @@ def _fit_body(body: dict[str, Any], held_out_sizes: dict[str, int], *, one_model
         labels = body.get("labels") or [0]
         body["labels"] = (labels * len(data))[: len(data)]
         n = len(data)
+        if body.get("prevalence") is not None:
+            # Reweighting to a prevalence needs both classes in the labels.
+            if n < 2:
+                body.pop("prevalence")
+            else:
+                body["labels"][:2] = [0, 1]
     else:
         models = body.get("models") or sorted(held_out_sizes)
         if one_model:
