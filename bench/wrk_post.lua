@@ -7,6 +7,11 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE") or "application/json"
+--   WRK_AUTHORIZATION an Authorization header value, if any (bench/auth.py)
+local authorization = os.getenv("WRK_AUTHORIZATION")
+if authorization then
+  wrk.headers["Authorization"] = authorization
+end
 
 done = function(summary, latency, requests)
   local errors = summary.errors

@@ -61,7 +61,7 @@ class DataSpec(_Strict):
     n_test: int
     test_size: float
     split_seed: int
-    positive_label: str = "1"
+    positive_label: str | None = "1"  # None for a multiclass model
 
 
 class TrainingSpec(_Strict):
@@ -209,6 +209,118 @@ class ModelCard(BaseModel):
         return self.model_dump(exclude={"held_out"})
 
 
+# ---------------------------------------------------------------------------
+# Multiclass models (``task: multiclass``): K-class softmax graphs with a value matrix
+
+VALUE_ORIENTATION = "values[i][j] = value of deciding class j when the truth is class i"
+
+
+class ValueMatrixSpec(_Strict):
+    """The value matrix a multiclass model decides with (row = truth, column = decision)."""
+
+    classes: list[str] = Field(min_length=2)
+    values: list[list[float]]
+    orientation: Literal["values[i][j] = value of deciding class j when the truth is class i"] = (
+        VALUE_ORIENTATION
+    )
+    unit: str = "dollars per instance"
+    illustrative: bool = False
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _square(self) -> ValueMatrixSpec:
+        k = len(self.classes)
+        if len(self.values) != k or any(len(row) != k for row in self.values):
+            raise ValueError(f"value matrix must be {k} x {k} (one row and column per class)")
+        return self
+
+
+class MulticlassLoss(_Strict):
+    """``cross_entropy``, or ``expected_cost``: the mean over the batch of
+    ``sum_j q_j * regret[y, j]`` with ``regret[i, j] = max_k values[i, k] - values[i, j]``
+    divided by ``regret_scale`` (its largest entry, so SGD's step does not depend on the
+    matrix's unit)."""
+
+    type: Literal["cross_entropy", "expected_cost"]
+    regret_scale: float | None = None
+
+
+class MulticlassMetrics(_Strict):
+    """Held-out figures: the minimum-expected-cost decisions and, for comparison, the most
+    probable class (``argmax_*``)."""
+
+    accuracy: float
+    expected_value: float
+    total_value: float
+    argmax_accuracy: float
+    argmax_expected_value: float
+    confusion: list[list[int]]  # rows = truth, columns = decision (classes order)
+
+
+class MulticlassHeldOut(_Strict):
+    probabilities: list[list[float]]
+    labels: list[int]  # class indices
+
+    @model_validator(mode="after")
+    def _same_length(self) -> MulticlassHeldOut:
+        if len(self.probabilities) != len(self.labels):
+            raise ValueError(
+                f"held_out has {len(self.probabilities)} rows but {len(self.labels)} labels"
+            )
+        return self
+
+
+class MulticlassCard(BaseModel):
+    """A multiclass model: ``scores`` output ``[N, K]`` (class probabilities in ``classes``
+    order), decided by the highest expected value under ``value_matrix``. ``margin`` is in
+    the matrix's value unit: a decision is close when its best two actions' expected values
+    differ by less."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = CARD_SCHEMA_VERSION
+    task: Literal["multiclass"] = "multiclass"
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    version: str
+    created_at: str
+    description: str = ""
+    classes: list[str] = Field(min_length=2)
+    value_matrix: ValueMatrixSpec
+    loss: MulticlassLoss
+    decision: Literal["min_expected_cost"] = "min_expected_cost"
+    margin: float = Field(ge=0)
+    margin_unit: Literal["value"] = "value"
+    features: list[str] = Field(min_length=1)
+    onnx: OnnxSpec
+    training: TrainingSpec
+    metrics: MulticlassMetrics
+    held_out: MulticlassHeldOut
+    comparison: dict[str, Any] | None = None
+    # As ModelCard's: the training split's range of each feature (out_of_range flags).
+    feature_ranges: list[FeatureRange] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MulticlassCard:
+        ranges = self.feature_ranges
+        if ranges is not None and [item.name for item in ranges] != self.features:
+            raise ValueError("feature_ranges must name the card's features, in order")
+        k = len(self.classes)
+        if self.value_matrix.classes != self.classes:
+            raise ValueError("value_matrix.classes must equal classes")
+        if any(len(row) != k for row in self.held_out.probabilities):
+            raise ValueError(f"held_out.probabilities rows must have {k} entries")
+        if any(not 0 <= label < k for label in self.held_out.labels):
+            raise ValueError(f"held_out.labels must be class indices 0..{k - 1}")
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """The card without the held-out arrays (what ``GET /models/{name}`` shows)."""
+        return self.model_dump(exclude={"held_out"})
+
+
+AnyCard = ModelCard | MulticlassCard
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -218,16 +330,37 @@ def sha256_file(path: Path) -> str:
 
 
 def read_card(folder: Path) -> ModelCard:
-    """Read and validate ``folder/model-card.json``; raise :class:`CardError` naming the problem."""
+    """Read and validate a binary model's ``folder/model-card.json``; raise
+    :class:`CardError` naming the problem (a multiclass card is one)."""
+    card = read_any_card(folder)
+    if not isinstance(card, ModelCard):
+        raise CardError(f"{folder / CARD_FILENAME}: a multiclass model card, not a binary one")
+    return card
+
+
+def read_any_card(folder: Path) -> AnyCard:
+    """Read and validate ``folder/model-card.json``, binary or multiclass (``task``)."""
     path = folder / CARD_FILENAME
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise CardError(f"{path}: no model card") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
         raise CardError(f"{path}: unreadable model card ({exc})") from exc
+    return parse_card(data, path)
+
+
+def parse_card(data: bytes, path: Path) -> AnyCard:
+    """Validate a card's bytes (as read from ``path``, which error messages name); the
+    service reads a card's bytes once and keeps them with the model they describe."""
     try:
-        return ModelCard.model_validate(raw)
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CardError(f"{path}: unreadable model card ({exc})") from exc
+    multiclass = isinstance(raw, dict) and raw.get("task") == "multiclass"
+    kind: type[BaseModel] = MulticlassCard if multiclass else ModelCard
+    try:
+        return kind.model_validate(raw)  # type: ignore[return-value]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
@@ -237,7 +370,7 @@ def read_card(folder: Path) -> ModelCard:
         ) from exc
 
 
-def verify_model_file(folder: Path, card: ModelCard) -> Path:
+def verify_model_file(folder: Path, card: AnyCard) -> Path:
     """Return the model path after checking it exists and matches the card's sha256."""
     model_path = folder / card.onnx.file
     if not model_path.is_file():
@@ -251,7 +384,7 @@ def verify_model_file(folder: Path, card: ModelCard) -> Path:
     return model_path
 
 
-def write_card(folder: Path, card: ModelCard) -> Path:
+def write_card(folder: Path, card: AnyCard) -> Path:
     path = folder / CARD_FILENAME
     path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
     return path

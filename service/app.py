@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
+from service.auth import KeyRing, document_security
 from service.batching import BatchScorer
 from service.dataplane import DataPlane
+from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.openapi import openapi_document
-from service.registry import ModelRegistry, session_options
+from service.registry import session_options
 from service.routes import (
     docs,
     evaluate,
@@ -45,22 +47,30 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model_dir = settings.resolved_model_dir()
-        app.state.registry = ModelRegistry.load(
+        lifecycle = ModelLifecycle.start_up(
             model_dir,
             settings.default_model,
             session_options(settings.ort_intra_op_threads, settings.ort_inter_op_threads),
+            lifecycle_dir=settings.lifecycle_dir,
+            poll_seconds=settings.model_poll_seconds,
         )
+        app.state.lifecycle = lifecycle
+        app.state.registry = lifecycle.registry
         app.state.dataplane = DataPlane(
             app.state.registry, app.state.batch_scorer, app.state.metrics
         )
         log.info(
             "serving %s from %s (default %s)",
-            app.state.registry.names() or "no models",
+            lifecycle.registry.names() or "no models",
             model_dir,
             settings.default_model,
         )
-        yield
-        app.state.registry = app.state.dataplane = None
+        await lifecycle.start()
+        try:
+            yield
+        finally:
+            await lifecycle.stop()
+            app.state.registry = app.state.dataplane = app.state.lifecycle = None
 
     app = ServiceApp(
         title="costaware",
@@ -76,7 +86,8 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     app.state.batch_scorer = BatchScorer(
         enabled=settings.batch_scoring, observe_call=app.state.metrics.observe_scoring_call
     )
-    app.state.registry = app.state.dataplane = None
+    app.state.registry = app.state.dataplane = app.state.lifecycle = None
+    app.state.keys = KeyRing.from_settings(settings)
     install_error_handlers(app)
 
     # Routes match in order: the prediction endpoints first, they carry the traffic.
@@ -104,7 +115,9 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         }
         if direct_routes
         else None,
+        keys=app.state.keys,
     )
+    document_security(app, app.state.keys)
     return app
 
 

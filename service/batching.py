@@ -33,7 +33,7 @@ class BatchScorer:
         """``observe_call(model name, rows)`` is told of every onnxruntime call."""
         self.enabled = enabled
         self.observe_call = observe_call
-        self._waiting: dict[str, tuple[LoadedModel, _Waiting]] = {}
+        self._waiting: dict[int, tuple[LoadedModel, _Waiting]] = {}
         self._flush_scheduled = False
 
     def score_now(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -50,9 +50,11 @@ class BatchScorer:
             return self.score_now(model, x)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        entry = self._waiting.get(model.name)
+        # Keyed by the model object, not its name: a request that picked a version just
+        # before a reload is scored by that version, never batched into the new one.
+        entry = self._waiting.get(id(model))
         if entry is None:
-            self._waiting[model.name] = (model, [(x, future)])
+            self._waiting[id(model)] = (model, [(x, future)])
         else:
             entry[1].append((x, future))
         if not self._flush_scheduled:

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import SECRET_SETTINGS, Settings
 
 log = logging.getLogger("service.cli")
 
@@ -66,7 +66,9 @@ def describe_settings_error(exc: ValidationError) -> str:
     else:
         variable = f"COSTAWARE_{field.upper()}"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"serve: invalid setting {variable}={first.get('input')!r}: {first['msg']}{more}"
+    # A key is never shown, not even the one that is wrong.
+    shown = "" if field in SECRET_SETTINGS else f"={first.get('input')!r}"
+    return f"serve: invalid setting {variable}{shown}: {first['msg']}{more}"
 
 
 def log_config(level: str) -> dict[str, Any]:
@@ -132,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log_level": settings.log_level,
         "log_config": log_config(settings.log_level),
         "access_log": settings.access_log,
-        "timeout_graceful_shutdown": 20,
+        # On SIGTERM uvicorn stops accepting, lets running requests finish for up to this
+        # long, then shuts the app down.
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
     }
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal under the
     # handler that was in place before it started; making that handler a normal exit lets
@@ -146,14 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Several workers: Prometheus samples go to a shared directory so that /metrics,
     # whichever worker answers it, reports all of them.
-    own_dir = None
+    own_dirs = []
     if not os.environ.get(MULTIPROC_ENV):
-        own_dir = tempfile.mkdtemp(prefix="costaware-metrics-")
-        os.environ[MULTIPROC_ENV] = own_dir
+        own_dirs.append(tempfile.mkdtemp(prefix="costaware-metrics-"))
+        os.environ[MULTIPROC_ENV] = own_dirs[-1]
+    # Loads and unloads reach every worker through a shared directory (service.lifecycle).
+    if settings.lifecycle_dir is None:
+        own_dirs.append(tempfile.mkdtemp(prefix="costaware-lifecycle-"))
+        os.environ["COSTAWARE_LIFECYCLE_DIR"] = own_dirs[-1]
     try:
         uvicorn.run("service.app:create_app", factory=True, workers=settings.workers, **common)
     finally:
-        if own_dir:
+        for own_dir in own_dirs:
             shutil.rmtree(own_dir, ignore_errors=True)
     return 0
 

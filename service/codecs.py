@@ -34,6 +34,7 @@ from service.schemas import (
     describe,
     translate_validation_error,
 )
+from service.valuation import ValuedPredictions
 
 if TYPE_CHECKING:
     from service.dataplane import Predictions
@@ -296,6 +297,24 @@ class JsonRequest:
     threshold: float | None = None
     margin: float | None = None
     on_out_of_range: str = "flag"
+    # Decide by expected value under this matrix (service.valuation); still undecoded,
+    # because a per-instance list is checked against the number of instances.
+    cost_matrix: Any = None
+
+
+def margin_value(value: Any, field: str) -> float:
+    """A margin: a score margin in [0, 1], or (deciding by expected value) any finite
+    number >= 0 in dollars; the data plane refuses a value above 1 where it is a score
+    margin, with the same message as :func:`unit_interval`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{field}: {describe(value)} is not a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise InvalidInputError(
+            f"{field}: {value} is outside [0, 1] (a score margin) and is not a dollar "
+            "margin >= 0 either"
+        )
+    return number
 
 
 def unit_interval(value: Any, field: str) -> float:
@@ -339,6 +358,7 @@ def decode_json_request(body: bytes, source: str = "body") -> JsonRequest:
         threshold=None if request.threshold is None else float(request.threshold),
         margin=None if request.margin is None else float(request.margin),
         on_out_of_range=request.on_out_of_range or "flag",
+        cost_matrix=request.cost_matrix,
     )
 
 
@@ -449,7 +469,13 @@ def _json_head(model: str, version: str, threshold: float, margin: float) -> str
     return head[:-1] + ',"predictions":['
 
 
-def encode_json(predictions: Predictions) -> bytes:
+def _valued_json(predictions: ValuedPredictions) -> bytes:
+    return orjson.dumps({**predictions.head(), "predictions": predictions.records()})
+
+
+def encode_json(predictions: Predictions | ValuedPredictions) -> bytes:
+    if isinstance(predictions, ValuedPredictions):
+        return _valued_json(predictions)
     head = _json_head(
         predictions.model, predictions.version, predictions.threshold, predictions.margin
     )
@@ -457,11 +483,23 @@ def encode_json(predictions: Predictions) -> bytes:
     return (head + records + "]}").encode()
 
 
-def encode_jsonlines(predictions: Predictions) -> bytes:
+def encode_jsonlines(predictions: Predictions | ValuedPredictions) -> bytes:
+    if isinstance(predictions, ValuedPredictions):
+        return b"".join(orjson.dumps(record) + b"\n" for record in predictions.records())
     return ("\n".join(_lines(predictions, _RECORD, _json_names)) + "\n").encode()
 
 
-def encode_csv(predictions: Predictions) -> bytes:
+def encode_csv(predictions: Predictions | ValuedPredictions) -> bytes:
+    """One line per instance, :data:`CSV_COLUMNS`. Deciding by expected value:
+    ``score,decision,ev_0,ev_1,close_confusion,out_of_range`` (binary) or
+    ``p_1,...,p_K,decision,ev_1,...,ev_K,close_confusion,out_of_range`` (multiclass, the
+    card's class order; ``ev_j`` = expected value of deciding class j)."""
+    if isinstance(predictions, ValuedPredictions):
+        flagged = predictions.out_of_range or {}
+        return "".join(
+            ",".join([*row, _csv_names(flagged.get(index))]) + "\n"
+            for index, row in enumerate(predictions.csv_rows())
+        ).encode()
     return ("\n".join(_lines(predictions, _CSV_LINE, _csv_names)) + "\n").encode()
 
 

@@ -35,6 +35,7 @@ from costaware.decision import (
     not_probabilities,
 )
 from costaware.economics import CostMatrix, EconomicsError
+from costaware.multiclass import ValueMatrix, default_margin
 from service.batching import BatchScorer
 from service.codecs import instances_to_matrix
 from service.errors import (
@@ -46,6 +47,17 @@ from service.errors import (
 )
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRegistry
+from service.valuation import (
+    MulticlassEvaluation,
+    MulticlassTarget,
+    ValuedPredictions,
+    class_labels,
+    held_out_multiclass,
+    model_probabilities,
+    posted_probabilities,
+    value_binary,
+    value_multiclass,
+)
 
 # ---------------------------------------------------------------------------------------
 # Predictions
@@ -72,15 +84,30 @@ class PredictInputs:
     # Instances with features outside the training range: flagged in the answer, or the
     # request refused (OutOfRangeError).
     on_out_of_range: OnOutOfRange = "flag"
+    # Decide by expected value under this matrix (service.valuation): a binary matrix
+    # (tp, fp, tn, fn: scalars or one value per instance) or a multiclass value matrix.
+    # A multiclass model always decides by expected value (the card's matrix by default).
+    cost_matrix: Any = None
     # How errors name the instances: ``instances[3]`` by default; CSV and JSON lines name
-    # the line (``body, row 4``, ``body line 4``).
+    # the line (``body, row 4``, ``body line 4``); and the body's fields (``body.``).
     source: str = "instances"
     row_name: Callable[[int], str] | None = None
+    fields: str = ""
 
     def name_row(self, index: int) -> str:
         if self.row_name is not None:
             return self.row_name(index)
         return f"{self.source}[{index}]"
+
+
+@dataclass(frozen=True)
+class ValuedRequest:
+    """How a request decides by expected value: the posted matrix (None: the card's) and
+    margin (None: the default), and how errors name the margin."""
+
+    matrix: Any
+    margin: float | None
+    margin_field: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +120,9 @@ class ScoringJob:
     margin: float
     row_name: Callable[[int], str]
     out_of_range: OutOfRange | None  # None: the card records no training ranges
+    # Set when the decision is by expected value (service.valuation); one field, because
+    # every field of a frozen dataclass costs a setattr on each one-instance request.
+    valued: ValuedRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +187,27 @@ class DataPlane:
         else:
             x = instances_to_matrix(instances, model.card.features, inputs.source)
         card = model.card
+        valued = model.multiclass or inputs.cost_matrix is not None
+        if valued:
+            if inputs.threshold is not None:
+                raise InvalidInputError(
+                    f"{inputs.fields}threshold: decisions by expected value under a cost "
+                    "matrix take no threshold (each instance gets the better action)"
+                    if not model.multiclass
+                    else f"{inputs.fields}threshold: model {model.name!r} is multiclass; it "
+                    "decides by expected value under its value matrix, with no threshold"
+                )
+            return ScoringJob(
+                model=model,
+                x=x,
+                threshold=float("nan"),
+                margin=float("nan"),
+                row_name=inputs.name_row,
+                out_of_range=self._check_ranges(model, x, inputs),
+                valued=ValuedRequest(inputs.cost_matrix, inputs.margin, f"{inputs.fields}margin"),
+            )
+        if inputs.margin is not None and inputs.margin > 1:
+            raise InvalidInputError(f"{inputs.fields}margin: {inputs.margin} is outside [0, 1]")
         return ScoringJob(
             model=model,
             x=x,
@@ -212,34 +263,44 @@ class DataPlane:
             raise out_of_range_error(model, x, found, low, high, inputs.name_row)
         return found
 
-    async def predict(self, inputs: PredictInputs) -> Predictions:
+    async def predict(self, inputs: PredictInputs) -> Predictions | ValuedPredictions:
         """Score and decide; the session call is shared with the other requests decoded in
         this turn of the event loop (service.batching)."""
         job = self.prepare(inputs)
         return self.decide(job, await self.scorer.score(job.model, job.x))
 
-    def predict_now(self, inputs: PredictInputs) -> Predictions:
+    def predict_now(self, inputs: PredictInputs) -> Predictions | ValuedPredictions:
         """:meth:`predict` with a session call of its own, for a caller off the event loop
         (a large body in the thread pool, the benchmark, a batch worker)."""
         job = self.prepare(inputs)
         return self.decide(job, self.scorer.score_now(job.model, job.x))
 
-    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions:
+    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions | ValuedPredictions:
         """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
         NonFiniteScoreError when any score is not a finite number in [0, 1]."""
-        values = scores.tolist()
-        # The rule of costaware.decision (a finite number in [0, 1]), on the Python floats
-        # for a few scores, where each numpy call costs more than the comparisons.
+        # The rule of costaware.decision (a finite number in [0, 1]); for a few binary
+        # scores on the Python floats, where each numpy call costs more than the comparisons.
         decidable = (
-            all(is_probability(value) for value in values)
-            if len(values) <= _FEW_ROWS
+            all(is_probability(value) for value in scores.tolist())
+            if scores.ndim == 1 and len(scores) <= _FEW_ROWS
             else all_probabilities(scores)
         )
         if not decidable:
-            bad = not_probabilities(scores)
+            shown = scores
+            if scores.ndim == 2:  # a multiclass model: name the rows, show a bad value each
+                inside = (scores >= 0.0) & (scores <= 1.0)
+                bad = np.flatnonzero(~inside.all(axis=1))
+                shown = np.zeros(len(scores))
+                for row in bad:
+                    shown[row] = scores[row][~inside[row]][0]
+            else:
+                bad = not_probabilities(scores)
             if self.metrics is not None:
                 self.metrics.observe_non_finite(job.model.name, len(bad))
-            raise non_finite_error(job.model.name, scores, bad, job.row_name)
+            raise non_finite_error(job.model.name, shown, bad, job.row_name)
+        if job.valued is not None:
+            return self.decide_by_value(job, scores)
+        values = scores.tolist()
         predictions = Predictions(
             model=job.model.name,
             version=job.model.card.version,
@@ -256,6 +317,25 @@ class DataPlane:
             )
         return predictions
 
+    def decide_by_value(self, job: ScoringJob, outputs: np.ndarray) -> ValuedPredictions:
+        """The action with the highest expected value for each instance (service.valuation)."""
+        model = job.model
+        valued = job.valued
+        assert valued is not None
+        if model.multiclass:
+            predictions = value_multiclass(
+                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
+            )
+        else:
+            predictions = value_binary(
+                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
+            )
+        if self.metrics is not None:
+            self.metrics.observe_predictions(
+                predictions.model, predictions.labels, predictions.close
+            )
+        return predictions
+
     # -----------------------------------------------------------------------------------
     # Evaluation
 
@@ -266,7 +346,7 @@ class DataPlane:
             targets = [self._posted_scores_target(inputs)]
             source = "scores"
         else:
-            models = self.select_models(inputs.models, inputs.models_field)
+            models = self.binary_models(inputs.models, inputs.models_field)
             if inputs.instances is None:
                 if inputs.labels is not None:
                     raise InvalidInputError(
@@ -287,6 +367,81 @@ class DataPlane:
             curve=inputs.curve,
         )
 
+    def binary_models(self, names: Sequence[str] | None, field: str) -> list[LoadedModel]:
+        """The named models (each binary), or every loaded binary model."""
+        models = self.select_models(names, field)
+        if names is None:
+            models = [model for model in models if not model.multiclass]
+            if not models:
+                raise InvalidInputError(
+                    "cost_matrix: no binary model is loaded; for a multiclass model post a "
+                    'value matrix {"classes": [...], "values": [[...], ...]}'
+                )
+        for index, model in enumerate(models):
+            if model.multiclass:
+                raise InvalidInputError(
+                    f"{field}[{index}]: model {model.name!r} is multiclass "
+                    f"({', '.join(model.card.classes)}); post a value matrix "
+                    '{"classes": [...], "values": [[...], ...]} as cost_matrix'
+                )
+        return models
+
+    def evaluate_multiclass(self, inputs: MulticlassEvaluateInputs) -> MulticlassEvaluation:
+        """Multiclass models (or posted class probabilities) valued under a K x K matrix:
+        on posted ``scores`` (N x K) with labels, on posted instances with labels, or on
+        each card's held-out split."""
+        matrix = inputs.matrix
+        if inputs.threshold is not None:
+            raise InvalidInputError(
+                "threshold: multiclass decisions take no threshold (each instance gets the "
+                "class with the highest expected value)"
+            )
+        margin = default_margin(matrix) if inputs.margin is None else inputs.margin
+        if inputs.scores is not None:
+            _posted_alone(inputs.instances, inputs.models, "probabilities")
+            probabilities = posted_probabilities(inputs.scores, matrix.k)
+            labels = class_labels(inputs.labels, matrix.classes, len(probabilities), "scores")
+            targets = [MulticlassTarget(None, labels, probabilities)]
+            return MulticlassEvaluation("scores", targets, matrix, margin)
+        models = self._multiclass_models(inputs.models, matrix)
+        if inputs.instances is None:
+            if inputs.labels is not None:
+                raise InvalidInputError("labels: given without instances or scores to go with them")
+            targets = [held_out_multiclass(model) for model in models]
+            return MulticlassEvaluation("held_out", targets, matrix, margin)
+        if not isinstance(inputs.instances, list) or not inputs.instances:
+            raise InvalidInputError("instances: expected a non-empty list of instances")
+        labels = class_labels(inputs.labels, matrix.classes, len(inputs.instances), "instances")
+        targets = []
+        for model in models:
+            x = instances_to_matrix(inputs.instances, model.card.features, "instances")
+            targets.append(MulticlassTarget(model, labels, model_probabilities(model, x)))
+        return MulticlassEvaluation("instances", targets, matrix, margin)
+
+    def _multiclass_models(
+        self, names: Sequence[str] | None, matrix: ValueMatrix
+    ) -> list[LoadedModel]:
+        models = self.select_models(names)
+        if names is None:
+            models = [m for m in models if m.multiclass and tuple(m.card.classes) == matrix.classes]
+            if not models:
+                raise InvalidInputError(
+                    f"cost_matrix.classes: no loaded multiclass model has the classes "
+                    f"{list(matrix.classes)}"
+                )
+        for index, model in enumerate(models):
+            if not model.multiclass:
+                raise InvalidInputError(
+                    f"models[{index}]: model {model.name!r} is binary; post a cost matrix "
+                    "with tp, fp, tn and fn"
+                )
+            if tuple(model.card.classes) != matrix.classes:
+                raise InvalidInputError(
+                    f"cost_matrix.classes: {list(matrix.classes)} does not match the classes "
+                    f"of model {model.name!r} {model.card.classes} (same names, same order)"
+                )
+        return models
+
     def select_models(
         self, names: Sequence[str] | None, field: str = "models"
     ) -> list[LoadedModel]:
@@ -295,7 +450,7 @@ class DataPlane:
         if names is None:
             if not registry.ready:
                 raise NotReadyError(f"no model is loaded from {registry.model_dir}")
-            return [registry.models[name] for name in registry.names()]
+            return registry.loaded()  # one consistent set, even while a model is unloaded
         if not isinstance(names, list) or not names:
             raise InvalidInputError(f"{field}: expected a non-empty list of model names")
         chosen: list[LoadedModel] = []
@@ -312,13 +467,7 @@ class DataPlane:
         return chosen
 
     def _posted_scores_target(self, inputs: EvaluateInputs) -> Target:
-        if inputs.instances is not None:
-            raise InvalidInputError("scores: send either instances or scores, not both")
-        if inputs.models is not None:
-            raise InvalidInputError(
-                "models: posted scores were produced elsewhere; leave models out "
-                "or post instances instead"
-            )
+        _posted_alone(inputs.instances, inputs.models, "scores")
         values = _checked_list(
             inputs.scores, "scores", "a list of probabilities in [0, 1]", economics.as_scores
         )
@@ -474,6 +623,21 @@ class EvaluateInputs:
 
     def name_row(self, index: int) -> str:
         return f"instances[{index}]" if self.row_name is None else self.row_name(index)
+
+
+@dataclass(frozen=True)
+class MulticlassEvaluateInputs:
+    """A multiclass evaluation request: ``matrix`` (K x K, row = truth, column = decision)
+    and the data as for :class:`EvaluateInputs`; ``scores`` are N x K probabilities and
+    ``labels`` class names or indices."""
+
+    matrix: ValueMatrix
+    models: list[str] | None = None
+    instances: list[Any] | None = None
+    scores: list[Any] | None = None
+    labels: list[Any] | None = None
+    threshold: float | None = None
+    margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -639,6 +803,17 @@ def _target(
         threshold=model.card.threshold if threshold is None else threshold,
         margin=model.card.margin if margin is None else margin,
     )
+
+
+def _posted_alone(instances: Any, models: Any, what: str) -> None:
+    """Posted scores (or probabilities) come without instances and without models."""
+    if instances is not None:
+        raise InvalidInputError("scores: send either instances or scores, not both")
+    if models is not None:
+        raise InvalidInputError(
+            f"models: posted {what} were produced elsewhere; leave models out "
+            "or post instances instead"
+        )
 
 
 def _invalid(exc: EconomicsError) -> InvalidInputError:

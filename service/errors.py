@@ -16,6 +16,7 @@ class ServiceError(Exception):
 
     status: int = 400
     kind: str = "bad_request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -34,6 +35,44 @@ class InvalidInputError(ServiceError):
 
     status = 422
     kind = "invalid_input"
+
+
+class UnauthorizedError(ServiceError):
+    """No API key, or not a valid one (the key itself is never echoed or logged)."""
+
+    status = 401
+    kind = "unauthorized"
+
+    def __init__(self, detail: str, invalid_key: bool = False) -> None:
+        super().__init__(detail)
+        challenge = 'Bearer realm="costaware"'
+        if invalid_key:
+            challenge += ', error="invalid_token"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class ForbiddenError(ServiceError):
+    """A valid key that may not do this (an inference key on load/unload), or an admin
+    endpoint with no admin keys configured."""
+
+    status = 403
+    kind = "forbidden"
+
+
+class ConflictError(ServiceError):
+    """The request conflicts with what is served (unloading the default model, a version
+    string reused for a different graph)."""
+
+    status = 409
+    kind = "conflict"
+
+
+class ModelLoadError(ServiceError):
+    """A model folder that failed validation or warm-up on load; the old version, if any,
+    is still served."""
+
+    status = 422
+    kind = "model_refused"
 
 
 class NonFiniteScoreError(ServiceError):

@@ -105,6 +105,8 @@ def decode_inputs(
             threshold=first_set(overrides.threshold, request.threshold),
             margin=first_set(overrides.margin, request.margin),
             on_out_of_range=overrides.on_out_of_range or request.on_out_of_range,
+            cost_matrix=request.cost_matrix,
+            fields="body.",
         )
     assert request_format in (CSV, JSONLINES)
     model = dataplane.model(overrides.model)

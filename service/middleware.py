@@ -1,5 +1,9 @@
-"""The service's one ASGI layer, outside all of Starlette's: the body-size limit, request
-metrics, and a direct call of the prediction endpoints.
+"""The service's one ASGI layer, outside all of Starlette's: API keys, the body-size
+limit, request metrics, and a direct call of the prediction endpoints.
+
+API keys (service.auth): checked first, for the direct paths and the router alike, so a
+request without a valid key is answered 401 before its body is read. With no inference
+key and no metrics guard configured the check is skipped (one attribute test).
 
 It wraps the app's whole middleware stack (``service.app`` builds it that way), so a
 prediction pays for no other layer: on a one-instance prediction the framework around
@@ -35,6 +39,7 @@ from collections.abc import Iterable, Mapping
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.auth import KeyRing
 from service.errors import PayloadTooLargeError, ServiceError, error_body
 from service.metrics import UNMATCHED, Metrics
 from service.routes.common import DirectEndpoint
@@ -50,11 +55,13 @@ class ServiceMiddleware:
         max_body_bytes: int,
         metrics: Metrics,
         direct: Mapping[tuple[str, str], DirectEndpoint] | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.direct = dict(direct or {})
+        self.keys = keys if keys is not None and keys.guards_requests else None
 
     def _error(self, what: str) -> PayloadTooLargeError:
         return PayloadTooLargeError(
@@ -82,6 +89,15 @@ class ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.keys is not None:
+            refusal = self.keys.refusal(scope)
+            if refusal is not None:
+                start = time.perf_counter()
+                await service_error_response(refusal)(scope, receive, send)
+                self.metrics.observe_request(
+                    UNMATCHED, "", refusal.status, time.perf_counter() - start
+                )
+                return
         declared, chunked = _body_framing(scope["headers"])
         if declared is not None and declared > self.max_body_bytes:
             await self._refuse(send, self._error(f"of {declared} bytes (Content-Length)"))

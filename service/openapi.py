@@ -29,6 +29,7 @@ from service.schemas import (
     ModelList,
     PredictRequest,
     PredictResponse,
+    ValuedPredictResponse,
     instance_schema,
     model_name_schema,
 )
@@ -162,8 +163,15 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         ]
     }
     predict_ok = {
-        "description": "One prediction per instance",
-        "content": {JSON: {"schema": build.schema(PredictResponse)}},
+        "description": "One prediction per instance (decided by expected value with a "
+        "cost_matrix or a multiclass model)",
+        "content": {
+            JSON: {
+                "schema": {
+                    "anyOf": [build.schema(PredictResponse), build.schema(ValuedPredictResponse)]
+                }
+            }
+        },
     }
     prediction_errors = build.errors(ALL_ERRORS, {422: REFUSALS_422})
 
@@ -224,7 +232,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             "score,label,close_confusion,out_of_range lines, out_of_range being the feature "
             "names separated by ; (empty when none).",
             "content": {
-                JSON: {"schema": {"$ref": "#/components/schemas/PredictResponse"}},
+                JSON: predict_ok["content"][JSON],
                 CSV: {"schema": {"type": "string"}},
                 JSONLINES: {"schema": {"type": "string"}},
             },
@@ -234,7 +242,21 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 
     _evaluate(document, build, instance, name_schema, n)
     _reads(document, build, names)
+    _framework_errors(document, build)
     return document
+
+
+def _framework_errors(document: dict[str, Any], build: _Builder) -> None:
+    """Routes this module does not state one by one (the admin routes, say) keep FastAPI's
+    responses, except that its validation errors are answered with the one error body."""
+    error = build.schema(ErrorBody)
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                for media in response.get("content", {}).values():
+                    ref = media.get("schema", {}).get("$ref", "")
+                    if ref.endswith(("/HTTPValidationError", "/ValidationError")):
+                        media["schema"] = error
 
 
 def _evaluate(

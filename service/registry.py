@@ -1,14 +1,22 @@
-"""The model registry: every servable model folder, loaded once into an onnxruntime session.
+"""The model registry: every servable model folder, loaded into an onnxruntime session.
 
 A folder is refused (one log line, the others still served) when its card is missing or
 malformed, its ``model.onnx`` does not match the card's sha256, or the graph's input and
 output do not match the card's ``features`` and ONNX names.
+
+The registry is read on every request and changed only by :mod:`service.lifecycle`
+(load, replace, unload while serving). A change replaces ``models`` with a new dict
+instead of mutating it, so a reader, on the event loop or in a worker thread, always sees
+one consistent set; a request holds the :class:`LoadedModel` it picked, so it finishes on
+that version whatever is swapped in meanwhile.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from costaware.card import CARD_FILENAME, CardError, ModelCard, read_card, verify_model_file
+from costaware.card import CARD_FILENAME, AnyCard, CardError, MulticlassCard, parse_card
 from service.errors import NotFoundError, NotReadyError
 
 log = logging.getLogger(__name__)
@@ -28,14 +36,42 @@ class ModelRefusedError(Exception):
 
 
 @dataclass(frozen=True)
+class ModelFiles:
+    """A model folder's card and graph, read once: what is validated is what is served
+    (and, with several workers, what the other workers load; service.lifecycle)."""
+
+    folder: Path
+    card: AnyCard
+    card_bytes: bytes
+    onnx_bytes: bytes
+
+    @property
+    def sha256(self) -> str:
+        return self.card.onnx.sha256
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the exact card and graph: a reload of unchanged files changes nothing."""
+        card_digest = hashlib.sha256(self.card_bytes).hexdigest()
+        return f"{card_digest[:16]}-{self.sha256[:16]}"
+
+
+@dataclass(frozen=True)
 class LoadedModel:
-    card: ModelCard
+    card: AnyCard
     folder: Path
     session: ort.InferenceSession
+    fingerprint: str = ""
+    loaded_at: float = field(default_factory=time.time)
 
     @property
     def name(self) -> str:
         return self.card.name
+
+    @functools.cached_property
+    def multiclass(self) -> bool:
+        """A K-class model (graph output ``[N, K]`` probabilities, ``card.classes``)."""
+        return isinstance(self.card, MulticlassCard)
 
     @property
     def n_features(self) -> int:
@@ -46,10 +82,13 @@ class LoadedModel:
         return np.asarray(self.raw_scores(x), dtype=np.float64)
 
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
-        """The graph's output for ``x`` as it comes (float32), flattened to 1-D."""
+        """The graph's output for ``x`` as it comes (float32): flattened to 1-D for a
+        binary model, ``[N, K]`` class probabilities for a multiclass one."""
         batch = np.ascontiguousarray(x, dtype=np.float32)
         run, outputs, input_name = self._run
         (out,) = run(outputs, {input_name: batch}, None)
+        if self.multiclass:
+            return out.reshape(len(batch), -1)
         return out.reshape(-1)
 
     @functools.cached_property
@@ -75,7 +114,7 @@ def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort
     return options
 
 
-def _check_signature(card: ModelCard, session: ort.InferenceSession, path: Path) -> None:
+def _check_signature(card: AnyCard, session: ort.InferenceSession, path: Path) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
         raise ModelRefusedError(f"{path}: graph has {len(inputs)} inputs, the contract is one")
@@ -101,24 +140,67 @@ def _check_signature(card: ModelCard, session: ort.InferenceSession, path: Path)
             f"{path}: graph has no output named {card.onnx.output_name!r} "
             f"(outputs: {[output.name for output in outputs]})"
         )
+    if isinstance(card, MulticlassCard):
+        # The multiclass contract: one probability per class, in the card's class order.
+        (output,) = (o for o in outputs if o.name == card.onnx.output_name)
+        k = len(card.classes)
+        if len(output.shape) != 2 or output.shape[1] != k:
+            raise ModelRefusedError(
+                f"{path}: graph output {output.name!r} has shape {output.shape}; a multiclass "
+                f"card with {k} classes needs [N, {k}]"
+            )
 
 
-def load_model(folder: Path, options: ort.SessionOptions) -> LoadedModel:
-    """Load one model folder, or raise :class:`ModelRefusedError` saying why not."""
+def read_model_files(folder: Path) -> ModelFiles:
+    """Read a folder's card and graph, checking the card and the graph's sha256; raise
+    :class:`ModelRefusedError` saying why not."""
+    path = folder / CARD_FILENAME
     try:
-        card = read_card(folder)
-        model_path = verify_model_file(folder, card)
+        card_bytes = path.read_bytes()
+        card = parse_card(card_bytes, path)
+    except FileNotFoundError:
+        raise ModelRefusedError(f"{path}: no model card") from None
+    except OSError as exc:
+        raise ModelRefusedError(f"{path}: unreadable model card ({exc})") from exc
     except CardError as exc:
         raise ModelRefusedError(str(exc)) from exc
+    model_path = folder / card.onnx.file
+    try:
+        onnx_bytes = model_path.read_bytes()
+    except FileNotFoundError:
+        raise ModelRefusedError(
+            f"{model_path}: model file named by the card does not exist"
+        ) from None
+    except OSError as exc:
+        raise ModelRefusedError(f"{model_path}: unreadable ({exc})") from exc
+    actual = hashlib.sha256(onnx_bytes).hexdigest()
+    if actual != card.onnx.sha256:
+        raise ModelRefusedError(
+            f"{model_path}: sha256 {actual[:12]}… does not match the card's "
+            f"{card.onnx.sha256[:12]}…"
+        )
+    return ModelFiles(folder=folder, card=card, card_bytes=card_bytes, onnx_bytes=onnx_bytes)
+
+
+def build_model(files: ModelFiles, options: ort.SessionOptions) -> LoadedModel:
+    """An onnxruntime session for checked files whose graph matches the card's contract."""
+    model_path = files.folder / files.card.onnx.file
     try:
         session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            files.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad graph
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelRefusedError(f"{model_path}: onnxruntime cannot load it ({message})") from exc
-    _check_signature(card, session, model_path)
-    return LoadedModel(card=card, folder=folder, session=session)
+    _check_signature(files.card, session, model_path)
+    return LoadedModel(
+        card=files.card, folder=files.folder, session=session, fingerprint=files.fingerprint
+    )
+
+
+def load_model(folder: Path, options: ort.SessionOptions) -> LoadedModel:
+    """Load one model folder, or raise :class:`ModelRefusedError` saying why not."""
+    return build_model(read_model_files(folder), options)
 
 
 def model_folders(model_dir: Path) -> list[Path]:
@@ -146,26 +228,33 @@ class ModelRegistry:
         model_dir: Path,
         default_name: str,
         options: ort.SessionOptions | None = None,
+        accept: Callable[[ModelFiles, LoadedModel], None] | None = None,
     ) -> ModelRegistry:
+        """Load every model folder under ``model_dir``; ``accept`` is called with each
+        model's files and session before it is served (service.lifecycle warms it up
+        there and keeps a copy for the other workers) and may refuse it."""
         registry = cls(model_dir=model_dir, default_name=default_name)
         if not model_dir.is_dir():
-            registry.refused[str(model_dir)] = "model directory does not exist"
+            registry.refused = {str(model_dir): "model directory does not exist"}
             log.error("model directory %s does not exist; no model is served", model_dir)
             return registry
         options = options or session_options()
         for folder in model_folders(model_dir):
             try:
-                model = load_model(folder, options)
+                files = read_model_files(folder)
+                model = build_model(files, options)
+                if accept is not None:
+                    accept(files, model)
             except ModelRefusedError as exc:
-                registry.refused[str(folder)] = str(exc)
+                registry.refused = {**registry.refused, str(folder): str(exc)}
                 log.warning("refused model folder %s: %s", folder, exc)
                 continue
             if model.name in registry.models:
                 reason = f"{folder}: a model named {model.name!r} is already loaded"
-                registry.refused[str(folder)] = reason
+                registry.refused = {**registry.refused, str(folder): reason}
                 log.warning("refused model folder %s: %s", folder, reason)
                 continue
-            registry.models[model.name] = model
+            registry.models = {**registry.models, model.name: model}
             log.info("loaded model %s %s from %s", model.name, model.card.version, folder)
         if not registry.models:
             log.error("no loadable model under %s; the service is not ready", model_dir)
@@ -183,6 +272,24 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return sorted(self.models)
+
+    def loaded(self) -> list[LoadedModel]:
+        """Every loaded model, by name, from one consistent set."""
+        models = self.models
+        return [models[name] for name in sorted(models)]
+
+    def install(self, model: LoadedModel) -> LoadedModel | None:
+        """Serve ``model`` under its name from the next request on; the model it replaces."""
+        previous = self.models.get(model.name)
+        self.models = {**self.models, model.name: model}
+        return previous
+
+    def remove(self, name: str) -> LoadedModel | None:
+        """Stop serving ``name``; requests that already hold it finish on it."""
+        models = dict(self.models)
+        removed = models.pop(name, None)
+        self.models = models
+        return removed
 
     def get(self, name: str | None = None) -> LoadedModel:
         """The named model, or the default one; a single loaded model is everyone's default."""

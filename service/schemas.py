@@ -30,6 +30,9 @@ ON_OUT_OF_RANGE = ("flag", "refuse")
 
 # A number from the body in [0, 1]: strict, so not a numeric string and not true/false.
 UnitInterval = Annotated[float, Field(ge=0, le=1, strict=True)]
+# A margin: a score margin in [0, 1], or dollars >= 0 when deciding by expected value (the
+# data plane refuses a score margin above 1).
+Margin = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 
 
 class PredictRequest(BaseModel):
@@ -51,14 +54,42 @@ class PredictRequest(BaseModel):
     threshold: UnitInterval | None = Field(
         default=None, description="label = score >= threshold; default: the card's."
     )
-    margin: UnitInterval | None = Field(
+    margin: Margin | None = Field(
         default=None,
-        description="close_confusion = |score - threshold| < margin; default: the card's.",
+        description="close_confusion = |score - threshold| < margin, a score margin in "
+        "[0, 1]; deciding by expected value (a cost_matrix, or a multiclass model) a margin "
+        "in dollars >= 0. Default: the card's.",
+    )
+    cost_matrix: Any = Field(
+        default=None,
+        description="Decide by expected value instead of a threshold: for a binary model "
+        "tp, fp, tn, fn (each a number or one per instance); for a multiclass model a value "
+        "matrix {classes, values}. No threshold with it.",
     )
     on_out_of_range: Literal["flag", "refuse"] | None = Field(
         default=None,
         description="Instances with features outside the model's training range: flag them "
         "in out_of_range (default), or refuse the request with 422 out_of_range.",
+    )
+
+
+class BinaryCostMatrix(BaseModel):
+    """Dollar value of each outcome of a binary decision (negative = loss)."""
+
+    tp: float | list[float] = Field(description="a number, or one value per instance")
+    fp: float | list[float] = Field(description="a number, or one value per instance")
+    tn: float | list[float] = Field(description="a number, or one value per instance")
+    fn: float | list[float] = Field(description="a number, or one value per instance")
+
+
+class ValueMatrixBody(BaseModel):
+    """A multiclass value matrix: values[i][j] = value of deciding class j when the truth
+    is class i (row = truth, column = decision), dollars per instance."""
+
+    classes: list[str] = Field(min_length=2, description="the model's classes, in its order")
+    values: list[list[float]] = Field(
+        description="K x K; values[i][j] = value of deciding class j when the truth is "
+        "class i (row = truth, column = decision)"
     )
 
 
@@ -79,7 +110,11 @@ class EvaluateRequest(BaseModel):
     scores: Any = Field(default=None, description="Scores produced elsewhere, in [0, 1].")
     labels: Any = Field(default=None, description="0/1 labels, one per instance or score.")
     threshold: UnitInterval | None = Field(default=None, description="Default: the card's.")
-    margin: UnitInterval | None = Field(default=None, description="Default: the card's.")
+    margin: Margin | None = Field(
+        default=None,
+        description="Binary: a score margin in [0, 1] (default: card's). Value matrix: "
+        "dollars >= 0.",
+    )
     prevalence: UnitInterval | None = Field(
         default=None,
         description="Value the decisions as if positives were this share of the data "
@@ -106,6 +141,29 @@ class Prediction(BaseModel):
         description="Features outside the training [min, max]; null when the card records "
         "no training ranges."
     )
+
+
+class ValuedPrediction(BaseModel):
+    score: float | None = Field(default=None, description="binary: P(class 1)")
+    probabilities: dict[str, float] | None = Field(
+        default=None, description="multiclass: probability of each class"
+    )
+    label: int | None = Field(default=None, description="binary: equal to decision")
+    decision: int | str = Field(description="binary: 1 = treat; multiclass: a class name")
+    expected_values: dict[str, float] = Field(description="expected value of each decision")
+    close_confusion: bool = Field(description="best two expected values closer than margin")
+
+
+class ValuedPredictResponse(BaseModel):
+    model: str
+    version: str
+    classes: list[str]
+    decision_rule: str
+    cost_matrix: str = Field(description="'request' or 'card'")
+    margin: float | None = Field(description="dollars; null when per instance")
+    margin_unit: str
+    margin_note: str
+    predictions: list[ValuedPrediction]
 
 
 class PredictResponse(BaseModel):
@@ -142,18 +200,60 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What was wrong and where (row, column, field).")
 
 
+class LoadError(BaseModel):
+    at: str = Field(description="When the load failed (UTC, ISO 8601).")
+    reason: str
+
+
 class ModelSummary(BaseModel):
     name: str
     version: str
+    state: Literal["ready", "loading"] = Field(
+        description="ready; loading: a new version is being checked while this one serves."
+    )
+    sha256: str = Field(description="The served graph's sha256.")
+    loaded_at: str = Field(description="When this version began serving (UTC, ISO 8601).")
+    last_error: LoadError | None = Field(
+        description="Why the last load of this name failed, until one succeeds."
+    )
+    task: str = Field(description="binary or multiclass")
+    classes: list[str] = Field(description="class names; a binary model's are 0 and 1")
     loss: dict[str, Any]
-    threshold: float
-    margin: float
+    threshold: float | None = Field(description="binary: the card's; multiclass: none")
+    margin: float = Field(
+        description="binary: score margin; multiclass: dollars per instance (close when the "
+        "best two actions' expected values differ by less)"
+    )
     features: list[str]
+
+
+class WorkerState(BaseModel):
+    pid: int = Field(description="The worker process that answered.")
+    generation: int = Field(description="Changes (loads, unloads) this worker has applied.")
 
 
 class ModelList(BaseModel):
     default: str
     models: list[ModelSummary]
+    loading: list[str] = Field(description="Names being loaded that are not served yet.")
+    refused: dict[str, str] = Field(description="Model folders not served, and why.")
+    worker: WorkerState
+
+
+class LoadResult(BaseModel):
+    name: str
+    version: str = Field(description="The version served from now on.")
+    previous_version: str | None = Field(description="The version it replaced, if any.")
+    changed: bool = Field(description="False when the folder held what was already served.")
+    sha256: str
+    generation: int
+    seconds: float = Field(description="Time taken to read, check, warm up and swap.")
+
+
+class UnloadResult(BaseModel):
+    name: str
+    version: str = Field(description="The version that was unloaded.")
+    generation: int
 
 
 class ExecutionParameters(BaseModel):
@@ -255,6 +355,10 @@ def translate_validation_error(
     if kind == "literal_error":
         options = " or ".join(repr(option) for option in ON_OUT_OF_RANGE)
         return field, f"expected {options}, got {describe(value)}"
+    if kind in ("greater_than_equal", "less_than_equal", "finite_number") and name == "margin":
+        return field, (
+            f"{value} is outside [0, 1] (a score margin) and is not a dollar margin >= 0 either"
+        )
     if kind in ("greater_than_equal", "less_than_equal"):
         return field, f"{value} is outside [0, 1]"
     if kind == "float_type" and name in ("threshold", "margin", "prevalence"):

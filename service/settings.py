@@ -6,11 +6,12 @@ win over ours because the platform, not the operator, decides where the containe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from costaware.card import CARD_FILENAME
 from costaware.decision import MODEL_NAME_PATTERN
@@ -21,6 +22,12 @@ SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+# What an HTTP Bearer credential may hold (RFC 6750's b64token), so every key can be sent.
+_KEY = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+# Settings whose values are never shown, not even in a start-up error.
+SECRET_SETTINGS = frozenset({"api_keys", "admin_keys"})
+Keys = Annotated[list[SecretStr], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -78,11 +85,64 @@ class Settings(BaseSettings):
     max_concurrent_transforms: int | None = Field(
         default=None, ge=1, description="Reported to Batch Transform; unset means `workers`."
     )
+    # Model lifecycle (service/lifecycle.py). Watching the model directory: seconds between
+    # scans, 0 = off (load and unload only through the API).
+    model_poll_seconds: float = Field(default=0, ge=0, le=86400)
+    # On SIGTERM: stop accepting, then give in-flight requests this long (SageMaker kills
+    # a container 30 s after asking it to stop).
+    shutdown_timeout_seconds: float = Field(default=25, ge=0, le=3600)
+    # Where several workers publish each load and unload to each other; `serve` sets it to
+    # a fresh temporary directory when it starts more than one worker.
+    lifecycle_dir: Path | None = None
+    # API keys (service/auth.py): comma-separated, and/or one per line in a file. Unset:
+    # prediction, evaluation and model endpoints are open; load and unload never are.
+    api_keys: Keys = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    admin_keys: Keys = Field(default_factory=list)
+    admin_keys_file: Path | None = None
+    metrics_auth: bool = False
 
     @field_validator("log_level", "loop", "http", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return split_keys(value) if isinstance(value, str) else value
+
+    @field_validator("api_keys", "admin_keys")
+    @classmethod
+    def _check_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        check_keys([key.get_secret_value() for key in keys])
+        return keys
+
+    @field_validator("api_keys_file", "admin_keys_file")
+    @classmethod
+    def _check_keys_file(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_keys_file(path)
+        return path
+
+    @field_validator("metrics_auth")
+    @classmethod
+    def _metrics_need_keys(cls, on: bool, info: ValidationInfo) -> bool:
+        if on and not any(
+            info.data.get(name)
+            for name in ("api_keys", "api_keys_file", "admin_keys", "admin_keys_file")
+        ):
+            raise ValueError("needs COSTAWARE_API_KEYS or COSTAWARE_ADMIN_KEYS (or their _FILE)")
+        return on
+
+    def inference_keys(self) -> list[str]:
+        """Keys for prediction, evaluation and model endpoints (and /metrics when it is
+        guarded): ``api_keys`` plus the keys file's."""
+        return _all_keys(self.api_keys, self.api_keys_file)
+
+    def admin_key_values(self) -> list[str]:
+        """Keys for load and unload: ``admin_keys`` plus the keys file's."""
+        return _all_keys(self.admin_keys, self.admin_keys_file)
 
     def resolved_model_dir(self) -> Path:
         return resolve_model_dir(self.model_dir, self.sagemaker_model_dir)
@@ -111,3 +171,41 @@ def resolve_model_dir(configured: Path | None, sagemaker_dir: Path = SAGEMAKER_M
     if holds_models(sagemaker_dir):
         return sagemaker_dir
     return BUNDLED_MODEL_DIR
+
+
+def split_keys(text: str) -> list[str]:
+    """Keys separated by commas or line breaks; blank entries and ``#`` comment lines
+    are dropped."""
+    keys = []
+    for line in text.splitlines():
+        if line.strip().startswith("#"):
+            continue
+        keys.extend(part.strip() for part in line.split(","))
+    return [key for key in keys if key]
+
+
+def check_keys(keys: list[str]) -> None:
+    """Refuse a key that could not be sent as a Bearer credential; the message names its
+    position, never the key."""
+    for position, key in enumerate(keys, start=1):
+        if not _KEY.match(key):
+            raise ValueError(
+                f"key {position} of {len(keys)} has a character outside "
+                "A-Z a-z 0-9 - . _ ~ + / (and = at the end)"
+            )
+
+
+def read_keys_file(path: Path) -> list[str]:
+    try:
+        keys = split_keys(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the keys file ({type(exc).__name__})") from None
+    if not keys:
+        raise ValueError("the keys file holds no key")
+    check_keys(keys)
+    return keys
+
+
+def _all_keys(keys: list[SecretStr], path: Path | None) -> list[str]:
+    values = [key.get_secret_value() for key in keys]
+    return values + (read_keys_file(path) if path is not None else [])

@@ -67,6 +67,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "audit-subsample": Subcommand(
         "draw a subsample of negatives and audit it for bias", "training.subsample_cli"
     ),
+    "multiclass": Subcommand(
+        "train a K-class softmax model decided by a value matrix (default: wine data)",
+        "training.multiclass_cli",
+    ),
     "tune": Subcommand(
         "tune the loss weights by cross-validated expected value", "training.tuning_cli"
     ),

@@ -141,7 +141,7 @@ def held_out_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -
     )
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     # the service may be loading this folder; never let it see half a file
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -196,7 +196,7 @@ def export_model(
     folder = models_dir / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     model_path = folder / MODEL_FILENAME
-    _write_atomically(model_path, model_bytes)
+    write_atomically(model_path, model_bytes)
 
     if cost_matrix is None:
         cost_matrix = spec.cost_matrix

@@ -150,8 +150,15 @@ def _evaluated_models(model_dir: Path, names: Sequence[str] | None) -> list[adap
     if names is None:
         if not registry.ready:
             adapter.pick_models(registry, None)  # raises the registry's "not ready"
-        names = registry.names()
+        # A binary cost matrix values binary models; multiclass ones take a value matrix.
+        names = [name for name in registry.names() if not registry.models[name].multiclass]
     models = adapter.pick_models(registry, names)
+    multiclass = next((model for model in models if model.multiclass), None)
+    if multiclass is not None:
+        raise BatchInputError(
+            f"--models: {multiclass.name!r} is a multiclass model; batch evaluation values "
+            "binary decisions under tp, fp, tn, fn (POST /evaluate takes a value matrix)"
+        )
     first = models[0]
     for model in models[1:]:
         if list(model.card.features) != list(first.card.features):

@@ -29,7 +29,10 @@ def error_response(status: int, kind: str, detail: str) -> Response:
 def service_error_response(exc: ServiceError) -> Response:
     """The answer to a refused request; the app's handler and the direct routes
     (service.middleware) both answer with this."""
-    return error_response(exc.status, exc.kind, exc.detail)
+    response = error_response(exc.status, exc.kind, exc.detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
 
 
 def _kind_for_status(status: int) -> str:

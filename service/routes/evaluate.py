@@ -25,16 +25,25 @@ from starlette.responses import Response
 
 from costaware import figures
 from costaware.economics import CostMatrix, EconomicsError
+from costaware.multiclass import ValueMatrix
 from costaware.tabular import data_line_numbers
 from service.codecs import (
     CSV,
     JSON,
     decode_csv,
+    margin_value,
     negotiate,
     parse_media_type,
     unit_interval,
 )
-from service.dataplane import DataPlane, EvaluateInputs, Evaluation, Plot, held_out_targets
+from service.dataplane import (
+    DataPlane,
+    EvaluateInputs,
+    Evaluation,
+    MulticlassEvaluateInputs,
+    Plot,
+    held_out_targets,
+)
 from service.errors import (
     InvalidInputError,
     MalformedRequestError,
@@ -81,7 +90,29 @@ def _cost_matrix(raw: Any, field: str) -> CostMatrix:
         raise InvalidInputError(str(exc)) from None
 
 
-def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs:
+def is_value_matrix(raw: Any) -> bool:
+    """A multiclass value matrix ``{"classes", "values"}`` rather than tp/fp/tn/fn."""
+    return isinstance(raw, dict) and bool({"classes", "values"} & set(raw))
+
+
+def _multiclass_inputs(payload: dict[str, Any]) -> MulticlassEvaluateInputs:
+    try:
+        matrix = ValueMatrix.from_mapping(payload["cost_matrix"])
+    except EconomicsError as exc:
+        raise InvalidInputError(str(exc)) from None
+    margin = payload.get("margin")
+    return MulticlassEvaluateInputs(
+        matrix=matrix,
+        models=payload.get("models"),
+        instances=payload.get("instances"),
+        scores=payload.get("scores"),
+        labels=payload.get("labels"),
+        threshold=_option(payload.get("threshold"), "threshold"),
+        margin=None if margin is None else margin_value(margin, "margin"),
+    )
+
+
+def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs | MulticlassEvaluateInputs:
     try:
         request = EvaluateRequest.model_validate(payload)
     except ValidationError as exc:
@@ -89,9 +120,14 @@ def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs:
             exc,
             "",
             list(EvaluateRequest.model_fields),
-            {"cost_matrix": "missing (an object with tp, fp, tn and fn)"},
+            {
+                "cost_matrix": "missing (an object with tp, fp, tn and fn, or for multiclass "
+                "models classes and values)"
+            },
         )
         raise InvalidInputError(f"{field}: {message}") from None
+    if is_value_matrix(payload["cost_matrix"]):
+        return _multiclass_inputs(payload)
     return EvaluateInputs(
         cost_matrix=_cost_matrix(request.cost_matrix, "cost_matrix"),
         threshold=request.threshold,
@@ -117,7 +153,7 @@ def _query_costs(query: EvaluateOptions) -> CostMatrix:
 
 def _csv_inputs(body: bytes, query: EvaluateOptions, dataplane: DataPlane) -> EvaluateInputs:
     costs = _query_costs(query)
-    models = dataplane.select_models(query.models, "query.models")
+    models = dataplane.binary_models(query.models, "query.models")
     # The rows are decoded once, against the first model's features (the names only
     # matter in error messages); the data plane checks the width for each model.
     matrix = decode_csv(body, ["label", *models[0].card.features])
@@ -150,7 +186,7 @@ def _csv_row_number(body: bytes, index: int) -> int:
 
 def _decode(
     body: bytes, content_type: str | None, query: EvaluateOptions, dataplane: DataPlane
-) -> EvaluateInputs:
+) -> EvaluateInputs | MulticlassEvaluateInputs:
     media, _ = parse_media_type(content_type)
     if media == CSV:
         return _csv_inputs(body, query, dataplane)
@@ -205,7 +241,16 @@ def _respond(
 ) -> Response:
     offered = (PNG, JSON) if query.plot else (JSON, PNG)
     media = negotiate(accept, offered)
-    evaluation: Evaluation = dataplane.evaluate(_decode(body, content_type, query, dataplane))
+    inputs = _decode(body, content_type, query, dataplane)
+    if isinstance(inputs, MulticlassEvaluateInputs):
+        if media == PNG:
+            raise InvalidInputError(
+                "Accept: image/png: figures are drawn for binary models; ask for "
+                f"{JSON} with a multiclass value matrix"
+            )
+        summary = dataplane.evaluate_multiclass(inputs).summary()
+        return Response(json.dumps(summary, allow_nan=False).encode(), media_type=JSON)
+    evaluation: Evaluation = dataplane.evaluate(inputs)
     if media == PNG:
         return Response(evaluation.figure(query.plot or "distribution"), media_type=PNG)
     summary = evaluation.summary()
@@ -219,6 +264,15 @@ def _split_names(models: list[str] | None) -> list[str] | None:
 
 
 EVALUATE_DOC = """Evaluate models (or posted scores) under a cost matrix of outcome values.
+
+Multiclass models: `cost_matrix` is a value matrix `{"classes": [...], "values": [[...]]}`
+with `values[i][j]` = the value of deciding class j when the truth is class i (row =
+truth, column = decision); `scores` are N x K class probabilities (each row summing to 1
+within 1e-6) and `labels` class names or indices; `margin` is in dollars per instance; no
+threshold. The answer per model: expected and total value of the minimum-expected-cost
+decisions, the K x K confusion matrix (rows = truth), per-class rates, the value of
+deciding the most probable class (`argmax_probability`) and of always deciding each class
+(`always`), and the ranking.
 
 JSON body: `{"models": [...], "cost_matrix": {"tp": .., "fp": .., "tn": .., "fn": ..},
 "instances": [...], "labels": [...], "threshold": 0.5, "margin": 0.1}`; or `scores` with
@@ -298,6 +352,11 @@ async def distribution(
     margin: Annotated[float | None, Query(description="default: the card's")] = None,
 ) -> Response:
     model = dataplane.model(name)
+    if model.multiclass:
+        raise InvalidInputError(
+            f"name: model {name!r} is multiclass; the close-confusion figure shows a binary "
+            "model's scores (POST /evaluate with its value matrix for the figures in JSON)"
+        )
     (target,) = held_out_targets(
         [model], _option(threshold, "threshold"), _option(margin, "margin")
     )

@@ -14,7 +14,7 @@ from service.routes.common import (
     answer_predictions,
     direct_endpoint,
 )
-from service.schemas import ERROR_RESPONSES, PredictResponse
+from service.schemas import ERROR_RESPONSES, PredictResponse, ValuedPredictResponse
 
 router = APIRouter(tags=["predictions"], route_class=DirectRoute)
 
@@ -36,11 +36,13 @@ def predict_formats(header: HeaderGetter) -> Formats:
 @router.post(
     "/predict",
     # The request body and every response are stated by service.openapi.
-    responses={200: {"model": PredictResponse}, **ERROR_RESPONSES},
+    responses={200: {"model": PredictResponse | ValuedPredictResponse}, **ERROR_RESPONSES},
 )
 async def predict(request: Request) -> Response:
     """Score instances: ``label = score >= threshold``,
-    ``close_confusion = |score - threshold| < margin``."""
+    ``close_confusion = |score - threshold| < margin``. With ``cost_matrix`` (binary), or
+    for a multiclass model: each instance's decision is the action with the highest
+    expected value, with ``expected_values`` and a margin in dollars."""
     return await answer_predictions(request, predict_formats)
 
 

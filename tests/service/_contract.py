@@ -97,7 +97,19 @@ def install_evaluate_rules(schema: Any, held_out_sizes: dict[str, int]) -> None:
 
     @schema.hook("map_case")
     def evaluate_rules(context: Any, case: Any) -> Any:
-        if case.path != "/evaluate" or case.method.upper() != "POST" or not _is_positive(case):
+        if not _is_positive(case) or case.method.upper() != "POST":
+            return case
+        if case.path in ("/predict", "/invocations") and isinstance(case.body, dict):
+            # Decisions by expected value under a posted cost matrix: its shape is stated in
+            # prose (binary tp/fp/tn/fn or a multiclass value matrix), not as a schema, so
+            # generated valid cases leave it out; a margin above 1 is a dollar margin, only
+            # meaningful with one.
+            case.body.pop("cost_matrix", None)
+            margin = case.body.get("margin")
+            if isinstance(margin, int | float) and margin > 1:
+                case.body["margin"] = 1
+            return case
+        if case.path != "/evaluate":
             return case
         query = dict(case.query or {})
         body = case.body

@@ -8,11 +8,16 @@ by damaging a good folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +204,91 @@ def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -
             pass
         time.sleep(0.2)
     raise AssertionError("serve did not answer /ping in time")
+
+
+@contextmanager
+def running_serve(
+    model_dir: Path, cwd: Path, *args: str, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The real ``serve`` process on a free port (``settings``: extra environment), its
+    base URL once it answers /ping; killed on the way out if still running."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "COSTAWARE_MODEL_DIR": str(model_dir),
+        "COSTAWARE_HOST": "127.0.0.1",
+        **settings,
+    }
+    for name in ("COSTAWARE_PORT", "COSTAWARE_LOOP", "COSTAWARE_HTTP", "COSTAWARE_WORKERS"):
+        if name not in settings:
+            env.pop(name, None)
+    process = subprocess.Popen(
+        [*serve_command(), *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Its own process group, so that the workers of a multi-worker server go too.
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ping(base, process)
+        yield base, process
+    finally:
+        # Workers hold the output pipes too: stop the whole group, not just the parent
+        # (which may have exited already).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+class KeepAliveClient:
+    """A minimal HTTP/1.1 client on one keep-alive connection (much lighter than httpx,
+    so that a test's thousands of requests load the server, not the client)."""
+
+    def __init__(self, base: str, timeout: float = 60.0) -> None:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.buffer = b""
+
+    def post(
+        self, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        lines = [f"POST {path} HTTP/1.1", "Host: test", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status, _, answer = read_response(self.sock, self)
+        return status, answer
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def read_response(
+    sock: socket.socket, keep: KeepAliveClient | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One response with a Content-Length; bytes past it stay in ``keep.buffer``."""
+    data = keep.buffer if keep else b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"connection closed before the response headers: {data!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed inside the response body")
+        rest += chunk
+    if keep:
+        keep.buffer = rest[length:]
+    return int(status_line.split()[1]), headers, rest[:length]
 
 
 # Debian's chromium for the browser tests (Playwright's own downloads are not reachable).

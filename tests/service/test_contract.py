@@ -6,16 +6,14 @@ of a schema-valid request it accepts are the two the document states (see _contr
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import schemathesis
 from _contract import config, install_evaluate_rules, run
-from _servicekit import SHIPPED, free_port
+from _servicekit import SHIPPED, running_serve
 from fastapi.testclient import TestClient
-from test_service_process import serve_command, wait_for_ping
 
 from costaware.card import read_card
 from service.app import create_app
@@ -28,8 +26,19 @@ def held_out_sizes() -> dict[str, int]:
     return {name: len(read_card(SHIPPED / name).held_out.labels) for name in MODELS}
 
 
-def test_schemathesis_in_process_finds_nothing():
-    app = create_app(Settings(model_dir=SHIPPED))
+@pytest.fixture(scope="module")
+def binary_models(tmp_path_factory) -> Path:
+    """The four shipped binary models of the reference data (one feature set, so the
+    document states an instance's length and names exactly). The multiclass wine model
+    has other features: with it loaded the document states instances generically."""
+    folder = tmp_path_factory.mktemp("binary-models")
+    for name in MODELS:
+        (folder / name).symlink_to(SHIPPED / name)
+    return folder
+
+
+def test_schemathesis_in_process_finds_nothing(binary_models):
+    app = create_app(Settings(model_dir=binary_models))
     with TestClient(app):  # runs the lifespan: the registry is loaded
         schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config(10))
         install_evaluate_rules(schema, held_out_sizes())
@@ -47,32 +56,11 @@ def test_schemathesis_in_process_finds_nothing():
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory) -> Iterator[str]:
-    """The real ``serve`` process on the shipped models, on a free loopback port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "COSTAWARE_PORT": str(port),
-        "COSTAWARE_HOST": "127.0.0.1",
-        "COSTAWARE_MODEL_DIR": str(SHIPPED),
-        "COSTAWARE_ACCESS_LOG": "false",
-    }
-    env.pop("SAGEMAKER_BIND_TO_PORT", None)
-    process = subprocess.Popen(
-        serve_command(),
-        env=env,
-        cwd=tmp_path_factory.mktemp("cwd"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(base, process)
+def served(tmp_path_factory, binary_models) -> Iterator[str]:
+    """The real ``serve`` process on the binary shipped models, on a free loopback port."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    with running_serve(binary_models, cwd, COSTAWARE_ACCESS_LOG="false") as (base, _process):
         yield base
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
 
 
 def test_schemathesis_against_the_serve_process_finds_nothing(served):

@@ -9,52 +9,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from _servicekit import REPO, csv_body, free_port, serve_command, wait_for_ping
-
-
-@contextmanager
-def running_serve(
-    model_dir: Path, cwd: Path, *args: str, **settings: str
-) -> Iterator[tuple[str, subprocess.Popen]]:
-    """The real ``serve`` process on a free port (``settings``: extra environment), its
-    base URL once it answers /ping; killed on the way out if still running."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "COSTAWARE_MODEL_DIR": str(model_dir),
-        "COSTAWARE_HOST": "127.0.0.1",
-        **settings,
-    }
-    for name in ("COSTAWARE_PORT", "COSTAWARE_LOOP", "COSTAWARE_HTTP", "COSTAWARE_WORKERS"):
-        if name not in settings:
-            env.pop(name, None)
-    process = subprocess.Popen(
-        [*serve_command(), *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, workers included
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(base, process)
-        yield base, process
-    finally:
-        # Workers hold the output pipes too: stop the whole group, not just the parent
-        # (which may have exited already).
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+from _servicekit import REPO, csv_body, running_serve, serve_command
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,8 @@ def direct_scores(name: str, x: np.ndarray) -> np.ndarray:
 
 
 def test_all_three_shipped_models_load(shipped_client):
-    assert shipped_client.get("/health/ready").json()["models"] == sorted([*NAMES, "tuned"])
+    ready = shipped_client.get("/health/ready").json()
+    assert ready["models"] == sorted([*NAMES, "tuned", "wine"]) and not ready["refused"]
     assert shipped_client.get("/models").json()["default"] == "medical"
 
 

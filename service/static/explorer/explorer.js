@@ -551,16 +551,18 @@ async function init() {
     document.body.dataset.state = "error";
     return;
   }
-  state.models = listing.models;
+  // The explorer prices binary decisions (tp, fp, tn, fn); multiclass models are left out.
+  const models = listing.models.filter((m) => m.task !== "multiclass");
+  state.models = models;
   state.defaultModel = listing.default;
   const select = $("model");
   select.replaceChildren(
-    ...listing.models.map((m) => Object.assign(document.createElement("option"), { value: m.name, textContent: m.name })),
+    ...models.map((m) => Object.assign(document.createElement("option"), { value: m.name, textContent: m.name })),
   );
   const wanted = query.get("model");
-  const known = listing.models.some((m) => m.name === wanted);
+  const known = models.some((m) => m.name === wanted);
   select.value = known ? wanted : listing.default;
-  const card = listing.models.find((m) => m.name === select.value);
+  const card = models.find((m) => m.name === select.value);
   const threshold = query.has("threshold") ? query.get("threshold") : String(card.threshold);
   $("threshold").value = threshold;
   const t = Number(threshold);

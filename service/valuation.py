@@ -1,0 +1,387 @@
+"""Predictions decided by expected value: a binary model with a posted cost matrix, and
+every multiclass model.
+
+No HTTP here (the data plane calls it, the codecs encode what it returns). The numbers
+come from :mod:`costaware.cost_decision` (binary) and :mod:`costaware.multiclass`.
+
+Margins in this mode are in the matrix's **value unit (dollars per instance)**: a
+prediction is a close confusion when its best two actions' expected values differ by
+less than the margin. Defaults when the request gives none:
+
+- binary: the card's score margin ``m`` times ``|(v_tn - v_fp) + (v_tp - v_fn)|`` for each
+  instance, which flags exactly the instances with ``|score - t*_i| < m`` (``t*_i`` the
+  instance's own Elkan threshold);
+- multiclass: the card's margin (already in dollars) with the card's matrix, else 5% of
+  the posted matrix's largest regret (``costaware.multiclass.default_margin``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from costaware.card import MulticlassCard
+from costaware.cost_decision import decide_binary, value_margin_from_score_margin
+from costaware.economics import OUTCOMES, CostMatrix, EconomicsError
+from costaware.multiclass import (
+    MAX_ABS_VALUE,
+    ORIENTATION,
+    ValueMatrix,
+    decide,
+    default_margin,
+)
+from service.errors import InvalidInputError
+from service.registry import LoadedModel
+
+BINARY_CLASSES = ("0", "1")
+MatrixSource = Literal["request", "card"]
+BINARY_RULE = "treat (decision 1) iff p*(v_tp - v_fn) >= (1 - p)*(v_tn - v_fp)"
+MULTICLASS_RULE = "the class j with the highest sum_i p(i|x) * values[i][j] (ties: earlier class)"
+
+
+@dataclass(frozen=True)
+class ValuedPredictions:
+    """One request's answer when decisions are taken by expected value.
+
+    ``outputs``: the binary scores (float32 [N]) or the class probabilities (float32
+    [N, K]) as the graph gave them; ``decisions``: class indices; ``expected_values``:
+    [N, K], the value of deciding each class (``BINARY_CLASSES`` order for a binary model).
+    ``margin`` is None when each instance has its own default margin (binary).
+    """
+
+    model: str
+    version: str
+    classes: tuple[str, ...]
+    multiclass: bool
+    outputs: np.ndarray
+    decisions: list[int]
+    expected_values: np.ndarray
+    close: list[bool]
+    matrix_source: MatrixSource
+    margin: float | None
+    margin_note: str
+    # Names of the features outside the training [min, max] by instance index (instances
+    # that have any); None when the card records no training ranges.
+    out_of_range: dict[int, list[str]] | None = None
+
+    def out_of_range_of(self, index: int) -> list[str] | None:
+        if self.out_of_range is None:
+            return None
+        return self.out_of_range.get(index, [])
+
+    def __len__(self) -> int:
+        return len(self.decisions)
+
+    @property
+    def labels(self) -> list[bool]:
+        """For the prediction metrics: the positive decision (binary), or any decision
+        other than the first class (multiclass)."""
+        return [d != 0 for d in self.decisions]
+
+    def head(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "classes": list(self.classes),
+            "decision_rule": MULTICLASS_RULE if self.multiclass else BINARY_RULE,
+            "cost_matrix": self.matrix_source,
+            "margin": self.margin,
+            "margin_unit": "value (dollars per instance): close_confusion when the best two "
+            "actions' expected values differ by less",
+            "margin_note": self.margin_note,
+        }
+
+    def records(self) -> list[dict[str, Any]]:
+        """One JSON object per instance."""
+        evs = self.expected_values.tolist()
+        out = []
+        if self.multiclass:
+            # each float32 probability as the shortest decimal that converts back to it
+            probabilities = np.asarray(self.outputs, dtype=np.float32).astype(str)
+            probabilities = probabilities.astype(np.float64).tolist()
+            for p, d, ev, close in zip(probabilities, self.decisions, evs, self.close, strict=True):
+                out.append(
+                    {
+                        "probabilities": dict(zip(self.classes, p, strict=True)),
+                        "decision": self.classes[d],
+                        "expected_values": dict(zip(self.classes, ev, strict=True)),
+                        "close_confusion": close,
+                        "out_of_range": self.out_of_range_of(len(out)),
+                    }
+                )
+            return out
+        scores = np.asarray(self.outputs, dtype=np.float32).astype(str).tolist()
+        for s, d, ev, close in zip(scores, self.decisions, evs, self.close, strict=True):
+            out.append(
+                {
+                    "score": float(s),
+                    "label": d,
+                    "decision": d,
+                    "expected_values": dict(zip(BINARY_CLASSES, ev, strict=True)),
+                    "close_confusion": close,
+                    "out_of_range": self.out_of_range_of(len(out)),
+                }
+            )
+        return out
+
+    def csv_rows(self) -> list[list[str]]:
+        """Binary: ``score,decision,ev_0,ev_1,close_confusion``; multiclass:
+        ``p_1..p_K,decision,ev_1..ev_K,close_confusion`` (classes in the card's order); the
+        encoder adds the ``out_of_range`` column."""
+        outputs = np.asarray(self.outputs, dtype=np.float32)
+        firsts = outputs.reshape(len(self), -1).astype(str).tolist()
+        rows = []
+        for first, d, ev, close in zip(
+            firsts, self.decisions, self.expected_values.tolist(), self.close, strict=True
+        ):
+            decision = self.classes[d] if self.multiclass else str(d)
+            rows.append([*first, decision, *(repr(float(v)) for v in ev), _BOOL[close]])
+        return rows
+
+
+_BOOL = ("false", "true")
+
+
+def _non_negative(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{field}: {value!r} is not a number")
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise InvalidInputError(f"{field}: {value!r} must be a finite number >= 0 (dollars)")
+    return number
+
+
+def binary_matrix(raw: Any, n: int, field: str = "cost_matrix") -> CostMatrix:
+    """A posted binary cost matrix (scalars, or one value per instance)."""
+    try:
+        costs = CostMatrix.from_mapping(raw, n=n, prefix=field)
+    except EconomicsError as exc:
+        raise InvalidInputError(str(exc)) from None
+    for name in OUTCOMES:
+        value = np.abs(np.asarray(getattr(costs, name)))
+        if (value > MAX_ABS_VALUE).any():
+            index = f"[{int(np.argmax(value > MAX_ABS_VALUE))}]" if value.ndim else ""
+            raise InvalidInputError(
+                f"{field}.{name}{index}: beyond ±{MAX_ABS_VALUE:g}; the expected values of "
+                "the two actions could overflow"
+            )
+    return costs
+
+
+def multiclass_matrix(raw: Any, card: MulticlassCard, field: str = "cost_matrix") -> ValueMatrix:
+    """A posted value matrix, checked against the model's classes."""
+    if isinstance(raw, dict) and not {"classes", "values"} & set(raw) and set(raw) & set(OUTCOMES):
+        raise InvalidInputError(
+            f"{field}: model {card.name!r} has {len(card.classes)} classes "
+            f'{card.classes}; send {{"classes": [...], "values": [[...], ...]}} '
+            f"({ORIENTATION})"
+        )
+    try:
+        matrix = ValueMatrix.from_mapping(raw, prefix=field)
+        matrix.check_classes(card.classes, f"{field}.classes")
+    except EconomicsError as exc:
+        raise InvalidInputError(str(exc)) from None
+    return matrix
+
+
+def card_matrix(card: MulticlassCard) -> ValueMatrix:
+    return ValueMatrix(tuple(card.classes), np.asarray(card.value_matrix.values))
+
+
+def value_binary(
+    model: LoadedModel,
+    scores: np.ndarray,
+    raw_matrix: Any,
+    margin: Any,
+    margin_field: str = "margin",
+    out_of_range: dict[int, list[str]] | None = None,
+) -> ValuedPredictions:
+    """Binary decisions with the posted matrix: the better action per instance."""
+    n = len(scores)
+    costs = binary_matrix(raw_matrix, n)
+    if margin is None:
+        score_margin = float(model.card.margin)
+        margins: Any = value_margin_from_score_margin(score_margin, costs, n)
+        note = (
+            f"default: the card's score margin {score_margin:g} x |(v_tn - v_fp) + (v_tp - "
+            f"v_fn)| per instance, i.e. close when |score - t*| < {score_margin:g}"
+        )
+        shown = None if costs.per_instance else float(margins[0]) if n else None
+    else:
+        margins = shown = _non_negative(margin, margin_field)
+        note = "posted"
+    try:
+        decided = decide_binary(scores.astype(np.float64), costs, margins)
+    except EconomicsError as exc:
+        raise InvalidInputError(str(exc)) from None
+    return ValuedPredictions(
+        model=model.name,
+        version=model.card.version,
+        classes=BINARY_CLASSES,
+        multiclass=False,
+        outputs=scores,
+        decisions=decided.treat.astype(int).tolist(),
+        expected_values=np.column_stack([decided.value_not_treat, decided.value_treat]),
+        close=decided.close.tolist(),
+        matrix_source="request",
+        margin=shown,
+        margin_note=note,
+        out_of_range=out_of_range,
+    )
+
+
+def value_multiclass(
+    model: LoadedModel,
+    probabilities: np.ndarray,
+    raw_matrix: Any | None,
+    margin: Any,
+    margin_field: str = "margin",
+    out_of_range: dict[int, list[str]] | None = None,
+) -> ValuedPredictions:
+    """Multiclass decisions under the posted matrix, or the card's."""
+    card = model.card
+    assert isinstance(card, MulticlassCard)
+    if raw_matrix is None:
+        matrix, source = card_matrix(card), "card"
+        default, note = card.margin, "default: the card's margin"
+    else:
+        matrix, source = multiclass_matrix(raw_matrix, card), "request"
+        default = default_margin(matrix)
+        note = "default: 5% of the posted matrix's largest regret"
+    if margin is None:
+        value = default
+    else:
+        value, note = _non_negative(margin, margin_field), "posted"
+    p = probabilities.astype(np.float64)
+    decided = decide(p, matrix, margin=value)
+    return ValuedPredictions(
+        model=model.name,
+        version=card.version,
+        classes=tuple(card.classes),
+        multiclass=True,
+        outputs=probabilities,
+        decisions=decided.index.tolist(),
+        expected_values=decided.expected_values,
+        close=decided.close.tolist(),
+        matrix_source=source,
+        margin=float(value),
+        margin_note=note,
+        out_of_range=out_of_range,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Multiclass evaluation
+
+MULTICLASS_NOTES = {
+    "held_out": "no data posted: each model is evaluated on the held-out split stored in "
+    "its card (data it was not trained on)",
+    "instances": "posted instances, scored here by each model",
+    "scores": "posted class probabilities produced elsewhere; no model is involved",
+}
+
+
+@dataclass(frozen=True)
+class MulticlassTarget:
+    model: LoadedModel | None
+    labels: np.ndarray  # class indices
+    probabilities: np.ndarray  # [N, K] float64
+
+    @property
+    def name(self) -> str | None:
+        return None if self.model is None else self.model.name
+
+
+@dataclass(frozen=True)
+class MulticlassEvaluation:
+    source: str
+    targets: list[MulticlassTarget]
+    matrix: ValueMatrix
+    margin: float
+
+    def summary(self) -> dict[str, Any]:
+        from costaware.multiclass import evaluate
+
+        entries = []
+        for target in self.targets:
+            head: dict[str, Any] = {"model": target.name}
+            if target.model is not None:
+                head["version"] = target.model.card.version
+            result = evaluate(target.labels, target.probabilities, self.matrix, margin=self.margin)
+            result.pop("warnings")
+            entries.append(head | result)
+        ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
+        return {
+            "data": self.source,
+            "note": MULTICLASS_NOTES[self.source],
+            "cost_matrix": {**self.matrix.to_dict(), "orientation": ORIENTATION},
+            "margin": self.margin,
+            "margin_unit": "value (dollars per instance)",
+            "warnings": self.matrix.warnings(),
+            "results": entries,
+            "ranking": [
+                {
+                    "rank": rank,
+                    "model": entry["model"],
+                    "expected_value": entry["expected_value"],
+                    "total_value": entry["total_value"],
+                    "argmax_probability_expected_value": entry["argmax_probability"][
+                        "expected_value"
+                    ],
+                }
+                for rank, entry in enumerate(ranking, start=1)
+            ],
+            "best_model": ranking[0]["model"],
+        }
+
+
+def posted_probabilities(raw: Any, k: int, field: str = "scores") -> np.ndarray:
+    from costaware.multiclass import as_probabilities
+
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"{field}: expected a list of rows of {k} class probabilities")
+    try:
+        return as_probabilities(raw, k, field)
+    except EconomicsError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def class_labels(raw: Any, classes: Sequence[str], n: int, what: str) -> np.ndarray:
+    from costaware.multiclass import as_class_labels
+
+    if raw is None:
+        raise InvalidInputError(f"labels: required with {what}")
+    try:
+        labels = as_class_labels(raw, classes, "labels")
+    except EconomicsError as exc:
+        raise InvalidInputError(str(exc)) from None
+    if len(labels) != n:
+        raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
+    return labels
+
+
+def held_out_multiclass(model: LoadedModel) -> MulticlassTarget:
+    card = model.card
+    assert isinstance(card, MulticlassCard)
+    return MulticlassTarget(
+        model=model,
+        labels=np.asarray(card.held_out.labels, dtype=np.int64),
+        probabilities=np.asarray(card.held_out.probabilities, dtype=np.float64),
+    )
+
+
+def model_probabilities(model: LoadedModel, x: np.ndarray) -> np.ndarray:
+    """The model's class probabilities for ``x``, checked like posted ones (a graph fed
+    extreme inputs may still return NaN)."""
+    out = model.raw_scores(x).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+    if bad.size:
+        raise InvalidInputError(
+            f"instances[{int(bad[0])}]: model {model.name!r} gives no finite probabilities"
+        )
+    # float32 softmax rows sum to 1 within float32 rounding; renormalise in float64.
+    return out / out.sum(axis=1, keepdims=True)

@@ -1,0 +1,87 @@
+"""Per-instance binary decisions against a brute-force search over the two actions."""
+
+import numpy as np
+import pytest
+
+from costaware.cost_decision import decide_binary, value_margin_from_score_margin
+from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, EconomicsError, elkan_threshold
+
+OUTCOMES = ("tp", "fp", "tn", "fn")
+
+
+def brute_force(scores, costs):
+    """For each instance, try both actions and keep the better (ties: treat)."""
+    decided, values = [], []
+    for n, p in enumerate(scores):
+        v = {k: float(np.broadcast_to(getattr(costs, k), len(scores))[n]) for k in OUTCOMES}
+        treat = p * v["tp"] + (1 - p) * v["fp"]
+        not_treat = p * v["fn"] + (1 - p) * v["tn"]
+        decided.append(treat >= not_treat)
+        values.append((treat, not_treat))
+    return np.array(decided), np.array(values)
+
+
+def random_matrix(rng, n=None):
+    size = None if n is None else n
+    return CostMatrix(**{k: rng.uniform(-1000, 1000, size=size) for k in OUTCOMES})
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("per_instance", [False, True])
+def test_decision_equals_brute_force_search(seed, per_instance):
+    rng = np.random.default_rng(seed)
+    n = 200
+    scores = rng.uniform(0, 1, n)
+    costs = random_matrix(rng, n if per_instance else None)
+    got = decide_binary(scores, costs, margin=25.0)
+    expected, values = brute_force(scores, costs)
+    np.testing.assert_allclose(got.value_treat, values[:, 0], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got.value_not_treat, values[:, 1], rtol=1e-12, atol=1e-9)
+    differ = got.treat != expected
+    # the rule form and the two sums may round differently only at an exact tie
+    assert (np.abs(values[differ, 0] - values[differ, 1]) < 1e-9).all()
+    assert differ.sum() == 0
+    np.testing.assert_array_equal(got.close, np.abs(values[:, 0] - values[:, 1]) < 25.0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_constant_matrix_equals_elkan_threshold(seed):
+    rng = np.random.default_rng(100 + seed)
+    # a reasonable matrix: deciding right is worth more than deciding wrong
+    tn, fn = rng.uniform(-100, 100, 2)
+    costs = CostMatrix(tp=fn + rng.uniform(1, 500), fp=tn - rng.uniform(1, 500), tn=tn, fn=fn)
+    elkan = elkan_threshold(costs)
+    scores = rng.uniform(0, 1, 500)
+    got = decide_binary(scores, costs, margin=0.0)
+    np.testing.assert_array_equal(got.treat, scores >= elkan.value)
+
+
+def test_reference_matrix_on_a_grid_around_t_star():
+    t = elkan_threshold(REFERENCE_QALY_VALUES).value
+    scores = np.clip(t + np.linspace(-1e-3, 1e-3, 2001), 0, 1)
+    got = decide_binary(scores, REFERENCE_QALY_VALUES, margin=0.0)
+    np.testing.assert_array_equal(got.treat, scores >= t)
+
+
+def test_score_margin_converts_to_the_distance_from_t_star():
+    costs = REFERENCE_QALY_VALUES
+    t = elkan_threshold(costs).value
+    scores = np.linspace(0, 1, 1001)
+    margin = value_margin_from_score_margin(0.1, costs, len(scores))
+    got = decide_binary(scores, costs, margin=margin)
+    # the value gap is (a + b) * |p - t*|: the same instances as |p - t*| < 0.1, up to rounding
+    far_from_edge = np.abs(np.abs(scores - t) - 0.1) > 1e-9
+    np.testing.assert_array_equal(
+        got.close[far_from_edge], (np.abs(scores - t) < 0.1)[far_from_edge]
+    )
+
+
+@pytest.mark.parametrize(
+    ("scores", "margin", "field"),
+    [([0.2, float("nan")], 1.0, "scores[1]"), ([0.2, 1.5], 1.0, "scores[1]"),
+     ([0.2], float("nan"), "margin"), ([0.2], -1.0, "margin")],
+)  # fmt: skip
+def test_bad_input_names_the_field(scores, margin, field):
+    with pytest.raises(EconomicsError) as info:
+        decide_binary(scores, REFERENCE_QALY_VALUES, margin=margin)
+    assert info.value.field == field

@@ -1,0 +1,174 @@
+"""Multiclass decisions and evaluation against brute force and direct numpy computations."""
+
+import numpy as np
+import pytest
+
+from costaware.cost_decision import decide_binary
+from costaware.economics import CostMatrix, EconomicsError
+from costaware.multiclass import (
+    ValueMatrix,
+    ValueMatrixError,
+    as_class_labels,
+    as_probabilities,
+    decide,
+    evaluate,
+)
+
+
+def random_case(rng, k, n, per_instance):
+    classes = tuple(f"c{j}" for j in range(k))
+    shape = (n, k, k) if per_instance else (k, k)
+    matrix = ValueMatrix(classes, rng.uniform(-1000, 1000, size=shape))
+    probabilities = rng.dirichlet(np.ones(k), size=n)
+    return matrix, probabilities
+
+
+def brute_force(probabilities, matrix):
+    """Try every action for every instance with plain loops; keep the first best."""
+    decided, values = [], []
+    for n, p in enumerate(probabilities):
+        v = matrix.values[n] if matrix.per_instance else matrix.values
+        ev = [sum(p[i] * v[i][j] for i in range(matrix.k)) for j in range(matrix.k)]
+        best = 0
+        for j in range(1, matrix.k):
+            if ev[j] > ev[best]:
+                best = j
+        decided.append(best)
+        values.append(ev)
+    return np.array(decided), np.array(values)
+
+
+@pytest.mark.parametrize("seed", range(15))
+@pytest.mark.parametrize("k", [2, 3, 5])
+@pytest.mark.parametrize("per_instance", [False, True])
+def test_decision_equals_brute_force_search(seed, k, per_instance):
+    rng = np.random.default_rng(seed)
+    matrix, p = random_case(rng, k, 150, per_instance)
+    got = decide(p, matrix, margin=30.0)
+    expected, values = brute_force(p, matrix)
+    np.testing.assert_allclose(got.expected_values, values, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(got.index, expected)
+    ordered = np.sort(values, axis=1)
+    np.testing.assert_allclose(got.gap, ordered[:, -1] - ordered[:, -2], atol=1e-9)
+    np.testing.assert_array_equal(got.close, ordered[:, -1] - ordered[:, -2] < 30.0)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_two_classes_equal_the_binary_rule(seed):
+    rng = np.random.default_rng(50 + seed)
+    tp, fp, tn, fn = rng.uniform(-1000, 1000, 4)
+    matrix = ValueMatrix(("0", "1"), [[tn, fp], [fn, tp]])
+    s = rng.uniform(0, 1, 300)
+    multi = decide(np.c_[1 - s, s], matrix, score_margin=0.1)
+    binary = decide_binary(s, CostMatrix(tp=tp, fp=fp, tn=tn, fn=fn), margin=0.0)
+    np.testing.assert_array_equal(multi.index == 1, binary.treat)
+    np.testing.assert_allclose(multi.expected_values[:, 1], binary.value_treat)
+    # score_margin * gap width is the binary |p - t*| < margin in value units
+    t = (tn - fp) / ((tn - fp) + (tp - fn))
+    if 0 < t < 1:
+        edge = np.abs(np.abs(s - t) - 0.1) > 1e-9
+        np.testing.assert_array_equal(multi.close[edge], (np.abs(s - t) < 0.1)[edge])
+
+
+@pytest.mark.parametrize("per_instance", [False, True])
+def test_evaluate_equals_a_direct_numpy_computation(per_instance):
+    rng = np.random.default_rng(7)
+    k, n = 4, 300
+    matrix, p = random_case(rng, k, n, per_instance)
+    y = rng.integers(0, k, n)
+    got = evaluate(y, p, matrix, margin=40.0)
+    v = matrix.values if per_instance else np.broadcast_to(matrix.values, (n, k, k))
+    ev = np.einsum("ni,nij->nj", p, v)
+    decided = ev.argmax(axis=1)
+    realised = v[np.arange(n), y, decided]
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (y, decided), 1)
+    assert got["confusion"]["counts"] == confusion.tolist()
+    assert got["expected_value"] == pytest.approx(realised.mean())
+    assert got["total_value"] == pytest.approx(realised.sum())
+    assert got["accuracy"] == pytest.approx(np.mean(decided == y))
+    for j, name in enumerate(matrix.classes):
+        row = got["per_class"][name]
+        assert row["support"] == int(np.sum(y == j))
+        assert row["decided"] == int(np.sum(decided == j))
+        assert row["recall"] == pytest.approx(np.sum((y == j) & (decided == j)) / np.sum(y == j))
+        if np.sum(decided == j):
+            precision = np.sum((y == j) & (decided == j)) / np.sum(decided == j)
+            assert row["precision"] == pytest.approx(precision)
+        else:
+            assert row["precision"] is None and row["f1"] is None
+        assert row["fpr"] == pytest.approx(np.sum((y != j) & (decided == j)) / np.sum(y != j))
+        always = v[np.arange(n), y, j]
+        assert got["always"][name]["expected_value"] == pytest.approx(always.mean())
+    argmax = p.argmax(axis=1)
+    assert got["argmax_probability"]["expected_value"] == pytest.approx(
+        v[np.arange(n), y, argmax].mean()
+    )
+    top2 = np.sort(ev, axis=1)[:, -2:]
+    assert got["close_confusions"]["total"] == int(np.sum(top2[:, 1] - top2[:, 0] < 40.0))
+    # the minimum-expected-cost decision is never worse in expectation than any fixed rule
+    assert (
+        np.take_along_axis(ev, decided[:, None], 1).sum()
+        >= np.take_along_axis(ev, argmax[:, None], 1).sum()
+    )
+
+
+@pytest.mark.parametrize(
+    ("mapping", "field"),
+    [
+        ({"classes": ["a", "b"], "values": [[1, 2], [3]]}, "cost_matrix.values[1]"),
+        ({"classes": ["a", "b"], "values": [[1, 2]]}, "cost_matrix.values"),
+        (
+            {"classes": ["a", "b"], "values": [[1, float("nan")], [3, 4]]},
+            "cost_matrix.values[0][1]",
+        ),
+        ({"classes": ["a", "b"], "values": [[1, "x"], [3, 4]]}, "cost_matrix.values[0][1]"),
+        ({"classes": ["a", "a"], "values": [[1, 2], [3, 4]]}, "cost_matrix.classes"),
+        ({"classes": ["a"], "values": [[1]]}, "cost_matrix.classes"),
+        ({"classes": ["a", "b"]}, "cost_matrix.values"),
+        ({"classes": ["a", "b"], "values": [[1, 2], [3, 4]], "x": 1}, "cost_matrix.x"),
+    ],
+)
+def test_bad_value_matrices_name_the_field(mapping, field):
+    with pytest.raises(ValueMatrixError) as info:
+        ValueMatrix.from_mapping(mapping)
+    assert info.value.field == field
+
+
+def test_class_names_must_match_the_model():
+    matrix = ValueMatrix.from_mapping({"classes": ["a", "b"], "values": [[1, 2], [3, 4]]})
+    matrix.check_classes(["a", "b"])
+    with pytest.raises(ValueMatrixError, match="does not match the model's classes"):
+        matrix.check_classes(["b", "a"])
+
+
+@pytest.mark.parametrize(
+    ("rows", "field", "message"),
+    [
+        ([[0.5, 0.5], [0.2, 0.3, 0.5]], "scores[1]", "has 3 probabilities but there are 2"),
+        ([[0.5, 0.5], [0.2, 0.7]], "scores[1]", "sums to"),
+        ([[0.5, float("nan")]], "scores[0][1]", "not a finite number"),
+        ([[1.5, -0.5]], "scores[0][0]", "not a probability"),
+        ([[0.5, "x"]], "scores[0][1]", "not a number"),
+        ([], "scores", "empty"),
+    ],
+)
+def test_bad_probabilities_name_the_row(rows, field, message):
+    with pytest.raises(EconomicsError) as info:
+        as_probabilities(rows, 2)
+    assert info.value.field == field and message in info.value.message
+
+
+def test_rows_summing_to_one_within_the_tolerance_are_accepted():
+    as_probabilities([[0.5, 0.5 + 9e-7]], 2)
+    with pytest.raises(EconomicsError):
+        as_probabilities([[0.5, 0.5 + 2e-6]], 2)
+
+
+def test_labels_as_names_or_indices():
+    classes = ["low", "mid", "high"]
+    np.testing.assert_array_equal(as_class_labels(["high", 0, "mid", 2], classes), [2, 0, 1, 2])
+    for bad, field in (([0, "x"], "labels[1]"), ([3], "labels[0]"), ([True], "labels[0]")):
+        with pytest.raises(EconomicsError) as info:
+            as_class_labels(bad, classes)
+        assert info.value.field == field

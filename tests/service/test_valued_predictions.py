@@ -1,0 +1,388 @@
+"""Decisions by expected value in the service: a binary model with a posted cost matrix,
+and the shipped multiclass model (models/wine), on /predict, /invocations and /evaluate.
+
+Expected figures are computed here with numpy from the probabilities the service returns
+(or the card holds), independently of costaware.multiclass and costaware.cost_decision."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from _servicekit import DATA, SHIPPED
+from fastapi.testclient import TestClient
+
+from costaware.card import read_any_card
+from service.app import create_app
+from service.settings import Settings
+
+QALY = {"tp": -35280.0, "fp": -1287.67, "tn": 0.0, "fn": -252000.0}
+WINE = read_any_card(SHIPPED / "wine")
+CLASSES = WINE.classes
+VALUES = np.asarray(WINE.value_matrix.values)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(Settings(model_dir=SHIPPED))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def cancer_rows():
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer().data[::7].tolist()  # 82 rows, both classes
+
+
+@pytest.fixture(scope="module")
+def wine_rows():
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    return data.data[::3].tolist(), data.target[::3].tolist()
+
+
+def post(client, path, body, **headers):
+    response = client.post(path, json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# ---------------------------------------------------------------------------------------
+# Binary, per request
+
+
+def test_constant_matrix_decides_at_elkans_threshold(client, cancer_rows):
+    answer = post(
+        client, "/predict", {"model": "medical", "instances": cancer_rows, "cost_matrix": QALY}
+    )
+    a, b = QALY["tn"] - QALY["fp"], QALY["tp"] - QALY["fn"]
+    t_star = a / (a + b)
+    scores = np.array([p["score"] for p in answer["predictions"]])
+    decisions = np.array([p["decision"] for p in answer["predictions"]])
+    assert 0 < (scores >= t_star).sum() < len(scores)  # the rows decide both ways
+    np.testing.assert_array_equal(decisions, scores >= t_star)
+    for p in answer["predictions"]:
+        s = p["score"]
+        assert p["label"] == p["decision"]
+        assert p["expected_values"]["1"] == pytest.approx(s * QALY["tp"] + (1 - s) * QALY["fp"])
+        assert p["expected_values"]["0"] == pytest.approx(s * QALY["fn"] + (1 - s) * QALY["tn"])
+    # default margin: the card's score margin in dollars, i.e. |score - t*| < 0.1
+    close = np.array([p["close_confusion"] for p in answer["predictions"]])
+    edge = np.abs(np.abs(scores - t_star) - 0.1) > 1e-6
+    np.testing.assert_array_equal(close[edge], (np.abs(scores - t_star) < 0.1)[edge])
+    assert answer["cost_matrix"] == "request" and answer["margin_unit"].startswith("value")
+
+
+def test_per_instance_matrix_equals_a_search_over_both_actions(client, cancer_rows):
+    rng = np.random.default_rng(5)
+    n = len(cancer_rows)
+    costs = {k: rng.uniform(-1000, 1000, n).round(2).tolist() for k in ("tp", "fp", "tn", "fn")}
+    body = {"model": "builtin", "instances": cancer_rows, "cost_matrix": costs, "margin": 50}
+    answer = post(client, "/predict", body)
+    for i, p in enumerate(answer["predictions"]):
+        s = p["score"]
+        treat = s * costs["tp"][i] + (1 - s) * costs["fp"][i]
+        not_treat = s * costs["fn"][i] + (1 - s) * costs["tn"][i]
+        assert p["decision"] == int(treat >= not_treat)
+        assert p["close_confusion"] == (abs(treat - not_treat) < 50)
+
+
+def test_invocations_json_and_csv_carry_the_same_decisions(client, cancer_rows):
+    body = {"model": "medical", "instances": cancer_rows[:5], "cost_matrix": QALY}
+    by_predict = post(client, "/predict", body)["predictions"]
+    response = client.post("/invocations", json=body, headers={"Accept": "text/csv"})
+    assert response.status_code == 200, response.text
+    rows = list(csv.reader(io.StringIO(response.text)))
+    # score,decision,ev_0,ev_1,close_confusion,out_of_range
+    assert [len(r) for r in rows] == [6] * 5
+    for row, p in zip(rows, by_predict, strict=True):
+        assert float(row[0]) == p["score"] and int(row[1]) == p["decision"]
+        assert float(row[2]) == p["expected_values"]["0"]
+        assert float(row[3]) == p["expected_values"]["1"]
+        assert row[4] == str(p["close_confusion"]).lower()
+
+
+def test_without_a_matrix_the_binary_answer_is_unchanged(client, cancer_rows):
+    answer = post(client, "/predict", {"model": "medical", "instances": cancer_rows[:3]})
+    assert set(answer) == {"model", "version", "threshold", "margin", "predictions"}
+    assert set(answer["predictions"][0]) == {"score", "label", "close_confusion", "out_of_range"}
+
+
+# ---------------------------------------------------------------------------------------
+# Multiclass
+
+
+def expected_values(probabilities, values=VALUES):
+    return np.asarray(probabilities) @ values
+
+
+def test_multiclass_predict_decides_by_the_cards_matrix(client, wine_rows):
+    rows, _ = wine_rows
+    answer = post(client, "/predict", {"model": "wine", "instances": rows})
+    assert answer["classes"] == CLASSES and answer["cost_matrix"] == "card"
+    assert answer["margin"] == WINE.margin
+    p = np.array([[q["probabilities"][c] for c in CLASSES] for q in answer["predictions"]])
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    ev = expected_values(p)
+    got = [[q["expected_values"][c] for c in CLASSES] for q in answer["predictions"]]
+    # the shown probabilities are the shortest decimals of float32 values: ~1e-8 apart
+    np.testing.assert_allclose(got, ev, rtol=1e-6, atol=1e-5)
+    assert [q["decision"] for q in answer["predictions"]] == [CLASSES[j] for j in ev.argmax(axis=1)]
+    top = np.sort(ev, axis=1)
+    close = [q["close_confusion"] for q in answer["predictions"]]
+    assert close == (top[:, -1] - top[:, -2] < WINE.margin).tolist()
+
+
+def test_multiclass_predictions_flag_features_outside_the_training_range(client, wine_rows):
+    rows = [list(r) for r in wine_rows[0][:2]]
+    rows[1][0] = 99.0  # alcohol far above anything in training
+    answer = post(client, "/predict", {"model": "wine", "instances": rows})
+    assert [q["out_of_range"] for q in answer["predictions"]] == [[], ["alcohol"]]
+    refused = client.post(
+        "/predict", json={"model": "wine", "instances": rows, "on_out_of_range": "refuse"}
+    )
+    assert refused.status_code == 422 and refused.json()["error"] == "out_of_range"
+
+
+def test_multiclass_predict_with_a_posted_matrix(client, wine_rows):
+    rows, _ = wine_rows
+    values = [[0, -5, -5], [-1, 0, -1], [-1, -1, 0]]
+    body = {
+        "model": "wine",
+        "instances": rows,
+        "cost_matrix": {"classes": CLASSES, "values": values},
+        "margin": 0.2,
+    }
+    answer = post(client, "/predict", body)
+    p = np.array([[q["probabilities"][c] for c in CLASSES] for q in answer["predictions"]])
+    ev = expected_values(p, np.array(values, dtype=float))
+    assert [q["decision"] for q in answer["predictions"]] == [CLASSES[j] for j in ev.argmax(axis=1)]
+    assert answer["cost_matrix"] == "request" and answer["margin"] == 0.2
+
+
+def test_multiclass_csv_output(client, wine_rows):
+    rows, _ = wine_rows
+    body = "\n".join(",".join(map(repr, r)) for r in rows[:4]) + "\n"
+    headers = {
+        "Content-Type": "text/csv",
+        "Accept": "text/csv",
+        "X-Amzn-SageMaker-Target-Model": "wine",
+    }
+    response = client.post("/invocations", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    by_predict = post(client, "/predict", {"model": "wine", "instances": rows[:4]})["predictions"]
+    for line, q in zip(csv.reader(io.StringIO(response.text)), by_predict, strict=True):
+        # p_1..p_K, decision, ev_1..ev_K, close_confusion, out_of_range
+        assert len(line) == 3 + 1 + 3 + 1 + 1
+        assert [float(v) for v in line[:3]] == [q["probabilities"][c] for c in CLASSES]
+        assert line[3] == q["decision"]
+        assert [float(v) for v in line[4:7]] == [q["expected_values"][c] for c in CLASSES]
+
+
+def direct_evaluation(labels, probabilities, values, margin):
+    labels = np.asarray(labels)
+    ev = np.asarray(probabilities) @ values
+    decided = ev.argmax(axis=1)
+    k = values.shape[0]
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (labels, decided), 1)
+    realised = values[labels, decided]
+    argmax = np.asarray(probabilities).argmax(axis=1)
+    return {
+        "confusion": confusion.tolist(),
+        "expected_value": realised.mean(),
+        "total_value": realised.sum(),
+        "argmax": values[labels, argmax].mean(),
+        "always": [values[labels, j].mean() for j in range(k)],
+        "recall": [np.mean(decided[labels == j] == j) for j in range(k)],
+        "close": int(np.sum(np.diff(np.sort(ev, axis=1)[:, -2:], axis=1) < margin)),
+    }
+
+
+def check_against(result, expected):
+    assert result["confusion"]["counts"] == expected["confusion"]
+    assert result["expected_value"] == pytest.approx(expected["expected_value"])
+    assert result["total_value"] == pytest.approx(expected["total_value"])
+    assert result["argmax_probability"]["expected_value"] == pytest.approx(expected["argmax"])
+    for j, c in enumerate(CLASSES):
+        assert result["always"][c]["expected_value"] == pytest.approx(expected["always"][j])
+        assert result["per_class"][c]["recall"] == pytest.approx(expected["recall"][j])
+    assert result["close_confusions"]["total"] == expected["close"]
+
+
+def test_evaluate_held_out_split_equals_numpy(client):
+    matrix = {"classes": CLASSES, "values": VALUES.tolist()}
+    answer = post(client, "/evaluate", {"cost_matrix": matrix, "margin": 10})
+    assert answer["data"] == "held_out" and answer["best_model"] == "wine"
+    (result,) = answer["results"]
+    expected = direct_evaluation(WINE.held_out.labels, WINE.held_out.probabilities, VALUES, 10)
+    check_against(result, expected)
+    assert result["expected_value"] == pytest.approx(WINE.metrics.expected_value)
+    assert answer["ranking"][0]["model"] == "wine"
+
+
+def test_evaluate_posted_probabilities_with_names_or_indices(client):
+    rng = np.random.default_rng(11)
+    p = rng.dirichlet(np.ones(3), size=40)
+    p /= p.sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 3, 40)
+    mixed = [CLASSES[y] if i % 2 else int(y) for i, y in enumerate(labels)]
+    matrix = {"classes": CLASSES, "values": VALUES.tolist()}
+    answer = post(
+        client,
+        "/evaluate",
+        {"cost_matrix": matrix, "scores": p.tolist(), "labels": mixed, "margin": 5},
+    )
+    (result,) = answer["results"]
+    assert result["model"] is None
+    check_against(result, direct_evaluation(labels, p, VALUES, 5))
+
+
+def test_evaluate_posted_instances_uses_the_models_probabilities(client, wine_rows):
+    rows, labels = wine_rows
+    predicted = post(client, "/predict", {"model": "wine", "instances": rows})["predictions"]
+    p = np.array([[q["probabilities"][c] for c in CLASSES] for q in predicted])
+    matrix = {"classes": CLASSES, "values": VALUES.tolist()}
+    body = {"cost_matrix": matrix, "instances": rows, "labels": labels, "margin": 10}
+    (result,) = post(client, "/evaluate", body)["results"]
+    expected = direct_evaluation(labels, p, VALUES, 10)
+    assert result["confusion"]["counts"] == expected["confusion"]
+    assert result["expected_value"] == pytest.approx(expected["expected_value"], abs=1e-9)
+
+
+def test_binary_evaluation_leaves_the_multiclass_model_out(client, cancer_rows):
+    answer = post(client, "/evaluate", {"cost_matrix": QALY})
+    assert "wine" not in [r["model"] for r in answer["results"]]
+    assert len(answer["results"]) >= 3
+    rows = "".join(f"1,{','.join(map(repr, r))}\n" for r in cancer_rows[:5])
+    query = "/evaluate?tp=-1&fp=-1&tn=0&fn=-5"
+    headers = {"Content-Type": "text/csv"}
+    by_csv = client.post(query, content=rows, headers=headers)
+    assert by_csv.status_code == 200, by_csv.text
+    assert "wine" not in [r["model"] for r in by_csv.json()["results"]]
+    named = client.post(query + "&models=wine", content=rows, headers=headers)
+    assert named.status_code == 422
+    assert named.json()["detail"].startswith("query.models[0]: model 'wine' is multiclass")
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input: 422 naming the field
+
+BAD_REQUESTS = json.loads((DATA / "valued_bad_requests.json").read_text())
+NAN_BODIES = json.loads((DATA / "valued_nan_evaluate.json").read_text())
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS, ids=lambda c: f"{c['path']}-{c['field']}")
+def test_bad_input_is_a_422_naming_the_field(client, cancer_rows, wine_rows, case):
+    body = dict(case["body"])
+    if case["path"] == "/predict":
+        body["instances"] = wine_rows[0][:2] if body["model"] == "wine" else cancer_rows[:3]
+    response = client.post(case["path"], json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(case["field"]), response.json()
+
+
+@pytest.mark.parametrize("case", NAN_BODIES, ids=lambda c: c["field"])
+def test_nan_anywhere_is_a_422_naming_the_field(client, case):
+    headers = {"Content-Type": "application/json"}
+    response = client.post("/evaluate", content=case["raw"], headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(case["field"])
+
+
+def test_nan_in_a_predict_matrix_is_refused(client, wine_rows):
+    body = json.dumps({"model": "wine", "instances": wine_rows[0][:1], "cost_matrix": "X"})
+    nan_matrix = json.dumps({"classes": CLASSES, "values": [[0.5, 0, 0], [0, 0, 0], [0, 0, 0]]})
+    raw = body.replace('"X"', nan_matrix.replace("0.5", "NaN"))
+    response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and "NaN" in response.json()["detail"]
+
+
+def test_models_list_and_card_show_the_multiclass_contract(client):
+    listed = {m["name"]: m for m in client.get("/models").json()["models"]}
+    assert listed["wine"]["task"] == "multiclass" and listed["wine"]["classes"] == CLASSES
+    assert listed["wine"]["threshold"] is None and listed["medical"]["task"] == "binary"
+    card = client.get("/models/wine").json()
+    assert card["value_matrix"]["orientation"].startswith(
+        "values[i][j] = value of deciding class j"
+    )
+    assert client.get("/models/wine/distribution.png").status_code == 422
+
+
+def wine_with_graph(folder, nodes, k, initializer):
+    """models/wine's card in ``folder`` with another graph (features [N, 13] -> scores)."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from costaware.card import sha256_file
+
+    shutil.copytree(SHIPPED / "wine", folder)
+    graph = helper.make_graph(
+        nodes,
+        "replacement",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 13])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", k])],
+        initializer=initializer,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+    card = json.loads((folder / "model-card.json").read_text())
+    card["onnx"]["sha256"] = sha256_file(folder / "model.onnx")
+    (folder / "model-card.json").write_text(json.dumps(card))
+
+
+def test_registry_refuses_a_graph_with_the_wrong_number_of_classes(tmp_path):
+    from onnx import helper, numpy_helper
+
+    from service.registry import ModelRegistry
+
+    weights = numpy_helper.from_array(np.ones((13, 2), dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["scores"], axis=1),
+    ]
+    wine_with_graph(tmp_path / "wine2", nodes, 2, [weights])
+    registry = ModelRegistry.load(tmp_path, "wine2")
+    assert not registry.models
+    refused = registry.refused[str(tmp_path / "wine2")]
+    assert "a multiclass card with 3 classes needs [N, 3]" in refused
+
+
+def test_non_finite_probabilities_are_refused_naming_the_row(tmp_path, wine_rows):
+    from onnx import helper, numpy_helper
+
+    # scores = log(1 + each of the first three features): 0 for the warm-up's row of zeros
+    # (a load checks that), above 1 for wine's alcohol (~13), NaN below -1; no probabilities
+    weights = numpy_helper.from_array(np.eye(13, 3, dtype=np.float32), "w")
+    one = numpy_helper.from_array(np.ones(3, dtype=np.float32), "one")
+    nodes = [
+        helper.make_node("MatMul", ["features", "w"], ["mixed"]),
+        helper.make_node("Add", ["mixed", "one"], ["shifted"]),
+        helper.make_node("Log", ["shifted"], ["scores"]),
+    ]
+    wine_with_graph(tmp_path / "bad", nodes, 3, [weights, one])
+    rows = [list(r) for r in wine_rows[0][:3]]
+    rows[2][0] = -2.0  # log(-1) = NaN in the first class
+    with TestClient(create_app(Settings(model_dir=tmp_path, default_model="bad"))) as bad:
+        response = bad.post("/predict", json={"instances": rows})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "non_finite_score"
+        detail = response.json()["detail"]
+        assert detail.startswith("instances[0]") and "instances[2] (nan)" in detail
+
+
+def test_batch_evaluation_leaves_the_multiclass_model_out():
+    from service.batch.adapter import BatchInputError
+    from service.batch.jobs import _evaluated_models
+
+    assert "wine" not in [model.name for model in _evaluated_models(SHIPPED, None)]
+    with pytest.raises(BatchInputError, match="'wine' is a multiclass model"):
+        _evaluated_models(SHIPPED, ["wine"])

@@ -1,0 +1,203 @@
+"""Multiclass training: the expected-cost loss, determinism, export parity, card and CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from costaware.card import CardError, MulticlassCard, read_any_card, read_card
+from costaware.multiclass import ValueMatrix, decide, realised_values
+from training.cli import main
+from training.multiclass import (
+    WINE_VALUES,
+    MulticlassSpec,
+    expected_cost_loss,
+    export_multiclass,
+    fit_multiclass,
+    load_wine,
+    onnx_probabilities,
+    regret_matrix,
+    split_multiclass,
+)
+
+SHORT = 4
+
+
+@pytest.fixture(scope="module")
+def wine():
+    return load_wine()
+
+
+@pytest.fixture(scope="module")
+def wine_split(wine):
+    return split_multiclass(wine)
+
+
+@pytest.fixture(scope="module")
+def fitted(wine_split):
+    spec = MulticlassSpec("wine-short", loss="expected_cost", epochs=SHORT)
+    return fit_multiclass(spec, wine_split.x_train, wine_split.y_train, WINE_VALUES, progress=None)
+
+
+@pytest.fixture(scope="module")
+def exported(fitted, wine, wine_split, tmp_path_factory):
+    models = tmp_path_factory.mktemp("multiclass")
+    return export_multiclass(fitted, wine, wine_split, WINE_VALUES, models, illustrative=True)
+
+
+def test_wine_split_is_stratified_and_seeded(wine, wine_split):
+    assert (len(wine_split.y_train), len(wine_split.y_test)) == (133, 45)
+    assert set(np.unique(wine_split.y_test)) == {0, 1, 2}
+    again = split_multiclass(wine)
+    np.testing.assert_array_equal(again.y_test, wine_split.y_test)
+
+
+def test_regret_is_zero_on_the_best_decision_and_scaled_to_one():
+    regret, scale = regret_matrix(WINE_VALUES)
+    assert scale == 360.0 and regret.max() == 1.0
+    np.testing.assert_array_equal(regret.min(axis=1), 0.0)
+    np.testing.assert_allclose(
+        regret * scale, WINE_VALUES.values.max(axis=1)[:, None] - WINE_VALUES.values
+    )
+
+
+def test_two_class_expected_cost_loss_is_the_reference_cost_weighted_loss():
+    import keras
+
+    from training.losses import cost_weighted_loss
+
+    tp, fp, tn, fn = -10.0, -3.0, 0.0, -50.0
+    matrix = ValueMatrix(("0", "1"), [[tn, fp], [fn, tp]])
+    regret, scale = regret_matrix(matrix)
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 64).astype(np.float32)
+    y = rng.integers(0, 2, 64)
+    multi = expected_cost_loss(regret)(y, np.c_[1 - p, p])
+    binary = cost_weighted_loss(tp - fn, tn - fp)(y.reshape(-1, 1), p.reshape(-1, 1))
+    assert float(keras.ops.convert_to_numpy(multi)) * scale == pytest.approx(
+        float(keras.ops.convert_to_numpy(binary)), rel=1e-5
+    )
+
+
+def test_the_same_seed_gives_the_same_model(fitted, wine_split):
+    again = fit_multiclass(
+        fitted.spec, wine_split.x_train, wine_split.y_train, WINE_VALUES, progress=None
+    )
+    np.testing.assert_array_equal(
+        again.predict(wine_split.x_test), fitted.predict(wine_split.x_test)
+    )
+
+
+def test_export_scores_raw_features_like_keras(exported, fitted, wine_split):
+    model = exported.folder / "model.onnx"
+    probabilities = onnx_probabilities(model, wine_split.x_test)
+    assert probabilities.shape == (45, 3)
+    np.testing.assert_allclose(probabilities, fitted.predict(wine_split.x_test), atol=1e-5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_card_holds_classes_matrix_and_held_out_split(exported, wine_split):
+    card = read_any_card(exported.folder)
+    assert isinstance(card, MulticlassCard)
+    assert card.classes == ["class_0", "class_1", "class_2"]
+    assert card.value_matrix.values == WINE_VALUES.values.tolist()
+    assert card.value_matrix.illustrative
+    assert card.onnx.output_name == "scores"
+    assert card.held_out.labels == wine_split.y_test.tolist()
+    p = np.asarray(card.held_out.probabilities)
+    decided = decide(p, WINE_VALUES, margin=0.0).index
+    value = realised_values(wine_split.y_test, decided, WINE_VALUES)
+    assert card.metrics.expected_value == pytest.approx(value.mean())
+    assert card.margin == pytest.approx(0.05 * 360)
+    with pytest.raises(CardError, match="multiclass model card, not a binary one"):
+        read_card(exported.folder)
+
+
+def test_cli_trains_compares_and_exports(tmp_path, capsys):
+    argv = ["multiclass", "--epochs", "2", "--models-dir", str(tmp_path), "--name", "w"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for text in ("expected_cost    min expected cost", "cross_entropy    argmax probability"):
+        assert text in out
+    card = read_any_card(tmp_path / "w")
+    # the exported (default) loss first, then the other one for comparison
+    assert [r["loss"] for r in card.comparison["results"]] == ["cross_entropy", "expected_cost"]
+    assert card.loss.type == "cross_entropy"
+
+
+def test_cli_with_own_csv_and_matrix(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 2))
+    y = np.arange(60) % 3
+    x[:, 0] += y
+    csv = tmp_path / "own.csv"
+    csv.write_text(
+        "a,b,kind\n" + "".join(f"{r[0]},{r[1]},{c}\n" for r, c in zip(x, y, strict=True))
+    )
+    matrix = tmp_path / "m.json"
+    matrix.write_text(
+        json.dumps({"classes": ["x", "y", "z"], "values": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
+    )
+    argv = ["multiclass", "--data", str(csv), "--label", "kind", "--value-matrix", str(matrix)]
+    argv += ["--epochs", "2", "--no-compare", "--models-dir", str(tmp_path / "m"), "--name", "own"]
+    assert main(argv) == 0
+    card = read_any_card(tmp_path / "m" / "own")
+    assert card.classes == ["x", "y", "z"] and card.features == ["a", "b"]
+    assert not card.value_matrix.illustrative and card.comparison is None
+
+
+@pytest.mark.parametrize(
+    ("matrix", "needle"),
+    [
+        (
+            {"classes": ["a", "b"], "values": [[1, 2], [3]]},
+            "values[1]: has 1 values but there are 2",
+        ),
+        ({"classes": ["class_0", "class_1", "class_2"], "values": [[1, 2, 3]] * 2}, "has 2 rows"),
+        (
+            {"classes": ["a", "b", "c"], "values": [[0] * 3] * 3},
+            "does not match the model's classes",
+        ),
+    ],
+)
+def test_bad_value_matrix_is_one_line(matrix, needle, tmp_path, capsys):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(matrix))
+    status = main(["multiclass", "--value-matrix", str(path), "--models-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_label_outside_the_classes_names_the_row(tmp_path, capsys):
+    csv = tmp_path / "own.csv"
+    csv.write_text("a,kind\n" + "".join(f"{i},{i % 2}\n" for i in range(30)) + "5,7\n")
+    matrix = tmp_path / "m.json"
+    matrix.write_text(json.dumps({"classes": ["x", "y"], "values": [[1, 0], [0, 1]]}))
+    argv = ["multiclass", "--data", str(csv), "--label", "kind", "--value-matrix", str(matrix)]
+    assert main([*argv, "--models-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "label 7 is not a class index 0..1" in err and "32" in err
+
+
+# ---------------------------------------------------------------------------
+# The shipped reference model (models/wine, made by `make train-multiclass`)
+
+
+def test_shipped_wine_model_matches_its_card_and_split(wine, wine_split):
+    from pathlib import Path
+
+    from costaware.card import verify_model_file
+
+    folder = Path(__file__).resolve().parents[2] / "models" / "wine"
+    card = read_any_card(folder)
+    assert isinstance(card, MulticlassCard)
+    assert card.training.data.sha256 == wine.sha256
+    assert card.held_out.labels == wine_split.y_test.tolist()
+    assert card.value_matrix.illustrative and "Illustrative" in card.value_matrix.note
+    assert card.value_matrix.values == WINE_VALUES.values.tolist()
+    probabilities = onnx_probabilities(verify_model_file(folder, card), wine_split.x_test)
+    np.testing.assert_array_equal(probabilities, np.asarray(card.held_out.probabilities, "f4"))
+    # cross-entropy ships: the better loss over 10 fresh splits (docs/MULTICLASS.md); the
+    # card keeps both losses on the reference split for the README
+    results = {r["loss"]: r for r in card.comparison["results"]}
+    assert card.loss.type == "cross_entropy" and set(results) == {"cross_entropy", "expected_cost"}

@@ -1,0 +1,487 @@
+"""K-class softmax models decided by a value matrix: data, losses, fit, ONNX export, card.
+
+The binary pipeline (``training.pipeline``) is untouched; this is its multiclass sibling.
+A model is ``softmax(((x - mean) / scale) @ W + b)`` with K outputs, trained either with
+cross-entropy or with the **expected-cost loss** derived from the value matrix
+(``values[i][j]`` = value of deciding class j when the truth is class i):
+
+    loss = mean_n sum_j q_nj * regret[y_n, j] / regret_scale,
+    regret[i, j] = max_k values[i, k] - values[i, j]  (>= 0; 0 for the best decision)
+
+It is the expected regret of a decision drawn from the model's probabilities ``q``, linear
+in ``q`` like the reference's binary cost-weighted loss (for K = 2 it *is* that loss, with
+``fn_cost = v_tp - v_fn`` and ``fp_cost = v_tn - v_fp``). ``regret_scale`` is the largest
+regret, so the loss lies in [0, 1] and SGD's step does not depend on the matrix's unit.
+
+Served decisions are always the minimum-expected-cost ones, ``argmax_j sum_i p_i
+values[i][j]`` (``costaware.multiclass.decide``), whatever the loss.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from costaware.card import (
+    CARD_FILENAME,
+    MODEL_FILENAME,
+    DataSpec,
+    MulticlassCard,
+    MulticlassHeldOut,
+    MulticlassLoss,
+    MulticlassMetrics,
+    OnnxSpec,
+    TrainingSpec,
+    ValueMatrixSpec,
+    feature_ranges,
+    sha256_file,
+    write_card,
+)
+from costaware.multiclass import ValueMatrix, decide, default_margin, realised_values
+from costaware.tabular import TabularError, parse_numeric_csv
+from training.data import DataError, data_sha256, read_text
+from training.export import (
+    OPSET,
+    PARITY_TOLERANCE,
+    ExportError,
+    library_versions,
+    write_atomically,
+)
+from training.fit import (
+    STEPS_PER_EXECUTION,
+    Progress,
+    Scaler,
+    fit_scaler,
+    import_keras,
+    set_determinism,
+    stderr_progress,
+)
+from training.variants import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEED,
+    NAME_PATTERN,
+    VariantError,
+)
+
+INPUT_NAME = "features"
+OUTPUT_NAME = "scores"
+LossName = Literal["cross_entropy", "expected_cost"]
+LOSSES: tuple[LossName, ...] = ("cross_entropy", "expected_cost")
+# 133 wine training rows make 5 batches an epoch: SGD needs a larger step and more epochs
+# than the binary reference (lr 0.01, 50 epochs) to converge.
+DEFAULT_MULTICLASS_EPOCHS = 200
+DEFAULT_MULTICLASS_LEARNING_RATE = 0.1
+WINE_SOURCE = "sklearn.datasets.load_wine (3 cultivars)"
+
+# An ILLUSTRATIVE value matrix for the wine data (dollars per lot), not from any real
+# business: a merchant labels each lot with a cultivar and prices it accordingly. Selling
+# a lesser wine as class_0 (the premium cultivar) brings refunds and lost customers;
+# under-labelling a premium lot gives its margin away.
+WINE_VALUES = ValueMatrix(
+    ("class_0", "class_1", "class_2"),
+    np.array(
+        [
+            #  decide: class_0  class_1  class_2        truth:
+            [100.0, -20.0, -40.0],  # class_0
+            [-300.0, 50.0, -10.0],  # class_1
+            [-300.0, -60.0, 60.0],  # class_2
+        ]
+    ),
+)
+WINE_NOTE = (
+    "Illustrative values (dollars per lot), invented to show cost-sensitive multiclass "
+    "decisions: not from any real business. A merchant labels each lot with a cultivar; "
+    "selling a lesser wine as class_0 (premium) costs $300 in refunds and lost customers, "
+    "under-labelling a premium lot gives its margin away."
+)
+
+
+class MulticlassError(ValueError):
+    """Bad multiclass options or data; the message names the option, file, row or column."""
+
+
+@dataclass(frozen=True)
+class MulticlassData:
+    x: np.ndarray  # float64 [n, f]
+    y: np.ndarray  # int64 class indices [n]
+    classes: tuple[str, ...]
+    feature_names: list[str]
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        return data_sha256(self.x, self.y)
+
+
+@dataclass(frozen=True)
+class MulticlassSplit:
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    test_size: float
+    seed: int
+
+
+def load_wine() -> MulticlassData:
+    """scikit-learn's bundled wine data: 178 rows, 13 features, 3 cultivars."""
+    from sklearn.datasets import load_wine as sklearn_wine
+
+    bunch = sklearn_wine()
+    return MulticlassData(
+        x=np.asarray(bunch.data, dtype=np.float64),
+        y=np.asarray(bunch.target, dtype=np.int64),
+        classes=tuple(str(c) for c in bunch.target_names),
+        feature_names=[str(f) for f in bunch.feature_names],
+        source=WINE_SOURCE,
+    )
+
+
+def load_multiclass_csv(path: Path, label: str, classes: Sequence[str]) -> MulticlassData:
+    """A CSV with a header; column ``label`` holds class indices 0..K-1 in ``classes`` order."""
+    source = str(path)
+    try:
+        names, table = parse_numeric_csv(read_text(path), source=source, header=True)
+    except TabularError as exc:
+        raise DataError(exc.message, source=exc.source, row=exc.row, column=exc.column) from None
+    assert names is not None
+    if label not in names:
+        raise DataError(f"no column named {label!r}", source=source, row=1)
+    j = names.index(label)
+    raw = table[:, j]
+    k = len(classes)
+    bad = np.flatnonzero((raw != np.round(raw)) | (raw < 0) | (raw >= k))
+    if bad.size:
+        raise DataError(
+            f"label {raw[bad[0]]:g} is not a class index 0..{k - 1} (classes {list(classes)})",
+            source=source,
+            row=int(bad[0]) + 2,
+            column=j + 1,
+            column_name=label,
+        )
+    return MulticlassData(
+        x=np.delete(table, j, axis=1),
+        y=raw.astype(np.int64),
+        classes=tuple(classes),
+        feature_names=[n for i, n in enumerate(names) if i != j],
+        source=source,
+    )
+
+
+def split_multiclass(
+    data: MulticlassData, test_size: float = 0.25, seed: int = 1
+) -> MulticlassSplit:
+    """Stratified ``train_test_split`` (every class in both parts, in proportion)."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(data.y, minlength=len(data.classes))
+    if counts.min() < 2:
+        rare = data.classes[int(np.argmin(counts))]
+        raise DataError(
+            f"class {rare!r} has {counts.min()} rows; every class needs at least 2",
+            source=data.source,
+        )
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            data.x, data.y, test_size=test_size, random_state=seed, stratify=data.y
+        )
+    except ValueError as exc:
+        raise DataError(
+            f"cannot split (test size {test_size}): {exc}", source=data.source
+        ) from None
+    return MulticlassSplit(x_train, x_test, y_train, y_test, test_size=test_size, seed=seed)
+
+
+# ---------------------------------------------------------------------------
+# Losses
+
+
+def regret_matrix(matrix: ValueMatrix) -> tuple[np.ndarray, float]:
+    """``regret[i, j] = max_k values[i, k] - values[i, j]`` divided by its largest entry,
+    and that entry (the scale)."""
+    if matrix.per_instance:
+        raise MulticlassError("the expected-cost loss needs one value matrix, not one per row")
+    regret = matrix.values.max(axis=1, keepdims=True) - matrix.values
+    scale = float(regret.max())
+    if scale <= 0:
+        raise MulticlassError("the value matrix gives every decision the same value")
+    return regret / scale, scale
+
+
+def expected_cost_loss(regret: np.ndarray) -> Any:
+    """A Keras loss ``(y_true indices, q) -> mean_n sum_j q_nj * regret[y_n, j]``."""
+    keras = import_keras()
+    from keras import ops
+
+    table = np.asarray(regret, dtype=np.float32)
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        rows = ops.take(
+            ops.convert_to_tensor(table), ops.cast(ops.reshape(y_true, (-1,)), "int32"), axis=0
+        )
+        return ops.mean(ops.sum(rows * y_pred, axis=-1))
+
+    loss.__name__ = "expected_cost"
+    keras.saving.register_keras_serializable(package="costaware")(loss)
+    return loss
+
+
+# ---------------------------------------------------------------------------
+# Fit
+
+
+@dataclass(frozen=True)
+class MulticlassSpec:
+    name: str
+    loss: LossName = "cross_entropy"
+    epochs: int = DEFAULT_MULTICLASS_EPOCHS
+    seed: int = DEFAULT_SEED
+    batch_size: int = DEFAULT_BATCH_SIZE
+    learning_rate: float = DEFAULT_MULTICLASS_LEARNING_RATE
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not NAME_PATTERN.match(self.name):
+            raise VariantError(f"model name {self.name!r}: use letters, digits, '.', '_', '-'")
+        if self.loss not in LOSSES:
+            raise VariantError(f"loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise VariantError("epochs and batch_size must be at least 1")
+
+
+@dataclass
+class FittedMulticlass:
+    spec: MulticlassSpec
+    model: Any  # keras.Model
+    scaler: Scaler
+    classes: tuple[str, ...]
+    regret_scale: float | None
+    loss_history: list[float]
+
+    @property
+    def weights(self) -> tuple[np.ndarray, np.ndarray]:
+        kernel, bias = self.model.layers[-1].get_weights()
+        return kernel, bias
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Keras class probabilities float32 [n, K] for raw features."""
+        scaled = self.scaler.transform(x).astype(np.float32)
+        return np.asarray(self.model(scaled, training=False))
+
+
+def fit_multiclass(
+    spec: MulticlassSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    matrix: ValueMatrix,
+    *,
+    progress: Progress | None = stderr_progress,
+) -> FittedMulticlass:
+    """Scale, seed, build ``Dense(K, softmax)`` with SGD and the spec's loss, fit."""
+    keras = import_keras()
+    k = matrix.k
+    scaler = fit_scaler(x_train)
+    set_determinism(spec.seed)
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(x_train.shape[1],), name=INPUT_NAME),
+            keras.layers.Dense(k, activation="softmax"),
+        ]
+    )
+    scale = None
+    if spec.loss == "cross_entropy":
+        loss: Any = keras.losses.SparseCategoricalCrossentropy()
+    else:
+        regret, scale = regret_matrix(matrix)
+        loss = expected_cost_loss(regret)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate),
+        loss=loss,
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    history: list[float] = []
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            value = float((logs or {}).get("loss", float("nan")))
+            history.append(value)
+            if progress and ((epoch + 1) % 25 == 0 or epoch + 1 == spec.epochs):
+                progress(f"[{spec.name}] epoch {epoch + 1:>3}/{spec.epochs}  loss {value:.4f}")
+
+    model.fit(
+        scaler.transform(x_train).astype(np.float32),
+        np.asarray(y_train, dtype=np.int32),
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        verbose=0,
+        callbacks=[_Report()],
+    )
+    return FittedMulticlass(spec, model, scaler, matrix.classes, scale, history)
+
+
+# ---------------------------------------------------------------------------
+# Export
+
+
+def to_onnx(fitted: FittedMulticlass) -> bytes:
+    """``scores = softmax(((features - mean) / scale) @ W + b)``, float32 [N, K]."""
+    import_keras()
+    import tensorflow as tf
+    import tf2onnx
+
+    kernel, bias = fitted.weights
+    mean = fitted.scaler.mean.astype(np.float32)
+    scale = fitted.scaler.scale.astype(np.float32)
+    w, b = np.asarray(kernel, dtype=np.float32), np.asarray(bias, dtype=np.float32)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, kernel.shape[0]], tf.float32, name=INPUT_NAME)]
+    )
+    def scores(features: Any) -> dict[str, Any]:
+        return {OUTPUT_NAME: tf.nn.softmax(tf.matmul((features - mean) / scale, w) + b)}
+
+    proto, _ = tf2onnx.convert.from_function(
+        scores, input_signature=scores.input_signature, opset=OPSET
+    )
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    return proto.SerializeToString()
+
+
+def onnx_probabilities(model: bytes | Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    source = str(model) if isinstance(model, Path) else model
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(x, dtype=np.float32)})
+    return out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Held-out value of one model's probabilities under two decision rules."""
+
+    expected_value_min_cost: float
+    expected_value_argmax: float
+    accuracy_min_cost: float
+    accuracy_argmax: float
+
+
+def held_out_outcome(labels: np.ndarray, probabilities: np.ndarray, matrix: ValueMatrix) -> Outcome:
+    decided = decide(probabilities, matrix, margin=0.0).index
+    argmax = np.argmax(probabilities, axis=1)
+    return Outcome(
+        expected_value_min_cost=float(realised_values(labels, decided, matrix).mean()),
+        expected_value_argmax=float(realised_values(labels, argmax, matrix).mean()),
+        accuracy_min_cost=float(np.mean(decided == labels)),
+        accuracy_argmax=float(np.mean(argmax == labels)),
+    )
+
+
+@dataclass(frozen=True)
+class MulticlassExport:
+    folder: Path
+    card: MulticlassCard
+    probabilities: np.ndarray  # onnxruntime, held-out [n, K]
+
+
+def export_multiclass(
+    fitted: FittedMulticlass,
+    data: MulticlassData,
+    split: MulticlassSplit,
+    matrix: ValueMatrix,
+    models_dir: Path,
+    *,
+    margin: float | None = None,
+    illustrative: bool = False,
+    note: str = "",
+    comparison: dict[str, Any] | None = None,
+) -> MulticlassExport:
+    """Export to ``models_dir/<name>/`` after the parity check (onnxruntime vs Keras within
+    :data:`PARITY_TOLERANCE` on the held-out split); ``margin`` in dollars defaults to
+    5% of the largest regret (``costaware.multiclass.default_margin``)."""
+    spec = fitted.spec
+    model_bytes = to_onnx(fitted)
+    probabilities = onnx_probabilities(model_bytes, split.x_test)
+    gap = float(np.max(np.abs(probabilities - fitted.predict(split.x_test))))
+    if not gap <= PARITY_TOLERANCE:
+        raise ExportError(
+            f"{spec.name}: onnxruntime probabilities differ from Keras by {gap:.3g} "
+            f"(> {PARITY_TOLERANCE:g}) on the held-out split; not exported"
+        )
+    if margin is None:
+        margin = default_margin(matrix)
+    folder = models_dir / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = folder / MODEL_FILENAME
+    write_atomically(model_path, model_bytes)
+    y = split.y_test
+    p64 = probabilities.astype(np.float64)
+    decided = decide(p64, matrix, margin=margin).index
+    k = matrix.k
+    outcome = held_out_outcome(y, p64, matrix)
+    card = MulticlassCard(
+        name=spec.name,
+        version=sha256_file(model_path)[:12],
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        description=spec.description,
+        classes=list(matrix.classes),
+        value_matrix=ValueMatrixSpec(
+            classes=list(matrix.classes),
+            values=matrix.values.tolist(),
+            illustrative=illustrative,
+            note=note,
+        ),
+        loss=MulticlassLoss(type=spec.loss, regret_scale=fitted.regret_scale),
+        margin=float(margin),
+        features=list(data.feature_names),
+        onnx=OnnxSpec(
+            file=MODEL_FILENAME,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            opset=OPSET,
+            sha256=sha256_file(model_path),
+        ),
+        training=TrainingSpec(
+            seed=spec.seed,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            optimizer=type(fitted.model.optimizer).__name__,
+            learning_rate=spec.learning_rate,
+            data=DataSpec(
+                source=data.source,
+                sha256=data.sha256,
+                n_rows=len(data.y),
+                n_train=len(split.y_train),
+                n_test=len(split.y_test),
+                test_size=split.test_size,
+                split_seed=split.seed,
+                positive_label=None,
+            ),
+            library_versions=library_versions(),
+        ),
+        metrics=MulticlassMetrics(
+            accuracy=outcome.accuracy_min_cost,
+            expected_value=outcome.expected_value_min_cost,
+            total_value=float(realised_values(y, decided, matrix).sum()),
+            argmax_accuracy=outcome.accuracy_argmax,
+            argmax_expected_value=outcome.expected_value_argmax,
+            confusion=np.bincount(y * k + decided, minlength=k * k).reshape(k, k).tolist(),
+        ),
+        held_out=MulticlassHeldOut(
+            probabilities=[[float(v) for v in row] for row in probabilities],
+            labels=[int(v) for v in y],
+        ),
+        comparison=comparison,
+        feature_ranges=feature_ranges(split.x_train, list(data.feature_names)),
+    )
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
+        os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)
+    return MulticlassExport(folder=folder, card=card, probabilities=probabilities)
