@@ -155,6 +155,11 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     predict_body = copy.deepcopy(PredictRequest.model_json_schema())
     predict_body["properties"]["instances"] |= {"type": "array", "items": instance}
     predict_body["properties"]["model"] = nullable_name | {"description": "Model name"}
+    # A score margin; a dollar margin (>= 0) goes with a cost_matrix, stated in prose.
+    predict_body["properties"]["margin"] = {
+        "anyOf": [UNIT_INTERVAL, {"type": "null"}],
+        "description": predict_body["properties"]["margin"].get("description", ""),
+    }
     build.components["PredictRequest"] = predict_body
     predict_json = {
         "anyOf": [
@@ -276,6 +281,8 @@ def _evaluate(
         "required": ["tp", "fp", "tn", "fn"],
         "additionalProperties": False,
     }
+    # The documented variants value binary models (tp, fp, tn, fn): a score margin.
+    props["margin"] = {"anyOf": [UNIT_INTERVAL, {"type": "null"}]}
     props["models"] |= {
         "anyOf": [
             {"type": "array", "items": name_schema, "minItems": 1, "uniqueItems": True},

@@ -102,12 +102,8 @@ def install_evaluate_rules(schema: Any, held_out_sizes: dict[str, int]) -> None:
         if case.path in ("/predict", "/invocations") and isinstance(case.body, dict):
             # Decisions by expected value under a posted cost matrix: its shape is stated in
             # prose (binary tp/fp/tn/fn or a multiclass value matrix), not as a schema, so
-            # generated valid cases leave it out; a margin above 1 is a dollar margin, only
-            # meaningful with one.
+            # generated valid cases leave it out.
             case.body.pop("cost_matrix", None)
-            margin = case.body.get("margin")
-            if isinstance(margin, int | float) and margin > 1:
-                case.body["margin"] = 1
             return case
         if case.path != "/evaluate":
             return case

@@ -26,6 +26,13 @@ def held_out_sizes() -> dict[str, int]:
     return {name: len(read_card(SHIPPED / name).held_out.labels) for name in MODELS}
 
 
+def without_admin(schema):
+    """Leave out the admin operations (load and unload a model, issue 15): with no admin
+    key configured they answer 403 while the document asks for an Authorization header,
+    and with a key they would unload the models the rest of the run is testing."""
+    return schema.exclude(path_regex=r"^/models/\{name\}/(load|unload)$")
+
+
 @pytest.fixture(scope="module")
 def binary_models(tmp_path_factory) -> Path:
     """The four shipped binary models of the reference data (one feature set, so the
@@ -41,6 +48,7 @@ def test_schemathesis_in_process_finds_nothing(binary_models):
     app = create_app(Settings(model_dir=binary_models))
     with TestClient(app):  # runs the lifespan: the registry is loaded
         schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config(10))
+        schema = without_admin(schema)
         install_evaluate_rules(schema, held_out_sizes())
         outcome = run(schema)
     report = "\n".join(outcome.failures + outcome.errors)
@@ -65,6 +73,7 @@ def served(tmp_path_factory, binary_models) -> Iterator[str]:
 
 def test_schemathesis_against_the_serve_process_finds_nothing(served):
     schema = schemathesis.openapi.from_url(f"{served}/openapi.json", config=config(3, seed=2))
+    schema = without_admin(schema)
     install_evaluate_rules(schema, held_out_sizes())
     outcome = run(schema)
     report = "\n".join(outcome.failures + outcome.errors)
