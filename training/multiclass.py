@@ -20,6 +20,7 @@ values[i][j]`` (``costaware.multiclass.decide``), whatever the loss.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -45,8 +46,8 @@ from costaware.card import (
     write_card,
 )
 from costaware.multiclass import ValueMatrix, decide, default_margin, realised_values
-from costaware.tabular import TabularError, parse_numeric_csv
-from training.data import DataError, data_sha256, read_text
+from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
+from training.data import MIN_ROWS, DataError, data_sha256, read_text
 from training.export import (
     OPSET,
     PARITY_TOLERANCE,
@@ -147,8 +148,9 @@ def load_wine() -> MulticlassData:
 def load_multiclass_csv(path: Path, label: str, classes: Sequence[str]) -> MulticlassData:
     """A CSV with a header; column ``label`` holds class indices 0..K-1 in ``classes`` order."""
     source = str(path)
+    text = read_text(path)
     try:
-        names, table = parse_numeric_csv(read_text(path), source=source, header=True)
+        names, table = parse_numeric_csv(text, source=source, header=True)
     except TabularError as exc:
         raise DataError(exc.message, source=exc.source, row=exc.row, column=exc.column) from None
     assert names is not None
@@ -162,10 +164,12 @@ def load_multiclass_csv(path: Path, label: str, classes: Sequence[str]) -> Multi
         raise DataError(
             f"label {raw[bad[0]]:g} is not a class index 0..{k - 1} (classes {list(classes)})",
             source=source,
-            row=int(bad[0]) + 2,
+            row=data_line_numbers(text, header=True)[int(bad[0])],
             column=j + 1,
             column_name=label,
         )
+    if len(raw) < MIN_ROWS:
+        raise DataError(f"{len(raw)} data rows; training needs at least {MIN_ROWS}", source=source)
     return MulticlassData(
         x=np.delete(table, j, axis=1),
         y=raw.astype(np.int64),
@@ -254,6 +258,8 @@ class MulticlassSpec:
             raise VariantError(f"loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise VariantError("epochs and batch_size must be at least 1")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise VariantError(f"learning_rate {self.learning_rate}: must be a positive number")
 
 
 @dataclass

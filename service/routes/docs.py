@@ -1,4 +1,5 @@
-"""Swagger UI served from the swagger-ui-bundle package, so /docs renders with no network."""
+"""Swagger UI 5 served from the swagger-ui-bundle-v2 package (module ``swagger_ui_bundle``), so
+/docs renders FastAPI's OpenAPI 3.1 document with no network."""
 
 from __future__ import annotations
 

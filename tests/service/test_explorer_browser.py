@@ -7,9 +7,7 @@ matrix and data, sent by the test itself over HTTP. Screenshots go to ``test-art
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,16 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import numpy as np
 import pytest
-from _servicekit import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    REPO,
-    SHIPPED,
-    csv_body,
-    free_port,
-    serve_command,
-    wait_for_ping,
-)
+from _servicekit import CHROMIUM, CHROMIUM_ARGS, REPO, SHIPPED, csv_body, running_serve
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
 from sklearn.datasets import load_breast_cancer
 
@@ -42,28 +31,8 @@ POINTS = ("card", "elkan", "chosen", "best", "treat_all", "treat_none")
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "COSTAWARE_MODEL_DIR": str(SHIPPED),
-        "COSTAWARE_HOST": "127.0.0.1",
-        "COSTAWARE_PORT": str(port),
-    }
-    process = subprocess.Popen(
-        serve_command(),
-        env=env,
-        cwd=tmp_path_factory.mktemp("cwd"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_ping(base, process)
+    with running_serve(SHIPPED, tmp_path_factory.mktemp("cwd")) as (base, _):
         yield base
-    finally:
-        process.kill()
-        process.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +219,12 @@ def test_root_leads_to_the_page_which_loads_offline_without_errors(watched):
         "model": "medical",
         "threshold": "0.5",
     }
+    listed = httpx.get(f"{watched.base}/models").json()["models"]
+    binary = [m["name"] for m in listed if m["task"] == "binary"]
+    assert binary == ["builtin", "custom-5to1", "medical", "tuned"]
+    assert page.eval_on_selector_all("#model option", "os => os.map(o => o.value)") == binary
+    # The multiclass wine model takes a value matrix per class, not tp/fp/tn/fn: named aside.
+    assert "wine (multiclass)" in page.text_content("#model-note")
     assert page.locator("#models-table tbody tr").count() == 4
     assert page.locator("#chart svg polyline").count() == 4
     watched.screenshot("explorer-held-out")
@@ -469,41 +444,87 @@ def test_every_input_has_a_label_and_is_reachable_by_keyboard(watched):
     watched.assert_clean()
 
 
-def test_a_401_asks_for_a_key_kept_in_session_storage_only(watched):
-    """The page's side of API keys (issue 15): a 401 opens a key dialog and the request is
-    retried with ``Authorization: Bearer <key>``. The service's auth layer is played here by
-    a route handler that answers as that layer does."""
-    page = watched.page
-    seen: list[str | None] = []
+API_KEY = "page-key.1"
 
-    def guard(route: Route, request: Request) -> None:
-        header = request.headers.get("authorization")
-        seen.append(header)
-        if header != "Bearer s3cret key":
-            route.fulfill(
-                status=401,
-                headers={"WWW-Authenticate": "Bearer", "Content-Type": "application/json"},
-                body='{"error": "unauthorized", "detail": "Authorization: missing or wrong key"}',
-            )
-        else:
-            route.continue_()
 
-    page.route(re.compile(r".*/(models|evaluate)(\?.*)?$"), guard)
-    page.goto(watched.base + "/explorer")
-    page.wait_for_selector("#key-dialog[open]")
-    page.fill("#api-key", "wrong")
-    page.keyboard.press("Enter")
-    page.wait_for_function("document.getElementById('key-reason').textContent.includes('refused')")
-    page.fill("#api-key", "s3cret key")
-    page.click("#key-form button[value=ok]")
-    watched.wait_ready()
-    assert page.evaluate("sessionStorage.getItem('costaware.apiKey')") == "s3cret key"
-    assert page.evaluate("localStorage.length") == 0
-    assert "s3cret" not in page.url
-    assert page.locator("#models-table tbody tr").count() == 4
-    assert seen[0] is None
-    assert "Bearer wrong" in seen
-    assert seen[-1] == "Bearer s3cret key"
-    # The browser logs each 401 it was answered; nothing else may have gone wrong.
-    assert all("401" in line for line in watched.console), watched.console
-    assert watched.refused == []
+@pytest.fixture(scope="module")
+def keyed_base_url(tmp_path_factory) -> Iterator[str]:
+    """The real serve process with API keys configured (COSTAWARE_API_KEYS)."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    with running_serve(SHIPPED, cwd, COSTAWARE_API_KEYS=f"{API_KEY},another") as (base, _):
+        yield base
+
+
+def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_the_tab(browser, keyed_base_url):
+    base = keyed_base_url
+    assert httpx.post(f"{base}/evaluate", json={"cost_matrix": REFERENCE}).status_code == 401
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        watched = Watched(context.new_page(), base)
+        page = watched.page
+        sent: list[str | None] = []
+        page.on(
+            "request",
+            lambda r: (
+                sent.append(r.headers.get("authorization"))
+                if urlsplit(r.url).path in ("/models", "/evaluate")
+                else None
+            ),
+        )
+        page.goto(f"{base}/explorer")  # the page and its assets are open
+        page.wait_for_selector("#key-dialog[open]")
+        watched.screenshot("explorer-key-dialog")
+        page.fill("#api-key", "not a key")
+        page.keyboard.press("Enter")
+        page.wait_for_function(
+            "document.getElementById('key-reason').textContent.includes('refused')"
+        )
+        page.fill("#api-key", API_KEY)
+        page.keyboard.press("Enter")
+        watched.wait_ready()
+        assert page.evaluate("sessionStorage.getItem('costaware.apiKey')") == API_KEY
+        assert page.evaluate("localStorage.length") == 0
+        assert "page-key" not in page.url
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        at_card = httpx.post(
+            f"{base}/evaluate", json={"cost_matrix": REFERENCE}, headers=headers
+        ).json()
+        at_chosen = httpx.post(
+            f"{base}/evaluate",
+            json={"cost_matrix": REFERENCE, "threshold": 0.5, "curve": True},
+            headers=headers,
+        ).json()
+        assert assert_page_equals_service(page, at_card, at_chosen) == 4 * len(POINTS)
+        assert sent[0] is None
+        assert "Bearer not a key" in sent
+        assert sent[-1] == f"Bearer {API_KEY}"
+        # A reload in the same tab keeps the key: no dialog, the figures come at once.
+        count = len(sent)
+        page.reload()
+        watched.wait_ready()
+        assert not page.is_visible("#key-dialog")
+        assert set(sent[count:]) == {f"Bearer {API_KEY}"}
+        watched.screenshot("explorer-api-key")
+        # The browser logs each 401 it was answered; nothing else may have gone wrong.
+        assert all("401" in line for line in watched.console), watched.console
+        assert watched.refused == []
+    finally:
+        context.close()
+    # Another tab (context) has no key: session storage only.
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{base}/explorer")
+        page.wait_for_selector("#key-dialog[open]")
+        assert page.evaluate("sessionStorage.length") == 0
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize(("model", "why"), [("wine", "is multiclass"), ("nope", "is not served")])
+def test_a_link_to_a_model_the_page_cannot_show_says_why(watched, model, why):
+    watched.open(f"/explorer?model={model}")
+    assert watched.page.input_value("#model") == "medical"
+    assert f'model "{model}" {why}; showing medical' in watched.page.text_content("#error")
+    assert watched.query()["model"] == "medical"
+    watched.assert_clean()

@@ -170,13 +170,14 @@ def test_bad_value_matrix_is_one_line(matrix, needle, tmp_path, capsys):
 
 def test_label_outside_the_classes_names_the_row(tmp_path, capsys):
     csv = tmp_path / "own.csv"
-    csv.write_text("a,kind\n" + "".join(f"{i},{i % 2}\n" for i in range(30)) + "5,7\n")
+    rows = "".join(f"{i},{i % 2}\n" for i in range(30))
+    csv.write_text("a,kind\n" + rows + "\n5,7\n")  # a blank line before the bad row
     matrix = tmp_path / "m.json"
     matrix.write_text(json.dumps({"classes": ["x", "y"], "values": [[1, 0], [0, 1]]}))
     argv = ["multiclass", "--data", str(csv), "--label", "kind", "--value-matrix", str(matrix)]
     assert main([*argv, "--models-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "label 7 is not a class index 0..1" in err and "32" in err
+    assert "label 7 is not a class index 0..1" in err and "row 33" in err, err
 
 
 # ---------------------------------------------------------------------------
@@ -201,3 +202,9 @@ def test_shipped_wine_model_matches_its_card_and_split(wine, wine_split):
     # card keeps both losses on the reference split for the README
     results = {r["loss"]: r for r in card.comparison["results"]}
     assert card.loss.type == "cross_entropy" and set(results) == {"cross_entropy", "expected_cost"}
+
+
+def test_bad_learning_rate_is_one_line(tmp_path, capsys):
+    argv = ["multiclass", "--learning-rate", "-1", "--models-dir", str(tmp_path)]
+    assert main(argv) == 2
+    assert "learning_rate -1.0: must be a positive number" in capsys.readouterr().err

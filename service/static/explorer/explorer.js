@@ -542,6 +542,7 @@ async function init() {
   const query = new URLSearchParams(location.search);
   for (const k of OUTCOMES) $(k).value = query.has(k) ? query.get(k) : String(REFERENCE[k]);
   if (query.has("prevalence")) $("prevalence").value = query.get("prevalence");
+  syncPreset();
   bind();
   let listing;
   try {
@@ -553,22 +554,35 @@ async function init() {
   }
   // The explorer prices binary decisions (tp, fp, tn, fn); multiclass models are left out.
   const models = listing.models.filter((m) => m.task !== "multiclass");
+  const others = listing.models.filter((m) => m.task === "multiclass");
+  if (models.length === 0) {
+    showError("no binary model is served: the explorer states a binary cost matrix", false);
+    document.body.dataset.state = "error";
+    return;
+  }
   state.models = models;
-  state.defaultModel = listing.default;
+  state.defaultModel = models.some((m) => m.name === listing.default) ? listing.default : models[0].name;
+  $("model-note").textContent = others.length
+    ? `Not shown: ${others.map((m) => `${m.name} (multiclass)`).join(", ")}; ` +
+      "POST /evaluate values those with a value matrix per class."
+    : "";
   const select = $("model");
   select.replaceChildren(
     ...models.map((m) => Object.assign(document.createElement("option"), { value: m.name, textContent: m.name })),
   );
   const wanted = query.get("model");
   const known = models.some((m) => m.name === wanted);
-  select.value = known ? wanted : listing.default;
+  select.value = known ? wanted : state.defaultModel;
   const card = models.find((m) => m.name === select.value);
   const threshold = query.has("threshold") ? query.get("threshold") : String(card.threshold);
   $("threshold").value = threshold;
   const t = Number(threshold);
   if (threshold.trim() !== "" && Number.isFinite(t)) $("threshold-slider").value = String(thresholdToSlider(t));
   await update();
-  if (wanted !== null && !known) showError(`404: model ${JSON.stringify(wanted)} is not served; showing ${listing.default}`, false);
+  if (wanted !== null && !known) {
+    const why = listing.models.some((m) => m.name === wanted) ? "is multiclass" : "is not served";
+    showError(`model ${JSON.stringify(wanted)} ${why}; showing ${state.defaultModel}`, false);
+  }
 }
 
 init();
