@@ -18,6 +18,7 @@ from service.dataplane import DataPlane
 from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
+from service.openapi import openapi_document
 from service.registry import session_options
 from service.routes import (
     docs,
@@ -111,6 +112,9 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     docs.mount_assets(app)
     app.include_router(explorer.router)
     explorer.mount_assets(app)
+    # The document follows the registry (model names, instance shape), so it is built for
+    # each request of /openapi.json rather than cached.
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
 
     app.service_layer = functools.partial(
         ServiceMiddleware,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
+from pydantic import ValidationError
 
 from costaware.tabular import TabularError, parse_numeric_csv
 from service.errors import (
@@ -25,6 +26,13 @@ from service.errors import (
     MalformedRequestError,
     NotAcceptableError,
     UnsupportedMediaTypeError,
+)
+from service.schemas import (
+    FLOAT32_MAX,
+    ON_OUT_OF_RANGE,
+    PredictRequest,
+    describe,
+    translate_validation_error,
 )
 from service.valuation import ValuedPredictions
 
@@ -37,11 +45,7 @@ JSONLINES = "application/jsonlines"
 # Spellings of JSON lines seen in the wild (SageMaker documents both of the first two).
 JSONLINES_ALIASES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl"})
 RESPONSE_TYPES = (JSON, CSV, JSONLINES)
-REQUEST_KEYS = frozenset(
-    {"model", "instances", "threshold", "margin", "on_out_of_range", "cost_matrix"}
-)
-ON_OUT_OF_RANGE = ("flag", "refuse")
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_MAX = FLOAT32_MAX
 
 
 # ---------------------------------------------------------------------------------------
@@ -140,11 +144,6 @@ def negotiate(accept: str | None, offered: Sequence[str] = RESPONSE_TYPES) -> st
 # Decoding
 
 
-def _describe(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def _convert_row(row: Any, where: str, features: Sequence[str]) -> list[float]:
     """One instance (array or object) as floats, or an error naming where it went wrong;
     ``where`` names the instance (``instances[3]``, ``body line 4``)."""
@@ -170,19 +169,21 @@ def _convert_row(row: Any, where: str, features: Sequence[str]) -> list[float]:
     else:
         raise InvalidInputError(
             f"{where}: an instance must be an array of {n} numbers or an object keyed "
-            f"by feature name, got {_describe(row)}"
+            f"by feature name, got {describe(row)}"
         )
     out = []
     for c, value in enumerate(values):
         # bool is an int to Python, but true/false in a feature vector is a client bug.
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInputError(
-                f"{where}[{c}] ({features[c]}): {_describe(value)} is not a number"
+                f"{where}[{c}] ({features[c]}): {describe(value)} is not a number"
             )
         number = float(value)
-        if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
+        # abs(value) for an int compares exactly: an integer a little past float32's
+        # maximum rounds to it as a float.
+        if not math.isfinite(number) or abs(number) > _FLOAT32_MAX or abs(value) > _FLOAT32_MAX:
             raise InvalidInputError(
-                f"{where}[{c}] ({features[c]}): {_describe(value)} is not a finite number "
+                f"{where}[{c}] ({features[c]}): {describe(value)} is not a finite number "
                 "within float32 range"
             )
         out.append(number)
@@ -201,7 +202,7 @@ def instances_to_matrix(
     """
     if not isinstance(instances, list):
         raise InvalidInputError(
-            f"{source}: expected a list of instances, got {_describe(instances)}"
+            f"{source}: expected a list of instances, got {describe(instances)}"
         )
     if not instances:
         raise InvalidInputError(f"{source}: empty batch, send at least one instance")
@@ -237,7 +238,8 @@ def _plain_numbers(instances: list[list[Any]]) -> bool:
 def _in_range(matrix: np.ndarray) -> bool:
     # One reduction: NaN and inf both fail the comparison. The ufunc's own reduce, because
     # ndarray.max goes through a Python wrapper that costs more than a 30-value maximum.
-    return bool(np.maximum.reduce(np.abs(matrix), axis=None) <= _FLOAT32_MAX)
+    # Exactly float32's maximum may stand for a larger integer: the exact check decides.
+    return bool(np.maximum.reduce(np.abs(matrix), axis=None) < _FLOAT32_MAX)
 
 
 def _reject_constant(name: str) -> float:
@@ -305,7 +307,7 @@ def margin_value(value: Any, field: str) -> float:
     number >= 0 in dollars; the data plane refuses a value above 1 where it is a score
     margin, with the same message as :func:`unit_interval`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"{field}: {_describe(value)} is not a number")
+        raise InvalidInputError(f"{field}: {describe(value)} is not a number")
     number = float(value)
     if not math.isfinite(number) or number < 0:
         raise InvalidInputError(
@@ -321,9 +323,9 @@ def unit_interval(value: Any, field: str) -> float:
         try:
             value = float(value)
         except ValueError:
-            raise InvalidInputError(f"{field}: {_describe(value)} is not a number") from None
+            raise InvalidInputError(f"{field}: {describe(value)} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"{field}: {_describe(value)} is not a number")
+        raise InvalidInputError(f"{field}: {describe(value)} is not a number")
     if not 0.0 <= float(value) <= 1.0:
         raise InvalidInputError(f"{field}: {value} is outside [0, 1]")
     return float(value)
@@ -337,27 +339,26 @@ def decode_json_request(body: bytes, source: str = "body") -> JsonRequest:
     if not isinstance(payload, dict):
         raise InvalidInputError(
             f"{source}: expected an object with 'instances' (or an array of instances), "
-            f"got {_describe(payload)}"
+            f"got {describe(payload)}"
         )
-    unknown = sorted(set(payload) - REQUEST_KEYS)
-    if unknown:
-        raise InvalidInputError(
-            f"{source}.{unknown[0]}: unknown field; allowed: {', '.join(sorted(REQUEST_KEYS))}"
+    instances = payload.get("instances")
+    if not isinstance(instances, list) or not instances:
+        # The instance decoder names what is wrong with them; the other fields first.
+        payload = {**payload, "instances": [None]} if "instances" in payload else payload
+    try:
+        request = PredictRequest.model_validate(payload)
+    except ValidationError as exc:
+        field, message = translate_validation_error(
+            exc, f"{source}.", sorted(PredictRequest.model_fields), {"instances": "field required"}
         )
-    if "instances" not in payload:
-        raise InvalidInputError(f"{source}.instances: field required")
-    model = payload.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidInputError(f"{source}.model: expected a model name, got {_describe(model)}")
-    threshold = payload.get("threshold")
-    margin = payload.get("margin")
+        raise InvalidInputError(f"{field}: {message}") from None
     return JsonRequest(
-        instances=payload["instances"],
-        model=model,
-        threshold=None if threshold is None else unit_interval(threshold, f"{source}.threshold"),
-        margin=None if margin is None else margin_value(margin, f"{source}.margin"),
-        on_out_of_range=on_out_of_range(payload.get("on_out_of_range"), source),
-        cost_matrix=payload.get("cost_matrix"),
+        instances=instances,
+        model=request.model,
+        threshold=None if request.threshold is None else float(request.threshold),
+        margin=None if request.margin is None else float(request.margin),
+        on_out_of_range=request.on_out_of_range or "flag",
+        cost_matrix=request.cost_matrix,
     )
 
 
@@ -367,7 +368,7 @@ def on_out_of_range(value: Any, source: str) -> str:
         return "flag"
     if value not in ON_OUT_OF_RANGE:
         raise InvalidInputError(
-            f"{source}.on_out_of_range: expected 'flag' or 'refuse', got {_describe(value)}"
+            f"{source}.on_out_of_range: expected 'flag' or 'refuse', got {describe(value)}"
         )
     return value
 

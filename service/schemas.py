@@ -1,14 +1,76 @@
-"""Pydantic shapes of the JSON the service speaks, for the OpenAPI document.
+"""The wire contract: pydantic models that parse the JSON request bodies and describe the
+answers, and the JSON Schemas the OpenAPI document shows for what pydantic cannot state
+alone (an instance's length and feature names come from the loaded models).
 
-Request bodies are decoded by :mod:`service.codecs` (errors must name rows and columns,
-and CSV shares the path), so these models document the wire format rather than parse it.
+Parsing: :func:`service.codecs.decode_json_request` and the ``/evaluate`` route validate
+a parsed body with :class:`PredictRequest` or :class:`EvaluateRequest`; their validation
+errors are translated in one place (:func:`translate_validation_error`) into the messages
+that name the field. An instance's values are checked by the decoder that turns them into
+the model's input matrix (it names the row, column and feature); :func:`instance_schema`
+states the same rules for the document, from the same constants, and the schemathesis run
+in the test suite checks that the two agree (every generated body the schema accepts is
+answered, every one it rejects gets a 4xx).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from costaware.decision import MODEL_NAME_PATTERN
+from costaware.economics import MAX_OUTCOME_VALUE
+
+# The model's input is float32: a finite number within float32's range, or it is refused.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+ON_OUT_OF_RANGE = ("flag", "refuse")
+
+# A number from the body in [0, 1]: strict, so not a numeric string and not true/false.
+UnitInterval = Annotated[float, Field(ge=0, le=1, strict=True)]
+# A margin: a score margin in [0, 1], or dollars >= 0 when deciding by expected value (the
+# data plane refuses a score margin above 1).
+Margin = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+
+
+class PredictRequest(BaseModel):
+    """The JSON body of ``/predict`` (and of ``/invocations`` with JSON)."""
+
+    model_config = ConfigDict(extra="forbid", title="PredictRequest")
+
+    instances: list[Any] = Field(
+        min_length=1,
+        description="Raw feature rows: each an array of the model's features in the card's "
+        "order, or an object keyed by feature name. Every value a finite number within "
+        "float32's range.",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Model name; default: the service's default model.",
+        json_schema_extra={"pattern": MODEL_NAME_PATTERN},
+    )
+    threshold: UnitInterval | None = Field(
+        default=None, description="label = score >= threshold; default: the card's."
+    )
+    margin: Margin | None = Field(
+        default=None,
+        description="close_confusion = |score - threshold| < margin, a score margin in "
+        "[0, 1]; deciding by expected value (a cost_matrix, or a multiclass model) a margin "
+        "in dollars >= 0. Default: the card's.",
+    )
+    cost_matrix: Any = Field(
+        default=None,
+        description="Decide by expected value instead of a threshold: for a binary model "
+        "tp, fp, tn, fn (each a number or one per instance); for a multiclass model a value "
+        "matrix {classes, values}. No threshold with it.",
+    )
+    on_out_of_range: Literal["flag", "refuse"] | None = Field(
+        default=None,
+        description="Instances with features outside the model's training range: flag them "
+        "in out_of_range (default), or refuse the request with 422 out_of_range.",
+    )
 
 
 class BinaryCostMatrix(BaseModel):
@@ -32,88 +94,53 @@ class ValueMatrixBody(BaseModel):
 
 
 class EvaluateRequest(BaseModel):
-    """The JSON body of ``POST /evaluate`` (``service.routes.evaluate`` decodes it)."""
+    """The JSON body of ``/evaluate``. Which data is evaluated, and the rules that tie the
+    fields together (labels as long as the data, per-instance costs as long as the data,
+    no models with posted scores), are checked by the data plane with messages that name
+    the field; the OpenAPI document states them as three variants of this body."""
 
-    models: list[str] | None = Field(
-        default=None, min_length=1, description="Models to evaluate; default every one."
+    model_config = ConfigDict(extra="forbid", title="EvaluateRequest")
+
+    models: Any = Field(default=None, description="Model names; default: every loaded model.")
+    cost_matrix: Any = Field(
+        description="Dollar value of each outcome (negative for a loss): tp, fp, tn, fn, each "
+        f"a number or one number per instance, at most {MAX_OUTCOME_VALUE:g} in magnitude."
     )
-    cost_matrix: dict[Literal["tp", "fp", "tn", "fn"], float | list[float]] | ValueMatrixBody = (
-        Field(
-            description="Binary models: the dollar value of each outcome (negative for a "
-            "loss), all four of tp, fp, tn, fn, each a number or one number per instance. "
-            "Multiclass models: a value matrix {classes, values}, values[i][j] = value of "
-            "deciding class j when the truth is class i (row = truth, column = decision)."
-        )
-    )
-    instances: list[list[float] | dict[str, float]] | None = Field(
-        default=None, min_length=1, description="Feature rows scored here by each model."
-    )
-    scores: (
-        list[Annotated[float, Field(ge=0, le=1)]]
-        | list[list[Annotated[float, Field(ge=0, le=1)]]]
-        | None
-    ) = Field(
+    instances: Any = Field(default=None, description="Instances scored here by each model.")
+    scores: Any = Field(default=None, description="Scores produced elsewhere, in [0, 1].")
+    labels: Any = Field(default=None, description="0/1 labels, one per instance or score.")
+    threshold: UnitInterval | None = Field(default=None, description="Default: the card's.")
+    margin: Margin | None = Field(
         default=None,
-        min_length=1,
-        description="Scores produced elsewhere (no models); multiclass: N x K class "
-        "probabilities, each row summing to 1 within 1e-6.",
-    )
-    labels: list[Literal[0, 1]] | list[str | int] | None = Field(
-        default=None,
-        description="One label per instance or score: 0/1, or for a value matrix a class "
-        "name or index.",
-    )
-    threshold: float | None = Field(default=None, ge=0, le=1, description="Default: card's.")
-    margin: float | None = Field(
-        default=None,
-        ge=0,
         description="Binary: a score margin in [0, 1] (default: card's). Value matrix: "
-        "dollars per instance (default: 5% of the matrix's largest regret).",
+        "dollars >= 0.",
     )
-    prevalence: float | None = Field(
+    prevalence: UnitInterval | None = Field(
         default=None,
-        ge=0,
-        le=1,
         description="Value the decisions as if positives were this share of the data "
         "(positives weigh prevalence/p, negatives (1-prevalence)/(1-p)); counts and rates "
         "stay those of the data. Default: the data's own prevalence.",
     )
-    curve: bool = Field(
-        default=False,
+    curve: bool | None = Field(
+        default=None,
+        strict=True,
         description="Add to each result `curve`: the expected value by threshold on a grid "
         "dense near 0, sampled also at the result's thresholds and the card's.",
     )
 
 
-class PredictRequest(BaseModel):
-    model: str | None = Field(default=None, description="Model name; default from settings.")
-    instances: list[list[float] | dict[str, float]] = Field(
-        description="Raw feature rows in the card's feature order, or objects keyed by "
-        "feature name.",
-        min_length=1,
-    )
-    threshold: float | None = Field(
-        default=None, ge=0, le=1, description="Default: card's. Not with a cost matrix."
-    )
-    margin: float | None = Field(
-        default=None,
-        ge=0,
-        description="Threshold mode: a score margin in [0, 1] (default: card's). Deciding "
-        "by expected value (cost_matrix, or a multiclass model): dollars per instance, "
-        "close when the best two actions' expected values differ by less.",
-    )
-    cost_matrix: BinaryCostMatrix | ValueMatrixBody | None = Field(
-        default=None,
-        description="Decide by expected value: a binary model takes tp/fp/tn/fn (each "
-        "instance gets the action with the higher expected value); a multiclass model takes "
-        "a value matrix (default: its card's).",
-    )
+# ---------------------------------------------------------------------------------------
+# Answers
 
 
 class Prediction(BaseModel):
-    score: float
-    label: int = Field(description="1 when score >= threshold")
+    score: float = Field(ge=0, le=1, description="Probability of the positive class.")
+    label: Literal[0, 1] = Field(description="1 when score >= threshold")
     close_confusion: bool = Field(description="|score - threshold| < margin")
+    out_of_range: list[str] | None = Field(
+        description="Features outside the training [min, max]; null when the card records "
+        "no training ranges."
+    )
 
 
 class ValuedPrediction(BaseModel):
@@ -145,6 +172,27 @@ class PredictResponse(BaseModel):
     threshold: float
     margin: float
     predictions: list[Prediction]
+
+
+class RankingEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    rank: int
+    model: str | None
+    threshold: float
+    expected_value: float
+    total_value: float
+
+
+class EvaluateResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    data: Literal["held_out", "instances", "scores", "csv"]
+    note: str
+    cost_matrix: dict[str, Any] | Literal["per_instance"]
+    warnings: list[str]
+    results: list[dict[str, Any]]
+    ranking: list[RankingEntry]
+    best_model: str | None
+    best_decision: dict[str, Any]
 
 
 class ErrorBody(BaseModel):
@@ -214,44 +262,117 @@ class ExecutionParameters(BaseModel):
     MaxPayloadInMB: int
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        400: "Malformed body",
-        404: "Unknown model",
-        406: "Unsatisfiable Accept",
-        413: "Body over the size limit",
-        415: "Unsupported Content-Type",
-        422: "Invalid input (the detail names the row, column or field)",
-        503: "No model loaded",
-    }.items()
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed body (broken JSON, JSON lines or text encoding)",
+    404: "Unknown model",
+    406: "Unsatisfiable Accept",
+    413: "Body over the size limit",
+    415: "Unsupported Content-Type",
+    422: "Invalid input (the detail names the row, column, feature or field)",
+    503: "No model loaded",
 }
 
 
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """``model``'s JSON schema with its ``$defs`` inlined: in an OpenAPI document a
-    ``#/$defs/...`` reference would resolve from the document's root, where nothing is."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    return resolve(schema)
+# ---------------------------------------------------------------------------------------
+# JSON Schemas for the document, from the loaded models
 
 
-def json_request_body(description: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "description": description,
-            "content": {"application/json": {"schema": inline_schema(PredictRequest)}},
+def number_schema() -> dict[str, Any]:
+    """One feature value: what the instance decoder accepts."""
+    return {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+
+
+def instance_schema(features: Sequence[str] | None) -> dict[str, Any]:
+    """One instance for models with these ``features`` (all loaded models agree), or, with
+    None, for models that disagree (the length and names then depend on the model)."""
+    if features is None:
+        return {
+            "description": "An array of the chosen model's features in its card's order, or "
+            "an object keyed by its feature names (see GET /models/{name}).",
+            "anyOf": [
+                {"type": "array", "items": number_schema(), "minItems": 1},
+                {"type": "object", "additionalProperties": number_schema(), "minProperties": 1},
+            ],
         }
+    n = len(features)
+    return {
+        "anyOf": [
+            {"type": "array", "items": number_schema(), "minItems": n, "maxItems": n},
+            {
+                "type": "object",
+                "properties": {name: number_schema() for name in features},
+                "required": list(features),
+                "additionalProperties": False,
+            },
+        ]
     }
+
+
+def model_name_schema(names: Sequence[str] | None) -> dict[str, Any]:
+    if names:
+        return {"type": "string", "enum": list(names)}
+    return {"type": "string", "pattern": MODEL_NAME_PATTERN}
+
+
+# ---------------------------------------------------------------------------------------
+# Validation errors, translated in one place
+
+
+def describe(value: Any) -> str:
+    """A value as a message shows it: JSON, cut at 40 characters."""
+    try:
+        text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def translate_validation_error(
+    exc: ValidationError, prefix: str, allowed: Sequence[str], required: dict[str, str]
+) -> tuple[str, str]:
+    """The field and message for the first problem pydantic found in a request body.
+
+    ``prefix`` goes before field names (``body.`` or nothing), ``allowed`` lists the
+    fields for an unknown one, ``required`` holds the message for each missing field.
+    Returns ``(field, message)``; the caller raises the service's error.
+    """
+    errors = exc.errors()
+    # An unknown field is reported first (alphabetically), as the body's first problem.
+    extra = sorted(
+        (error for error in errors if error["type"] == "extra_forbidden"),
+        key=lambda error: str(error["loc"][0]),
+    )
+    error = extra[0] if extra else errors[0]
+    loc = error["loc"]
+    name = str(loc[0]) if loc else ""
+    field = f"{prefix}{name}"
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return field, f"unknown field; allowed: {', '.join(allowed)}"
+    if kind == "missing":
+        return field, required.get(name, "field required")
+    if kind == "literal_error":
+        options = " or ".join(repr(option) for option in ON_OUT_OF_RANGE)
+        return field, f"expected {options}, got {describe(value)}"
+    if kind in ("greater_than_equal", "less_than_equal", "finite_number") and name == "margin":
+        return field, (
+            f"{value} is outside [0, 1] (a score margin) and is not a dollar margin >= 0 either"
+        )
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return field, f"{value} is outside [0, 1]"
+    if kind == "float_type" and name in ("threshold", "margin", "prevalence"):
+        return field, f"{describe(value)} is not a number"
+    if kind == "bool_type":
+        return field, f"expected true or false, got {describe(value)}"
+    if kind == "string_type" and name == "model":
+        return field, f"expected a model name, got {describe(value)}"
+    return field, f"{error['msg']} (got {describe(value)})"
+
+
+# For route decorators; the OpenAPI document's responses are set per operation by
+# service.openapi from the same descriptions.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in ERROR_DESCRIPTIONS.items()
+}

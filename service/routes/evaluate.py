@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -49,22 +50,11 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from service.routes.common import DataPlaneDep
-from service.schemas import EvaluateRequest, inline_schema
+from service.schemas import EvaluateRequest, translate_validation_error
 
 router = APIRouter(tags=["economics"])
 
 PNG = "image/png"
-BODY_KEYS = (
-    "models",
-    "cost_matrix",
-    "instances",
-    "scores",
-    "labels",
-    "threshold",
-    "margin",
-    "prevalence",
-    "curve",
-)
 
 
 @dataclass(frozen=True)
@@ -91,14 +81,6 @@ class EvaluateOptions:
 
 def _option(value: Any, field: str) -> float | None:
     return None if value is None else unit_interval(value, field)
-
-
-def _flag(value: Any, field: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise InvalidInputError(f"{field}: expected true or false, got {json.dumps(value)}")
-    return value
 
 
 def _cost_matrix(raw: Any, field: str) -> CostMatrix:
@@ -131,26 +113,31 @@ def _multiclass_inputs(payload: dict[str, Any]) -> MulticlassEvaluateInputs:
 
 
 def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs | MulticlassEvaluateInputs:
-    unknown = sorted(set(payload) - set(BODY_KEYS))
-    if unknown:
-        raise InvalidInputError(f"{unknown[0]}: unknown field; allowed: {', '.join(BODY_KEYS)}")
-    if "cost_matrix" not in payload:
-        raise InvalidInputError(
-            "cost_matrix: missing (an object with tp, fp, tn and fn, or for multiclass "
-            "models classes and values)"
+    try:
+        request = EvaluateRequest.model_validate(payload)
+    except ValidationError as exc:
+        field, message = translate_validation_error(
+            exc,
+            "",
+            list(EvaluateRequest.model_fields),
+            {
+                "cost_matrix": "missing (an object with tp, fp, tn and fn, or for multiclass "
+                "models classes and values)"
+            },
         )
+        raise InvalidInputError(f"{field}: {message}") from None
     if is_value_matrix(payload["cost_matrix"]):
         return _multiclass_inputs(payload)
     return EvaluateInputs(
-        cost_matrix=_cost_matrix(payload["cost_matrix"], "cost_matrix"),
-        threshold=_option(payload.get("threshold"), "threshold"),
-        margin=_option(payload.get("margin"), "margin"),
-        models=payload.get("models"),
-        instances=payload.get("instances"),
-        scores=payload.get("scores"),
-        labels=payload.get("labels"),
-        prevalence=_option(payload.get("prevalence"), "prevalence"),
-        curve=_flag(payload.get("curve"), "curve"),
+        cost_matrix=_cost_matrix(request.cost_matrix, "cost_matrix"),
+        threshold=request.threshold,
+        margin=request.margin,
+        models=request.models,
+        instances=request.instances,
+        scores=request.scores,
+        labels=request.labels,
+        prevalence=request.prevalence,
+        curve=bool(request.curve),
     )
 
 
@@ -306,7 +293,7 @@ share of positives; `curve: true` adds each model's expected value by threshold.
         "requestBody": {
             "required": False,
             "content": {
-                JSON: {"schema": inline_schema(EvaluateRequest)},
+                JSON: {"schema": EvaluateRequest.model_json_schema()},
                 CSV: {"schema": {"type": "string", "description": "label first, then features"}},
             },
         }

@@ -14,12 +14,7 @@ from service.routes.common import (
     answer_predictions,
     direct_endpoint,
 )
-from service.schemas import (
-    ERROR_RESPONSES,
-    PredictResponse,
-    ValuedPredictResponse,
-    json_request_body,
-)
+from service.schemas import ERROR_RESPONSES, PredictResponse, ValuedPredictResponse
 
 router = APIRouter(tags=["predictions"], route_class=DirectRoute)
 
@@ -40,8 +35,8 @@ def predict_formats(header: HeaderGetter) -> Formats:
 
 @router.post(
     "/predict",
+    # The request body and every response are stated by service.openapi.
     responses={200: {"model": PredictResponse | ValuedPredictResponse}, **ERROR_RESPONSES},
-    openapi_extra=json_request_body("Instances to score, plus optional model/threshold/margin."),
 )
 async def predict(request: Request) -> Response:
     """Score instances: ``label = score >= threshold``,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.codecs import CSV, JSON, JSONLINES, RESPONSE_TYPES, negotiate, request_format
+from service.codecs import CSV, JSONLINES, RESPONSE_TYPES, negotiate, request_format
 from service.inference import (
     CUSTOM_ATTRIBUTES_HEADER,
     TARGET_MODEL_HEADER,
@@ -24,7 +24,7 @@ from service.routes.common import (
     direct_endpoint,
 )
 from service.routes.errors import error_response
-from service.schemas import ERROR_RESPONSES, ExecutionParameters, PredictRequest, inline_schema
+from service.schemas import ERROR_RESPONSES, ExecutionParameters
 
 router = APIRouter(tags=["sagemaker"], route_class=DirectRoute)
 
@@ -47,37 +47,6 @@ async def execution_parameters(settings: SettingsDep) -> dict[str, int | str]:
     }
 
 
-_INVOCATIONS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            CSV: {
-                "schema": {"type": "string"},
-                "example": "17.99,10.38,122.8,...\n",
-            },
-            JSON: {"schema": inline_schema(PredictRequest)},
-            JSONLINES: {"schema": {"type": "string"}},
-        },
-    },
-    "parameters": [
-        {
-            "name": TARGET_MODEL_HEADER,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "Model name (a trailing .tar.gz and any path are ignored).",
-        },
-        {
-            "name": CUSTOM_ATTRIBUTES_HEADER,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "Comma-separated model=, threshold=, margin=; other keys ignored.",
-        },
-    ],
-}
-
-
 @router.post(
     "/invocations",
     responses={
@@ -87,7 +56,6 @@ _INVOCATIONS_BODY = {
         },
         **ERROR_RESPONSES,
     },
-    openapi_extra=_INVOCATIONS_BODY,
 )
 async def invocations(request: Request) -> Response:
     """Score a CSV, JSON or JSON-lines batch; answer as JSON, CSV or JSON lines (Accept)."""

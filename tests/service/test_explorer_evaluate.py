@@ -140,9 +140,14 @@ def test_with_a_json_body_the_options_belong_in_the_body(client):
 
 
 def test_openapi_documents_the_options_in_body_and_query(client):
-    operation = client.get("/openapi.json").json()["paths"]["/evaluate"]["post"]
+    document = client.get("/openapi.json").json()
+    operation = document["paths"]["/evaluate"]["post"]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
-    assert {"curve", "prevalence", "cost_matrix", "threshold"} <= set(schema["properties"])
+    # One variant per source of data (held-out, posted scores, posted instances).
+    for variant in schema["oneOf"]:
+        name = variant["$ref"].rsplit("/", 1)[-1]
+        properties = document["components"]["schemas"][name]["properties"]
+        assert {"curve", "prevalence", "cost_matrix", "threshold"} <= set(properties)
     assert "text/csv" in operation["requestBody"]["content"]
     assert {"curve", "prevalence"} <= {p["name"] for p in operation["parameters"]}
     paths = client.get("/openapi.json").json()["paths"]
