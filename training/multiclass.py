@@ -47,7 +47,7 @@ from costaware.card import (
 )
 from costaware.multiclass import ValueMatrix, decide, default_margin, realised_values
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
-from training.data import MIN_ROWS, DataError, data_sha256, read_text
+from training.data import MIN_ROWS, DataError, Split, data_sha256, read_text
 from training.export import (
     OPSET,
     PARITY_TOLERANCE,
@@ -121,16 +121,6 @@ class MulticlassData:
         return data_sha256(self.x, self.y)
 
 
-@dataclass(frozen=True)
-class MulticlassSplit:
-    x_train: np.ndarray
-    x_test: np.ndarray
-    y_train: np.ndarray
-    y_test: np.ndarray
-    test_size: float
-    seed: int
-
-
 def load_wine() -> MulticlassData:
     """scikit-learn's bundled wine data: 178 rows, 13 features, 3 cultivars."""
     from sklearn.datasets import load_wine as sklearn_wine
@@ -179,9 +169,7 @@ def load_multiclass_csv(path: Path, label: str, classes: Sequence[str]) -> Multi
     )
 
 
-def split_multiclass(
-    data: MulticlassData, test_size: float = 0.25, seed: int = 1
-) -> MulticlassSplit:
+def split_multiclass(data: MulticlassData, test_size: float = 0.25, seed: int = 1) -> Split:
     """Stratified ``train_test_split`` (every class in both parts, in proportion)."""
     from sklearn.model_selection import train_test_split
 
@@ -200,7 +188,7 @@ def split_multiclass(
         raise DataError(
             f"cannot split (test size {test_size}): {exc}", source=data.source
         ) from None
-    return MulticlassSplit(x_train, x_test, y_train, y_test, test_size=test_size, seed=seed)
+    return Split(x_train, x_test, y_train, y_test, test_size=test_size, seed=seed)
 
 
 # ---------------------------------------------------------------------------
@@ -401,7 +389,7 @@ class MulticlassExport:
 def export_multiclass(
     fitted: FittedMulticlass,
     data: MulticlassData,
-    split: MulticlassSplit,
+    split: Split,
     matrix: ValueMatrix,
     models_dir: Path,
     *,
