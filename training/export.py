@@ -220,29 +220,13 @@ def export_model(
         threshold=threshold,
         margin=margin,
         features=list(dataset.feature_names),
-        onnx=OnnxSpec(
-            file=MODEL_FILENAME,
-            input_name=INPUT_NAME,
-            output_name=OUTPUT_NAME,
-            opset=OPSET,
-            sha256=sha256_file(model_path),
-        ),
-        training=TrainingSpec(
-            seed=spec.seed,
-            epochs=spec.epochs,
-            batch_size=spec.batch_size,
-            optimizer=type(fitted.model.optimizer).__name__,
-            learning_rate=spec.learning_rate,
-            data=DataSpec(
-                source=dataset.source,
-                sha256=dataset.sha256,
-                n_rows=len(dataset.y),
-                n_train=len(data.y_train) if n_train is None else n_train,
-                n_test=len(data.y_test),
-                test_size=data.test_size,
-                split_seed=data.seed,
-            ),
-            library_versions=library_versions(),
+        onnx=onnx_spec(model_path, OUTPUT_NAME),
+        training=training_spec(
+            spec,
+            type(fitted.model.optimizer).__name__,
+            dataset,
+            data,
+            n_train=len(data.y_train) if n_train is None else n_train,
         ),
         metrics=held_out_metrics(data.y_test, scores, threshold),
         held_out=HeldOut(
@@ -258,3 +242,47 @@ def export_model(
     with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
         os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)
     return ExportResult(folder=folder, card=card, scores=scores)
+
+
+def onnx_spec(model_path: Path, output_name: str) -> OnnxSpec:
+    """The card's description of an exported graph (binary ``score`` or multiclass
+    ``scores``): file, input and output names, opset and the file's sha256."""
+    return OnnxSpec(
+        file=MODEL_FILENAME,
+        input_name=INPUT_NAME,
+        output_name=output_name,
+        opset=OPSET,
+        sha256=sha256_file(model_path),
+    )
+
+
+def training_spec(
+    spec: Any,
+    optimizer: str,
+    dataset: Any,
+    split: Any,
+    *,
+    n_train: int,
+    positive_label: str | None = "1",
+) -> TrainingSpec:
+    """How a model was fitted and on what data; ``spec`` has the fit's seed, epochs, batch
+    size and learning rate, ``dataset`` its source, sha256 and labels, ``split`` the
+    held-out part (a multiclass model has no positive label)."""
+    return TrainingSpec(
+        seed=spec.seed,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        optimizer=optimizer,
+        learning_rate=spec.learning_rate,
+        data=DataSpec(
+            source=dataset.source,
+            sha256=dataset.sha256,
+            n_rows=len(dataset.y),
+            n_train=n_train,
+            n_test=len(split.y_test),
+            test_size=split.test_size,
+            split_seed=split.seed,
+            positive_label=positive_label,
+        ),
+        library_versions=library_versions(),
+    )
