@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,13 @@ from training.multiclass import (
     load_wine,
     split_multiclass,
 )
-from training.options import EXIT_BAD_INPUT, EXIT_FAILED, PROG, OptionError, fraction, positive_int
+from training.options import (
+    PROG,
+    OptionError,
+    fraction,
+    positive_int,
+    run_reporting_errors,
+)
 from training.variants import DEFAULT_SEED, VariantError
 
 DEFAULT_NAME = "wine"
@@ -117,15 +122,12 @@ def format_comparison(rows: list[dict[str, Any]], matrix_text: str, n: int) -> s
 
 
 def run(args: argparse.Namespace) -> int:
-    where = f"{PROG} multiclass"
-    try:
-        return _run(args)
-    except (TabularError, VariantError, MulticlassError, OptionError, EconomicsError) as exc:
-        print(f"{where}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ExportError, OSError) as exc:
-        print(f"{where}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return run_reporting_errors(
+        f"{PROG} multiclass",
+        lambda: _run(args),
+        bad_input=(TabularError, VariantError, MulticlassError, OptionError, EconomicsError),
+        failed=(ExportError, OSError),
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

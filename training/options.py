@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -98,3 +100,21 @@ def describe_cost_matrix(costs: CostMatrix) -> str:
     if costs == REFERENCE_QALY_VALUES:
         text += " (the reference QALY values at $100,000/QALY)"
     return text
+
+
+def run_reporting_errors(
+    where: str,
+    body: Callable[[], int],
+    bad_input: tuple[type[Exception], ...],
+    failed: tuple[type[Exception], ...],
+) -> int:
+    """Run a subcommand's ``body``: a refusal of its input exits ``EXIT_BAD_INPUT``, a
+    failure ``EXIT_FAILED``, each as one line ``<where>: error: <message>`` on stderr."""
+    try:
+        return body()
+    except bad_input as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except failed as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -28,14 +28,13 @@ from training.export import ExportError
 from training.fit import stderr_progress
 from training.options import (
     COST_MATRIX_METAVAR,
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
     PROG,
     REFERENCE_MATRIX_TEXT,
     OptionError,
     fraction,
     parse_cost_matrix,
     positive_int,
+    run_reporting_errors,
 )
 from training.report import STYLE, escape, html_table, money
 from training.tuning import (
@@ -460,15 +459,12 @@ THRESHOLD_NOTE = (
 
 
 def run(args: argparse.Namespace) -> int:
-    where = f"{PROG} tune"
-    try:
-        return _run(args)
-    except (TabularError, VariantError, TuningError, EconomicsError, OptionError) as exc:
-        print(f"{where}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (ExportError, OSError) as exc:
-        print(f"{where}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return run_reporting_errors(
+        f"{PROG} tune",
+        lambda: _run(args),
+        bad_input=(TabularError, VariantError, TuningError, EconomicsError, OptionError),
+        failed=(ExportError, OSError),
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
