@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +96,32 @@ def set_determinism(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+# Seeds live in process-wide state (numpy's and TensorFlow's global generators and TF's
+# op-seed counter): two fits running at once in one process, as on a Dask worker with
+# several threads, would draw from each other's streams.
+_ONE_FIT_AT_A_TIME = threading.Lock()
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Hold the process's one fit slot and seed it with :func:`set_determinism`."""
+    with _ONE_FIT_AT_A_TIME:
+        set_determinism(seed)
+        yield
+
+
+def kernel_initializer(seed: int) -> Any:
+    """Glorot-uniform with the seed Keras would draw first after ``set_determinism(seed)``.
+
+    Keras draws an unseeded initializer's seed from Python's global ``random``, which other
+    threads of the process share: a Dask worker's event loop draws from it while a fit runs
+    (seen to change one fold fit of twelve on a cluster). A private generator seeded the same
+    way gives the same number (the same weights, bit for bit) whatever else runs.
+    """
+    keras = import_keras()
+    return keras.initializers.GlorotUniform(seed=random.Random(seed).randint(1, int(1e9)))
+
+
 def build_model(n_features: int, spec: VariantSpec) -> Any:
     """Dense(1, sigmoid) with SGD and the variant's loss, compiled."""
     keras = import_keras()
@@ -101,7 +130,9 @@ def build_model(n_features: int, spec: VariantSpec) -> Any:
     model = keras.Sequential(
         [
             keras.Input(shape=(n_features,), name="features"),
-            keras.layers.Dense(1, activation="sigmoid"),
+            keras.layers.Dense(
+                1, activation="sigmoid", kernel_initializer=kernel_initializer(spec.seed)
+            ),
         ]
     )
     loss = (
@@ -128,30 +159,30 @@ def fit_variant(
     """Scale, seed, build and fit one variant on raw training features and 0/1 labels."""
     keras = import_keras()
     scaler = fit_scaler(x_train)
-    set_determinism(spec.seed)
-    model = build_model(x_train.shape[1], spec)
-    history: list[float] = []
+    with seeded(spec.seed):
+        model = build_model(x_train.shape[1], spec)
+        history: list[float] = []
 
-    class _Report(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            loss = float((logs or {}).get("loss", float("nan")))
-            history.append(loss)
-            done = epoch + 1
-            if progress and (done % PROGRESS_EVERY == 0 or done == spec.epochs):
-                acc = float((logs or {}).get("accuracy", float("nan")))
-                progress(
-                    f"[{spec.name}] epoch {done:>3}/{spec.epochs}  loss {loss:.4f}  "
-                    f"accuracy {acc:.3f}"
-                )
+        class _Report(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                loss = float((logs or {}).get("loss", float("nan")))
+                history.append(loss)
+                done = epoch + 1
+                if progress and (done % PROGRESS_EVERY == 0 or done == spec.epochs):
+                    acc = float((logs or {}).get("accuracy", float("nan")))
+                    progress(
+                        f"[{spec.name}] epoch {done:>3}/{spec.epochs}  loss {loss:.4f}  "
+                        f"accuracy {acc:.3f}"
+                    )
 
-    model.fit(
-        scaler.transform(x_train).astype(np.float32),
-        np.asarray(y_train, dtype=np.float32).reshape(-1, 1),
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        verbose=0,
-        callbacks=[_Report()],
-    )
+        model.fit(
+            scaler.transform(x_train).astype(np.float32),
+            np.asarray(y_train, dtype=np.float32).reshape(-1, 1),
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            verbose=0,
+            callbacks=[_Report()],
+        )
     return FittedModel(spec=spec, model=model, scaler=scaler, loss_history=history)
 
 

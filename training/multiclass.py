@@ -59,7 +59,8 @@ from training.fit import (
     Scaler,
     fit_scaler,
     import_keras,
-    set_determinism,
+    kernel_initializer,
+    seeded,
     stderr_progress,
 )
 from training.variants import (
@@ -280,41 +281,43 @@ def fit_multiclass(
     keras = import_keras()
     k = matrix.k
     scaler = fit_scaler(x_train)
-    set_determinism(spec.seed)
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(x_train.shape[1],), name=INPUT_NAME),
-            keras.layers.Dense(k, activation="softmax"),
-        ]
-    )
-    scale = None
-    if spec.loss == "cross_entropy":
-        loss: Any = keras.losses.SparseCategoricalCrossentropy()
-    else:
-        regret, scale = regret_matrix(matrix)
-        loss = expected_cost_loss(regret)
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate),
-        loss=loss,
-        steps_per_execution=STEPS_PER_EXECUTION,
-    )
-    history: list[float] = []
+    with seeded(spec.seed):
+        model = keras.Sequential(
+            [
+                keras.Input(shape=(x_train.shape[1],), name=INPUT_NAME),
+                keras.layers.Dense(
+                    k, activation="softmax", kernel_initializer=kernel_initializer(spec.seed)
+                ),
+            ]
+        )
+        scale = None
+        if spec.loss == "cross_entropy":
+            loss: Any = keras.losses.SparseCategoricalCrossentropy()
+        else:
+            regret, scale = regret_matrix(matrix)
+            loss = expected_cost_loss(regret)
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate),
+            loss=loss,
+            steps_per_execution=STEPS_PER_EXECUTION,
+        )
+        history: list[float] = []
 
-    class _Report(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            value = float((logs or {}).get("loss", float("nan")))
-            history.append(value)
-            if progress and ((epoch + 1) % 25 == 0 or epoch + 1 == spec.epochs):
-                progress(f"[{spec.name}] epoch {epoch + 1:>3}/{spec.epochs}  loss {value:.4f}")
+        class _Report(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                value = float((logs or {}).get("loss", float("nan")))
+                history.append(value)
+                if progress and ((epoch + 1) % 25 == 0 or epoch + 1 == spec.epochs):
+                    progress(f"[{spec.name}] epoch {epoch + 1:>3}/{spec.epochs}  loss {value:.4f}")
 
-    model.fit(
-        scaler.transform(x_train).astype(np.float32),
-        np.asarray(y_train, dtype=np.int32),
-        epochs=spec.epochs,
-        batch_size=spec.batch_size,
-        verbose=0,
-        callbacks=[_Report()],
-    )
+        model.fit(
+            scaler.transform(x_train).astype(np.float32),
+            np.asarray(y_train, dtype=np.int32),
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            verbose=0,
+            callbacks=[_Report()],
+        )
     return FittedMulticlass(spec, model, scaler, matrix.classes, scale, history)
 
 
