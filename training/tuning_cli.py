@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -120,16 +121,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-report", action="store_true")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="run the cross-validation fits on a Dask LocalCluster of N worker processes "
+        "(needs the batch extra); same winner and card as a local run",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the cross-validation fits on an existing Dask cluster (its workers need "
+        "the training environment)",
+    )
 
 
 def dask_map(client: Any) -> MapFunction:
     """A ``map`` over a Dask client: one task per call, the results in order.
 
-    Not wired to the command line: in about one run of four on the shared machine one of
-    the twelve fold fits of a small grid came back different from the same fit run
-    locally (the cause is not found yet), so ``--workers`` would not promise the local
-    winner. ``search(map_fn=dask_map(client))`` is the hook for that work.
-    """
+    A fit's result does not depend on where it runs (see :func:`training.fit.seeded` and
+    :func:`training.fit.kernel_initializer`), so the search equals a local one."""
 
     def mapper(function: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
         futures = client.map(function, *iterables, pure=False)
@@ -140,6 +152,24 @@ def dask_map(client: Any) -> MapFunction:
             client.cancel(futures)
 
     return mapper
+
+
+@contextmanager
+def fit_map(args: argparse.Namespace) -> Iterator[MapFunction]:
+    """The builtin ``map``, or a Dask client's with ``--workers``/``--scheduler``."""
+    if not (args.workers or args.scheduler):
+        yield map
+        return
+    try:
+        from service.batch.engine import connect
+    except ImportError as exc:
+        raise TuningError(
+            f"--workers/--scheduler need dask.distributed (the batch extra): {exc}"
+        ) from None
+    with connect(args.workers, args.scheduler) as client:
+        stderr_progress(f"tune: cross-validation fits on {client.scheduler.address}")
+        client.run(quiet_tensorflow_warnings)
+        yield dask_map(client)
 
 
 # ---------------------------------------------------------------------------
@@ -467,13 +497,17 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
+def quiet_tensorflow_warnings() -> None:
+    """Every fold builds a fresh model, which Keras reports as tf.function retracing."""
     import logging
 
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _run(args: argparse.Namespace) -> int:
     from training.pipeline import load_data, make_split
 
-    # Every fold builds a fresh model, which Keras reports as tf.function retracing.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    quiet_tensorflow_warnings()
     if not NAME_PATTERN.match(args.name):
         raise TuningError(f"--name {args.name!r}: use letters, digits, '.', '_', '-'")
     costs = parse_cost_matrix(args.cost_matrix)
@@ -491,21 +525,23 @@ def _run(args: argparse.Namespace) -> int:
         f"threshold rules {', '.join(r.name for r in rules)}; selection {selection}"
     )
     started = time.monotonic()
-    outcome = tune(
-        dataset,
-        data,
-        costs,
-        args.models_dir,
-        grid=grid,
-        rules=rules,
-        selection=selection,
-        k=args.k,
-        seed=args.seed,
-        epochs=args.epochs,
-        name=args.name,
-        margin=args.margin,
-        on_fit=ProgressBar(),
-    )
+    with fit_map(args) as map_fn:
+        outcome = tune(
+            dataset,
+            data,
+            costs,
+            args.models_dir,
+            grid=grid,
+            rules=rules,
+            selection=selection,
+            k=args.k,
+            seed=args.seed,
+            epochs=args.epochs,
+            name=args.name,
+            margin=args.margin,
+            on_fit=ProgressBar(),
+            map_fn=map_fn,
+        )
     others = compare_with_models(outcome.export.card, args.models_dir, costs)
     if not args.no_report:
         stderr_progress(f"report: {write_tuning_report(outcome, others, args.report_dir)}")

@@ -441,3 +441,71 @@ def test_shipped_tuned_model_beats_the_reference_models_held_out():
     assert tuning["k"] == 5 and len(tuning["grid"]) == 9 and tuning["epochs"] == 50
     assert list(tuning["threshold_rules"]) == [r.name for r in default_rules(REFERENCE_QALY_VALUES)]
     assert held_out["tuned"] >= max(held_out[n] for n in ("builtin", "custom-5to1", "medical"))
+
+
+# ---------------------------------------------------------------------------
+# On a cluster
+
+
+def test_tuning_on_a_dask_cluster_gives_the_local_winner_and_card(
+    outcome, reference, reference_split, tiny_grid, card, cluster, tmp_path
+):
+    """The fold fits run on the real two-process LocalCluster (``tune --workers``'s map);
+    the search, the winner, the card and the exported graph are the local run's."""
+    from training.tuning_cli import dask_map
+
+    on_cluster = tune(
+        reference,
+        SealedSplit(reference_split),
+        REFERENCE_QALY_VALUES,
+        tmp_path,
+        grid=tiny_grid,
+        k=TINY_K,
+        seed=1,
+        epochs=TINY_EPOCHS,
+        map_fn=dask_map(cluster),
+    )
+    assert on_cluster.tuned.search.winner.label == outcome.tuned.search.winner.label
+    assert on_cluster.tuned.search.to_dict() == outcome.tuned.search.to_dict()
+    for mine, theirs in zip(
+        on_cluster.tuned.search.settings, outcome.tuned.search.settings, strict=True
+    ):
+        for a, b in zip(mine.folds, theirs.folds, strict=True):
+            assert np.array_equal(a.val_scores, b.val_scores)
+    remote_card = read_card(on_cluster.export.folder).model_dump(mode="json")
+    local_card = card.model_dump(mode="json")
+    # A second export in one process names the graph's nodes differently (TensorFlow's
+    # function counters), so the file's digest and the version taken from it differ; the
+    # card otherwise, held-out scores included, and the graph's answers are the same.
+    for one in (remote_card, local_card):
+        for key in ("created_at", "version"):
+            one.pop(key)
+        one["onnx"].pop("sha256")
+    assert remote_card == local_card
+    x = reference_split.x_test.astype(np.float32)
+    scores = [
+        ort.InferenceSession(str(folder / "model.onnx")).run(None, {"features": x})[0]
+        for folder in (on_cluster.export.folder, outcome.export.folder)
+    ]
+    assert np.array_equal(scores[0], scores[1])
+
+
+def test_cli_on_a_dask_scheduler_writes_the_local_card(cluster, capsys, tmp_path):
+    """``tune --scheduler ADDRESS`` (the session's real two-process cluster) and a local
+    ``tune`` print the same table and write the same card."""
+    from training.cli import main
+
+    argv = ["tune", "--grid", "builtin,10,matrix", "--k", "3", "--epochs", "3", "--no-report"]
+    cards = []
+    for where, extra in (("local", []), ("cluster", ["--scheduler", cluster.scheduler.address])):
+        status = main([*argv, *extra, "--models-dir", str(tmp_path / where)])
+        captured = capsys.readouterr()
+        assert status == 0, captured.err
+        assert ("cross-validation fits on" in captured.err) == (where == "cluster")
+        table = captured.out.replace(str(tmp_path / where), "<models>")
+        card = read_card(tmp_path / where / "tuned").model_dump(mode="json")
+        for key in ("created_at", "version"):
+            card.pop(key)
+        card["onnx"].pop("sha256")
+        cards.append((table, card))
+    assert cards[0] == cards[1]
