@@ -55,6 +55,23 @@ def not_probabilities(scores: ArrayLike) -> NDArray[np.intp]:
     return np.flatnonzero(~((s >= 0.0) & (s <= 1.0)))
 
 
+# A graph's float32 sigmoid or softmax may land a few units in the last place outside
+# [0, 1] (1 + 2**-23 was seen from onnxruntime on some CPUs for a confidently positive
+# row): that is a probability of 1, not a refusal. 2**-20 is 8 such units at 1.0.
+FLOAT32_ROUNDING = 2.0**-20
+
+
+def snap_rounding(scores: NDArray[np.floating]) -> NDArray[np.floating]:
+    """``scores`` with values within :data:`FLOAT32_ROUNDING` outside [0, 1] set to the
+    bound they missed; NaN, infinities and values further outside are left as they are
+    (and refused by the rule)."""
+    if all_probabilities(scores):
+        return scores
+    low, high = -FLOAT32_ROUNDING, 1.0 + FLOAT32_ROUNDING
+    snapped = np.where((scores > 1.0) & (scores <= high), 1.0, scores)
+    return np.where((snapped < 0.0) & (snapped >= low), 0.0, snapped).astype(scores.dtype)
+
+
 def all_probabilities(scores: NDArray[np.floating]) -> bool:
     """One pass for the common case: every score is a finite number in [0, 1]. The ufuncs'
     own reduce, because on a one-element array ``ndarray.min`` costs more than the check."""

@@ -26,6 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 from costaware.card import CARD_FILENAME, AnyCard, CardError, MulticlassCard, parse_card
+from costaware.decision import snap_rounding
 from service.errors import NotFoundError, NotReadyError
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,13 @@ class LoadedModel:
         return np.asarray(self.raw_scores(x), dtype=np.float64)
 
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
-        """The graph's output for ``x`` as it comes (float32): flattened to 1-D for a
+        """The graph's output for ``x`` (float32), float32 rounding just outside [0, 1]
+        snapped to the bound (costaware.decision.snap_rounding): flattened to 1-D for a
         binary model, ``[N, K]`` class probabilities for a multiclass one."""
         batch = np.ascontiguousarray(x, dtype=np.float32)
         run, outputs, input_name = self._run
         (out,) = run(outputs, {input_name: batch}, None)
+        out = snap_rounding(out)
         if self.multiclass:
             return out.reshape(len(batch), -1)
         return out.reshape(-1)

@@ -43,3 +43,24 @@ def test_one_definition_of_defaults_and_name_pattern():
     assert Settings.model_fields["default_model"].metadata[0].pattern == (
         decision.MODEL_NAME_PATTERN
     )
+
+
+def test_float32_rounding_just_outside_the_unit_interval_snaps_to_the_bound():
+    one_ulp_above = np.float32(1) + np.finfo(np.float32).eps  # 1 + 2**-23
+    scores = np.array([one_ulp_above, -(2.0**-24), 0.3, 1.0, 0.0], dtype=np.float32)
+    snapped = decision.snap_rounding(scores)
+    assert snapped.dtype == np.float32
+    assert snapped.tolist() == [1.0, 0.0, np.float32(0.3), 1.0, 0.0]
+    assert decision.all_probabilities(snapped)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1.0 + 2.0**-19, -(2.0**-19), 2.0])
+def test_snapping_leaves_what_is_not_rounding_to_be_refused(bad):
+    scores = np.array([0.5, bad], dtype=np.float32)
+    snapped = decision.snap_rounding(scores)
+    assert decision.not_probabilities(snapped).tolist() == [1]
+
+
+def test_snapping_returns_valid_scores_untouched():
+    scores = np.array([[0.2, 0.8], [1.0, 0.0]], dtype=np.float32)
+    assert decision.snap_rounding(scores) is scores

@@ -74,27 +74,39 @@ class LogisticSpec:
 
 
 def logistic_graph(
-    spec: LogisticSpec, input_name: str = "features", output_name: str = "score"
+    spec: LogisticSpec,
+    input_name: str = "features",
+    output_name: str = "score",
+    *,
+    output_factor: float | None = None,
 ) -> onnx.ModelProto:
+    """The graph of ``spec``; ``output_factor`` multiplies the sigmoid in float32 (a graph
+    whose arithmetic lands outside [0, 1])."""
     n = len(spec.weights)
+    sigmoid = output_name if output_factor is None else "sigmoid"
     nodes = [
         helper.make_node("Sub", [input_name, "mean"], ["centred"]),
         helper.make_node("Div", ["centred", "scale"], ["z"]),
         helper.make_node("MatMul", ["z", "w"], ["logit0"]),
         helper.make_node("Add", ["logit0", "b"], ["logit"]),
-        helper.make_node("Sigmoid", ["logit"], [output_name]),
+        helper.make_node("Sigmoid", ["logit"], [sigmoid]),
     ]
+    initializers = [
+        numpy_helper.from_array(spec.mean, "mean"),
+        numpy_helper.from_array(spec.scale, "scale"),
+        numpy_helper.from_array(spec.weights.reshape(n, 1), "w"),
+        numpy_helper.from_array(np.array([spec.bias], dtype=np.float32), "b"),
+    ]
+    if output_factor is not None:
+        nodes.append(helper.make_node("Mul", [sigmoid, "factor"], [output_name]))
+        factor = np.array([output_factor], dtype=np.float32)
+        initializers.append(numpy_helper.from_array(factor, "factor"))
     graph = helper.make_graph(
         nodes,
         "logistic",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", n])],
         [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", 1])],
-        [
-            numpy_helper.from_array(spec.mean, "mean"),
-            numpy_helper.from_array(spec.scale, "scale"),
-            numpy_helper.from_array(spec.weights.reshape(n, 1), "w"),
-            numpy_helper.from_array(np.array([spec.bias], dtype=np.float32), "b"),
-        ],
+        initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -159,9 +171,10 @@ def write_model(
     threshold: float = 0.5,
     margin: float = 0.1,
     fn_cost: float = 1.0,
+    output_factor: float | None = None,
 ) -> ModelCard:
     folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(logistic_graph(spec), folder / MODEL_FILENAME)
+    onnx.save(logistic_graph(spec, output_factor=output_factor), folder / MODEL_FILENAME)
     card = make_card(
         name,
         sha256_file(folder / MODEL_FILENAME),

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from _servicekit import SHIPPED, csv_body
+from _servicekit import SHIPPED, LogisticSpec, csv_body, write_model
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -186,3 +186,41 @@ def test_cost_values_that_would_overflow_the_sums_are_a_422_not_a_500(client, qu
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith(f"{field}: ")
     assert "1e+15" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("factor", "answered"),
+    [(1 + 2.0**-23, True), (1 + 2.0**-21, True), (1 + 2.0**-19, False), (1.5, False)],
+)
+def test_float32_rounding_just_above_1_is_a_score_of_1_and_more_is_refused(
+    tmp_path, factor, answered
+):
+    """A real graph whose float32 output is the sigmoid times ``factor``: a confidently
+    positive row scores exactly 1 in the sigmoid, so ``factor`` itself comes out. A few
+    units in the last place above 1 are float32 rounding (seen from onnxruntime's own
+    sigmoid on some CPUs) and answered as 1; further outside is refused."""
+    spec = LogisticSpec.random(7)
+    write_model(tmp_path / "rounding", "rounding", spec, output_factor=factor)
+    positive = spec.mean + spec.scale * np.sign(spec.weights) * 1000.0
+    negative = spec.mean - spec.scale * np.sign(spec.weights) * 1000.0
+    instances = [positive.tolist(), negative.tolist()]
+    with TestClient(create_app(Settings(model_dir=tmp_path))) as client:
+        predicted = client.post("/predict", json={"model": "rounding", "instances": instances})
+        evaluated = client.post(
+            "/evaluate",
+            json={
+                "cost_matrix": {"tp": 0, "fp": -1, "tn": 0, "fn": -5},
+                "instances": instances,
+                "labels": [1, 0],
+            },
+        )
+    if answered:
+        assert predicted.status_code == 200, predicted.text
+        first, second = strict_json(predicted.text)["predictions"]
+        assert (first["score"], first["label"]) == (1.0, 1)
+        assert (second["score"], second["label"]) == (0.0, 0)
+        assert evaluated.status_code == 200, evaluated.text
+    else:
+        refused(predicted, "rounding", "instances[0]")
+        assert "instances[1]" not in predicted.json()["detail"]
+        refused(evaluated, "rounding")
