@@ -400,7 +400,7 @@ def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np
         r, c = np.argwhere(too_big)[0]
         raise InvalidInputError(
             f"{source}, row {r + 1}, column {c + 1} ({features[c]}): "
-            f"{matrix[r, c]!r} is outside float32 range"
+            f"{float(matrix[r, c])!r} is outside float32 range"
         )
     return matrix
 

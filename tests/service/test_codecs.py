@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from service.codecs import decode_json_request, decode_jsonlines
+from service.codecs import decode_csv, decode_json_request, decode_jsonlines
 from service.errors import InvalidInputError, MalformedRequestError
 
 VALID_BODIES = [
@@ -57,3 +57,9 @@ def test_refusals_name_what_and_where(body, error, words):
 def test_jsonlines_errors_name_the_line():
     with pytest.raises(MalformedRequestError, match="body line 2: malformed JSON"):
         decode_jsonlines(b"[1, 2]\n[1, \n", ["a", "b"])
+
+
+def test_a_csv_value_beyond_float32_is_named_as_the_number_it_is():
+    with pytest.raises(InvalidInputError) as caught:
+        decode_csv(b"1,2\n3,1e39\n", ["a", "b"])
+    assert str(caught.value) == "body, row 2, column 2 (b): 1e+39 is outside float32 range"
