@@ -15,7 +15,7 @@ SERVE_ENV := .venv-serve
 # BentoML for bench/load.py's comparison only: its own environment, never a dependency.
 BENTOML_ENV := .venv-bench-bentoml
 
-.PHONY: help run test lint format train train-multiclass tune install install-serve bench \
+.PHONY: help run test lint format train train-multiclass tune install install-serve \
 	bench-env-bentoml lock clean chromium
 
 help:
@@ -25,7 +25,7 @@ help:
 	@echo "make train-multiclass  retrain the shipped multiclass reference model models/wine"
 	@echo "make tune     cost-tune models/tuned by cross-validation (about 3.5 minutes)"
 	@echo "make lint     ruff check and ruff format --check"
-	@echo "make bench    run the benchmarks in bench/ (prints figures)"
+	@echo "bench/*.py    benchmarks that print figures, e.g. .venv/bin/python bench/load.py (each script's docstring says how)"
 	@echo "make bench-env-bentoml   BentoML 1.4 in $(BENTOML_ENV)/ for bench/load.py's comparison"
 
 $(UV):
