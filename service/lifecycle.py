@@ -43,7 +43,7 @@ import numpy as np
 import onnxruntime as ort
 
 from costaware.card import CARD_FILENAME
-from costaware.decision import MODEL_NAME_RE
+from costaware.decision import MODEL_NAME_RE, all_probabilities
 from service.errors import (
     ConflictError,
     InvalidInputError,
@@ -68,13 +68,23 @@ GENERATION_FILE = "generation.json"
 
 
 def warm_up(model: LoadedModel) -> None:
-    """One inference on a row of zeros: the graph must run and give, for one row, one score
-    (binary) or one probability per class (multiclass), before any request depends on it.
+    """One inference before any request depends on the model: the graph must run and give,
+    for one row, one score (binary) or one probability per class (multiclass).
 
-    The values are not judged: a row of zeros may lie far outside what the model was
-    trained on, where a legitimate graph can give anything; a score that is not a finite
-    number in [0, 1] is refused on the request that meets it (``non_finite_score``)."""
-    row = np.zeros((1, model.n_features), dtype=np.float32)
+    With training ranges in the card the row is each feature's midpoint between its 0.5th
+    and 99.5th training percentiles, and the answer must also be decidable (finite, in
+    [0, 1]): a graph that gives no probability in the middle of its own training data is
+    broken, not surprised. Without ranges the row is zeros, which may lie far outside the
+    training data, where a legitimate graph can give anything; its values are not judged
+    (a score that is not a finite number in [0, 1] is refused on the request that meets
+    it, ``non_finite_score``)."""
+    ranges = model.card.feature_ranges
+    if ranges:
+        row = np.array([[(item.p0_5 + item.p99_5) / 2 for item in ranges]], dtype=np.float32)
+        where = "a row in the middle of its training ranges"
+    else:
+        row = np.zeros((1, model.n_features), dtype=np.float32)
+        where = "a row of zeros"
     try:
         scores = model.raw_scores(row)
     except Exception as exc:  # onnxruntime raises several unrelated types
@@ -91,6 +101,12 @@ def warm_up(model: LoadedModel) -> None:
         raise ModelRefusedError(
             f"{model.folder}: the warm-up inference gave {scores.size} values for one row; "
             f"the contract is {contract}"
+        )
+    if ranges and not all_probabilities(scores):
+        shown = ", ".join(repr(float(value)) for value in scores.reshape(-1)[:5])
+        raise ModelRefusedError(
+            f"{model.folder}: the warm-up inference on {where} gave {shown}, not finite "
+            "numbers in [0, 1]; no decision could be made from this model"
         )
 
 

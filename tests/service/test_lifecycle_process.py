@@ -245,29 +245,48 @@ def narrow_signature(versions, card: dict) -> tuple[bytes, bytes, str]:
     return card_with(card, graph, version="narrow"), graph, "does not match the card's 30"
 
 
+def graph_bytes(nodes: list, weights: np.ndarray, outputs: int) -> bytes:
+    """A checked ONNX graph of ``nodes`` from ``features`` [N, 30] to ``score`` [N, outputs]
+    with one initializer ``w``."""
+    graph = helper.make_graph(
+        nodes,
+        "damaged",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 30])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", outputs])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def two_scores_per_row(versions, card: dict) -> tuple[bytes, bytes, str]:
     """Right input and output names and width, but [N, 2] scores: only the warm-up sees it."""
     nodes = [
         helper.make_node("MatMul", ["features", "w"], ["logits"]),
         helper.make_node("Sigmoid", ["logits"], ["score"]),
     ]
-    weights = numpy_helper.from_array(np.full((30, 2), 1e-4, dtype=np.float32), "w")
-    graph = helper.make_graph(
-        nodes,
-        "two",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 30])],
-        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 2])],
-        [weights],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
+    data = graph_bytes(nodes, np.full((30, 2), 1e-4, dtype=np.float32), outputs=2)
     return card_with(card, data, version="two"), data, "2 values for one row"
 
 
+def nan_everywhere(versions, card: dict) -> tuple[bytes, bytes, str]:
+    """Right signature and shape, but 0/0 inside: NaN in the middle of the training ranges
+    the card records, where a working graph gives a probability."""
+    assert card["feature_ranges"], "the warm-up judges values only with training ranges"
+    nodes = [
+        helper.make_node("Sub", ["features", "features"], ["zeros"]),
+        helper.make_node("Div", ["zeros", "zeros"], ["nan"]),
+        helper.make_node("MatMul", ["nan", "w"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["score"]),
+    ]
+    data = graph_bytes(nodes, np.full((30, 1), 1e-4, dtype=np.float32), outputs=1)
+    return card_with(card, data, version="nan"), data, "middle of its training ranges gave nan"
+
+
 @pytest.mark.parametrize(
-    "damage", [corrupt_graph, wrong_sha256, narrow_signature, two_scores_per_row]
+    "damage", [corrupt_graph, wrong_sha256, narrow_signature, two_scores_per_row, nan_everywhere]
 )
 def test_a_failed_load_leaves_the_old_version_answering(server, model_copy, versions, rows, damage):
     base, _ = server
