@@ -359,23 +359,28 @@ def test_registry_refuses_a_graph_with_the_wrong_number_of_classes(tmp_path):
 def test_non_finite_probabilities_are_refused_naming_the_row(tmp_path, wine_rows):
     from onnx import helper, numpy_helper
 
-    # scores = log(1 + each of the first three features): 0 for the warm-up's row of zeros
-    # (a load checks that), above 1 for wine's alcohol (~13), NaN below -1; no probabilities
+    # scores = 0.3 log(1 + each of the first three features): probabilities in the middle
+    # of wine's training ranges (a load checks that), above 1 for a malic acid of 1e6 and
+    # NaN for an alcohol below -1; "probabilities" only by the look of them
     weights = numpy_helper.from_array(np.eye(13, 3, dtype=np.float32), "w")
     one = numpy_helper.from_array(np.ones(3, dtype=np.float32), "one")
+    factor = numpy_helper.from_array(np.full(3, 0.3, dtype=np.float32), "factor")
     nodes = [
         helper.make_node("MatMul", ["features", "w"], ["mixed"]),
         helper.make_node("Add", ["mixed", "one"], ["shifted"]),
-        helper.make_node("Log", ["shifted"], ["scores"]),
+        helper.make_node("Log", ["shifted"], ["logs"]),
+        helper.make_node("Mul", ["logs", "factor"], ["scores"]),
     ]
-    wine_with_graph(tmp_path / "bad", nodes, 3, [weights, one])
+    wine_with_graph(tmp_path / "bad", nodes, 3, [weights, one, factor])
     rows = [list(r) for r in wine_rows[0][:3]]
+    rows[0][1] = 1e6  # 0.3 log(1e6 + 1) > 1 in the second class
     rows[2][0] = -2.0  # log(-1) = NaN in the first class
     with TestClient(create_app(Settings(model_dir=tmp_path, default_model="bad"))) as bad:
         response = bad.post("/predict", json={"instances": rows})
         assert response.status_code == 422, response.text
         assert response.json()["error"] == "non_finite_score"
         detail = response.json()["detail"]
+        assert "instances[1]" not in detail
         assert detail.startswith("instances[0]") and "instances[2] (nan)" in detail
 
 
