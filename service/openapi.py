@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from costaware.decision import MODEL_NAME_PATTERN
 from costaware.economics import MAX_OUTCOME_VALUE, OUTCOMES
 from costaware.multiclass import MAX_ABS_VALUE, ORIENTATION
 from service.codecs import CSV, JSON, JSONLINES
@@ -493,6 +494,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 
     _evaluate(document, build, groups)
     _reads(document, build, names, [n for g in groups if not g.multiclass for n in g.names])
+    _admin(document, [name for name in names if name != default])
     _framework_errors(document, build)
     return document
 
@@ -680,6 +682,18 @@ def _evaluate(document: dict[str, Any], build: _Builder, groups: Sequence[ModelG
                 "items": model_name_schema(binary_names),
                 "uniqueItems": True,
             }
+
+
+def _admin(document: dict[str, Any], examples: Sequence[str]) -> None:
+    """Load and unload take any model name (the folder or the served model may not exist:
+    404); a served model other than the default is the example."""
+    for action in ("load", "unload"):
+        operation = document["paths"].get(f"/models/{{name}}/{action}", {}).get("post")
+        for parameter in (operation or {}).get("parameters", []):
+            if parameter["name"] == "name":
+                parameter["schema"] = {"type": "string", "pattern": MODEL_NAME_PATTERN}
+                if examples:
+                    parameter["example"] = examples[0]
 
 
 def _class_index(k: int) -> dict[str, Any]:

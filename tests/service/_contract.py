@@ -112,14 +112,20 @@ def scored_model(ctx: Any, response: Any, case: Any) -> None:
         _SCORED[(case.path, answer["model"], answer.get("cost_matrix"))] += 1
 
 
-def config(max_examples: int, seed: int = 1) -> SchemathesisConfig:
+def config(
+    max_examples: int,
+    seed: int = 1,
+    expected: tuple[str, ...] = ("2xx", "422"),
+    headers: dict[str, str] | None = None,
+) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": seed,
+            "headers": headers or {},
             "generation": {"max-examples": max_examples, "mode": "all"},
             "checks": {
                 "enabled": True,
-                "positive_data_acceptance": {"expected-statuses": ["2xx", "422"]},
+                "positive_data_acceptance": {"expected-statuses": list(expected)},
             },
             "phases": {"enabled": True},
             "suppress-health-check": ["all"],
