@@ -17,7 +17,6 @@ list as long as the instances) is stated in the operation's description.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -445,12 +444,14 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             },
         },
     }
+    # As inference.target_model_name reads it: the last path part, without .tar.gz then
+    # .tgz; empty (or no header) means the default model.
+    empty = "?" if default is not None else ""
+    alternatives = "|".join(name.replace(".", "[.]") for name in names)
     target = (
         {
             "type": "string",
-            "pattern": "^\\s*(?:(?:.*/)?(?:"
-            + "|".join(map(re.escape, names))
-            + ")(?:\\.tar\\.gz|\\.tgz)?)?\\s*$",
+            "pattern": f"^\\s*(?:.*/)?(?:{alternatives}){empty}(?:\\.tgz)?(?:\\.tar\\.gz)?\\s*$",
         }
         if names
         else {"type": "string"}

@@ -161,3 +161,26 @@ def test_the_figure_is_documented_for_binary_models_only(document):
         if p["name"] == "name"
     ]
     assert parameter["schema"]["enum"] == BINARY
+
+
+TARGETS = [
+    "wine",
+    " prefix/medical.tar.gz ",
+    "custom-5to1.tgz",
+    "x/",  # no name: the default model
+    "",
+    "medical.tgz.tar.gz",
+    "medical.tar.gz.tgz",
+    "winex",
+    "models/wine/extra",
+]
+
+
+@pytest.mark.parametrize("header", TARGETS)
+def test_the_target_model_header_pattern_is_the_reading(document, header):
+    from service.inference import target_model_name
+
+    (parameter, _) = document["paths"]["/invocations"]["post"]["parameters"]
+    name = target_model_name(header)
+    served = not name or name in CARDS
+    assert jsonschema.Draft202012Validator(parameter["schema"]).is_valid(header) == served
