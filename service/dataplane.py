@@ -54,7 +54,7 @@ from service.valuation import (
     ValuedPredictions,
     class_labels,
     held_out_multiclass,
-    model_probabilities,
+    normalised,
     posted_probabilities,
     value_binary,
     value_multiclass,
@@ -322,18 +322,7 @@ class DataPlane:
             else all_probabilities(scores)
         )
         if not decidable:
-            shown = scores
-            if scores.ndim == 2:  # a multiclass model: name the rows, show a bad value each
-                inside = (scores >= 0.0) & (scores <= 1.0)
-                bad = np.flatnonzero(~inside.all(axis=1))
-                shown = np.zeros(len(scores))
-                for row in bad:
-                    shown[row] = scores[row][~inside[row]][0]
-            else:
-                bad = not_probabilities(scores)
-            if self.metrics is not None:
-                self.metrics.observe_non_finite(job.model.name, len(bad))
-            raise non_finite_error(job.model.name, shown, bad, job.row_name)
+            raise self.refuse_non_finite(job.model.name, scores, job.row_name)
         if job.valued is not None:
             return self.decide_by_value(job, scores)
         values = scores.tolist()
@@ -451,7 +440,10 @@ class DataPlane:
         targets = []
         for model in models:
             x = instances_to_matrix(inputs.instances, model.card.features, "instances")
-            targets.append(MulticlassTarget(model, labels, model_probabilities(model, x)))
+            # No value from probabilities that are not finite numbers in [0, 1], as for a
+            # prediction (422 non_finite_score).
+            raw = self._score(model, x, lambda index: f"instances[{index}]")
+            targets.append(MulticlassTarget(model, labels, normalised(raw)))
         return MulticlassEvaluation("instances", targets, matrix, margin)
 
     def _multiclass_models(
@@ -522,11 +514,26 @@ class DataPlane:
         # a finite number in [0, 1].
         raw = model.raw_scores(x)
         if not all_probabilities(raw):
-            bad = not_probabilities(raw)
-            if self.metrics is not None:
-                self.metrics.observe_non_finite(model.name, len(bad))
-            raise non_finite_error(model.name, raw, bad, row_name)
+            raise self.refuse_non_finite(model.name, raw, row_name)
         return raw.astype(np.float64)
+
+    def refuse_non_finite(
+        self, model: str, scores: np.ndarray, row_name: Callable[[int], str]
+    ) -> NonFiniteScoreError:
+        """The refusal of ``scores`` (binary [N], or multiclass [N, K] probabilities) of
+        which some are not finite numbers in [0, 1]; counted in the metrics."""
+        shown = scores
+        if scores.ndim == 2:  # a multiclass model: name the rows, show a bad value each
+            inside = (scores >= 0.0) & (scores <= 1.0)
+            bad = np.flatnonzero(~inside.all(axis=1))
+            shown = np.zeros(len(scores))
+            for row in bad:
+                shown[row] = scores[row][~inside[row]][0]
+        else:
+            bad = not_probabilities(scores)
+        if self.metrics is not None:
+            self.metrics.observe_non_finite(model, len(bad))
+        return non_finite_error(model, shown, bad, row_name)
 
     def _scored_targets(self, models: list[LoadedModel], inputs: EvaluateInputs) -> list[Target]:
         instances = inputs.instances

@@ -3,22 +3,33 @@
 FastAPI lists the routes and their path and query parameters; this module states, per
 operation, the request bodies (JSON from :mod:`service.schemas`' pydantic models; CSV and
 JSON lines as patterns), every status the operation can answer with the one error body,
-and the constraints that come from the loaded models (model names, an instance's length
-and feature names). Built per request of ``/openapi.json``, so it follows the registry.
+and the constraints that come from the loaded models. Built per request of
+``/openapi.json``, so it follows the registry.
+
+The loaded models are grouped by the shape of their requests (:class:`ModelGroup`: binary
+or multiclass, features, classes). A JSON prediction body is a ``oneOf`` with one variant
+per group and way of deciding, told apart by ``model``; each states that group's instance
+(length and feature names), cost matrix and margin. What JSON Schema cannot tie together
+(the model a SageMaker header chooses and the width of the body's rows; a per-instance
+list as long as the instances) is stated in the operation's description.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from costaware.economics import MAX_OUTCOME_VALUE
+from costaware.decision import MODEL_NAME_PATTERN
+from costaware.economics import MAX_OUTCOME_VALUE, OUTCOMES
+from costaware.multiclass import MAX_ABS_VALUE, ORIENTATION
 from service.codecs import CSV, JSON, JSONLINES
+from service.errors import ServiceError
 from service.inference import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER
 from service.schemas import (
     ERROR_DESCRIPTIONS,
@@ -27,6 +38,7 @@ from service.schemas import (
     EvaluateResponse,
     ExecutionParameters,
     ModelList,
+    MulticlassEvaluateResponse,
     PredictRequest,
     PredictResponse,
     ValuedPredictResponse,
@@ -36,6 +48,36 @@ from service.schemas import (
 
 PNG = "image/png"
 UNIT_INTERVAL = {"type": "number", "minimum": 0, "maximum": 1}
+NULL = {"type": "null"}
+DOLLARS = {"type": "number", "minimum": 0}
+OUTCOME_VALUE = {"type": "number", "minimum": -MAX_OUTCOME_VALUE, "maximum": MAX_OUTCOME_VALUE}
+VALUE_MATRIX_CELL = {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE}
+PREDICT_RULES = (
+    " The body is one of the variants below: the `model` chosen (omitted: the default "
+    "model) fixes the instance's length and feature names, and how it decides fixes the "
+    "rest. A binary model decides by its threshold, or by expected value under a posted "
+    "`cost_matrix` (tp, fp, tn, fn; then no threshold, and `margin` is in dollars >= 0); a "
+    "multiclass model decides by expected value under its card's value matrix or a "
+    "posted one with its classes (no threshold; `margin` in dollars). A rule JSON Schema "
+    "cannot state: each per-instance list of a cost matrix has one value per instance."
+)
+INVOCATIONS_RULES = (
+    " The model is the one X-Amzn-SageMaker-Target-Model names, else `model=` in "
+    "X-Amzn-SageMaker-Custom-Attributes, else (JSON) the body's `model`, else the default "
+    "model, {default}. Every CSV or JSON-lines row, and every instance of a JSON body, has "
+    "that model's features: a body of another model's width is refused with 422 naming "
+    "the row."
+)
+EVALUATE_RULES = (
+    " Rules JSON Schema cannot state: `labels` has one label per score or instance; a "
+    "per-instance cost list has one value per instance (for the held-out split, per "
+    "held-out instance); query parameters other than `plot` only with a text/csv or "
+    "empty body (binary models; tp, fp, tn and fn all required); a figure (plot, or "
+    "Accept: image/png) needs exactly one binary model; `prevalence` needs both classes "
+    "among the labels. With a value matrix: `values` is K x K for its K classes, each row "
+    "of `scores` has K probabilities summing to 1 (within 1e-6) and each label is one of "
+    "the classes (or its index). Breaking one is a 422 naming the field."
+)
 ALL_ERRORS = (400, 404, 406, 413, 415, 422, 503)
 REFUSALS_422 = (
     "422 `invalid_input` names the row, column, feature or field. Two refusals of a body "
@@ -52,12 +94,26 @@ _NUMBER = (
 )
 
 
-def _rows_pattern(first: str, n: int) -> str:
-    row = first + f"(?:,{_NUMBER}){{{n - 1}}}" if first else f"{_NUMBER}(?:,{_NUMBER}){{{n - 1}}}"
-    return f"^(?:{row}\\n)*{row}\\n?$"
+def _rows_schema(row: str, description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^(?:{row}\\n)*{row}\\n?$", "description": description}
 
 
-def csv_schema(n: int | None, *, labelled: bool = False) -> dict[str, Any]:
+def _per_width(
+    widths: Sequence[int], row: Callable[[int], str], description: str
+) -> dict[str, Any]:
+    """A text body whose rows all have one of ``widths`` values (the loaded models' feature
+    counts): one pattern per width; which width is right depends on the chosen model."""
+    if not widths:
+        return {"type": "string", "minLength": 1, "description": description}
+    if len(widths) == 1:
+        return _rows_schema(row(widths[0]), description)
+    return {
+        "description": description,
+        "anyOf": [_rows_schema(row(n), f"rows of {n} values") for n in widths],
+    }
+
+
+def csv_schema(widths: Sequence[int], *, labelled: bool = False) -> dict[str, Any]:
     description = (
         "Headerless CSV, one instance per line"
         + (", the 0/1 label first, then" if labelled else ",")
@@ -65,26 +121,58 @@ def csv_schema(n: int | None, *, labelled: bool = False) -> dict[str, Any]:
         "line ends accepted; a value may be any spelling Python's float() reads, finite "
         "and within float32's range (the pattern shows the canonical form)."
     )
-    if n is None:
-        return {"type": "string", "minLength": 1, "description": description}
-    first = f"[01](?:\\.0)?,{_NUMBER}" if labelled else ""
-    if labelled:
-        row = f"{first}(?:,{_NUMBER}){{{n - 1}}}"
-        pattern = f"^(?:{row}\\n)*{row}\\n?$"
-    else:
-        pattern = _rows_pattern("", n)
-    return {"type": "string", "pattern": pattern, "description": description}
+    first = f"[01](?:\\.0)?,{_NUMBER}" if labelled else _NUMBER
+    return _per_width(widths, lambda n: f"{first}(?:,{_NUMBER}){{{n - 1}}}", description)
 
 
-def jsonlines_schema(n: int | None) -> dict[str, Any]:
+def jsonlines_schema(widths: Sequence[int]) -> dict[str, Any]:
     description = (
         "One instance per line: a JSON array of the model's features, or an object keyed "
         "by feature name (the pattern shows arrays); blank lines are skipped."
     )
-    if n is None:
-        return {"type": "string", "minLength": 1, "description": description}
-    row = f"\\[{_NUMBER}(?:,{_NUMBER}){{{n - 1}}}\\]"
-    return {"type": "string", "pattern": f"^(?:{row}\\n)*{row}\\n?$", "description": description}
+    return _per_width(widths, lambda n: f"\\[{_NUMBER}(?:,{_NUMBER}){{{n - 1}}}\\]", description)
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """Loaded models whose requests have one shape: the same kind, the same features in
+    the same order and, for multiclass models, the same classes. One schema serves them."""
+
+    names: tuple[str, ...]
+    features: tuple[str, ...]
+    classes: tuple[str, ...] | None = None  # None: a binary model
+
+    @property
+    def multiclass(self) -> bool:
+        return self.classes is not None
+
+    @property
+    def key(self) -> str:
+        """The suffix of the group's component names: its first model's name."""
+        return self.names[0]
+
+    def describe(self) -> str:
+        kind = f"multiclass ({', '.join(self.classes)})" if self.classes else "binary"
+        return f"{', '.join(self.names)}: {kind}, {len(self.features)} features"
+
+
+def model_groups(models: Sequence[Any]) -> list[ModelGroup]:
+    """The loaded ``models`` (in the registry's order) grouped by request shape."""
+    found: dict[tuple[tuple[str, ...], tuple[str, ...] | None], list[str]] = {}
+    for model in models:
+        classes = tuple(model.card.classes) if model.multiclass else None
+        found.setdefault((tuple(model.card.features), classes), []).append(model.name)
+    return [
+        ModelGroup(tuple(names), features, classes) for (features, classes), names in found.items()
+    ]
+
+
+def default_model_name(registry: Any) -> str | None:
+    """The model a request that names none gets, or None when such a request is refused."""
+    try:
+        return registry.get(None).name
+    except ServiceError:
+        return None
 
 
 class _Builder:
@@ -102,6 +190,11 @@ class _Builder:
         self.components[model.__name__] = schema
         return {"$ref": f"#/components/schemas/{model.__name__}"}
 
+    def add(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        """``schema`` as the component ``name``; a reference to it."""
+        self.components[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
+
     def errors(self, statuses: Sequence[int], notes: dict[int, str] | None = None) -> dict:
         error = self.schema(ErrorBody)
         return {
@@ -112,6 +205,60 @@ class _Builder:
             for status in statuses
         }
 
+    def instance(self, group: ModelGroup) -> dict[str, Any]:
+        return self.add(
+            f"Instance_{group.key}",
+            instance_schema(group.features)
+            | {"description": f"One instance for {group.describe()}"},
+        )
+
+    def binary_cost_matrix(self) -> dict[str, Any]:
+        outcome = {
+            "anyOf": [OUTCOME_VALUE, {"type": "array", "items": OUTCOME_VALUE, "minItems": 1}]
+        }
+        return self.add(
+            "BinaryCostMatrix",
+            {
+                "title": "BinaryCostMatrix",
+                "description": "Dollar value of each outcome of a binary decision (negative = "
+                "loss): a number, or a list with one value per instance (as many as the "
+                "instances, or for the held-out split as its instances).",
+                "type": "object",
+                "properties": dict.fromkeys(OUTCOMES, outcome),
+                "required": list(OUTCOMES),
+                "additionalProperties": False,
+            },
+        )
+
+    def value_matrix(self, group: ModelGroup | None) -> dict[str, Any]:
+        """A multiclass value matrix for ``group``'s classes, or (None) for any classes."""
+        description = f"{ORIENTATION} (row = truth, column = decision), dollars per instance"
+        if group is None:
+            k: dict[str, Any] = {"minItems": 2}
+            classes: dict[str, Any] = {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "uniqueItems": True,
+            } | k
+            name, description = "ValueMatrix", description + "; K x K for K classes"
+        else:
+            assert group.classes is not None
+            k = {"minItems": len(group.classes), "maxItems": len(group.classes)}
+            classes = {"const": list(group.classes)}
+            name = f"ValueMatrix_{group.key}"
+        row = {"type": "array", "items": VALUE_MATRIX_CELL} | k
+        return self.add(
+            name,
+            {
+                "title": name,
+                "description": description,
+                "type": "object",
+                "properties": {"classes": classes, "values": {"type": "array", "items": row} | k},
+                "required": ["classes", "values"],
+                "additionalProperties": False,
+            },
+        )
+
 
 def _operation(document: dict[str, Any], path: str, method: str) -> dict[str, Any]:
     return document["paths"][path][method]
@@ -121,11 +268,98 @@ def _set_responses(operation: dict[str, Any], ok: dict[str, Any], errors: dict[s
     operation["responses"] = {"200": ok, **errors}
 
 
-def _example_row(models: Sequence[Any]) -> list[float] | None:
-    ranges = next((m.card.feature_ranges for m in models if m.card.feature_ranges), None)
+def _example_row(model: Any) -> list[float] | None:
+    ranges = model.card.feature_ranges
     if ranges is None:
         return None
     return [round((item.min + item.max) / 2, 4) for item in ranges]
+
+
+def _nullable(schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"anyOf": [schema, NULL]} | ({"description": description} if description else {})
+
+
+def _predict_variants(
+    build: _Builder, groups: Sequence[ModelGroup], default: str | None
+) -> list[dict[str, Any]]:
+    """One request body per group of models and way of deciding, told apart by ``model``
+    (and, for binary models, by whether a cost_matrix is posted)."""
+    base = PredictRequest.model_json_schema()
+    described = {key: value.get("description", "") for key, value in base["properties"].items()}
+    dollars = _nullable(
+        DOLLARS,
+        "close_confusion when the best two actions' expected values differ by less than "
+        "this many dollars; default: see margin_note in the answer",
+    )
+    variants = []
+    for group in groups:
+        names = {"enum": list(group.names)}
+        holds_default = default in group.names
+        model = (
+            _nullable(names, f"Model name; omitted or null: the default model, {default}")
+            if holds_default
+            else names | {"description": "Model name"}
+        )
+        common = {
+            "instances": {"type": "array", "items": build.instance(group), "minItems": 1}
+            | {"description": described["instances"]},
+            "model": model,
+            "on_out_of_range": base["properties"]["on_out_of_range"],
+        }
+        required = ["instances"] + ([] if holds_default else ["model"])
+        if group.multiclass:
+            ways = [
+                (
+                    f"PredictMulticlass_{group.key}",
+                    "Decided by expected value under the card's value matrix, or the "
+                    "posted one; no threshold.",
+                    {
+                        "threshold": NULL,
+                        "margin": dollars,
+                        "cost_matrix": _nullable(build.value_matrix(group), "default: the card's"),
+                    },
+                )
+            ]
+        else:
+            score_margin = _nullable(
+                UNIT_INTERVAL,
+                "close_confusion = |score - threshold| < margin, a score margin; default: "
+                "the card's",
+            )
+            ways = [
+                (
+                    f"PredictByThreshold_{group.key}",
+                    "Decided by the threshold: label = score >= threshold.",
+                    {
+                        "threshold": _nullable(UNIT_INTERVAL, described["threshold"]),
+                        "margin": score_margin,
+                        "cost_matrix": NULL,
+                    },
+                ),
+                (
+                    f"PredictByValue_{group.key}",
+                    "Decided by expected value under the posted cost matrix (each "
+                    "per-instance list as long as instances); no threshold.",
+                    {
+                        "threshold": NULL,
+                        "margin": dollars,
+                        "cost_matrix": build.binary_cost_matrix(),
+                    },
+                ),
+            ]
+        for title, note, fields in ways:
+            # Deciding by a posted binary matrix needs one; the other ways take none or null.
+            posted = title.startswith("PredictByValue")
+            schema = {
+                "title": title,
+                "description": f"{note} Models {group.describe()}.",
+                "type": "object",
+                "properties": common | fields,
+                "required": required + (["cost_matrix"] if posted else []),
+                "additionalProperties": False,
+            }
+            variants.append(build.add(title, schema))
+    return variants
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
@@ -139,34 +373,34 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     )
     registry = getattr(app.state, "registry", None)
     models = [registry.models[name] for name in registry.names()] if registry else []
-    names = [model.name for model in models]
-    feature_sets = {tuple(model.card.features) for model in models}
-    features = list(next(iter(feature_sets))) if len(feature_sets) == 1 else None
-    n = None if features is None else len(features)
+    by_name = {model.name: model for model in models}
+    names = list(by_name)
+    groups = model_groups(models)
+    default = default_model_name(registry) if registry and models else None
+    widths = sorted({len(group.features) for group in groups})
     build = _Builder(document)
     # FastAPI's own validation-error shapes are never sent: every error is ErrorBody.
     for name in ("HTTPValidationError", "ValidationError"):
         build.components.pop(name, None)
 
-    instance = instance_schema(features)
-    name_schema = model_name_schema(names)
-    nullable_name = {"anyOf": [name_schema, {"type": "null"}]}
-
-    predict_body = copy.deepcopy(PredictRequest.model_json_schema())
-    predict_body["properties"]["instances"] |= {"type": "array", "items": instance}
-    predict_body["properties"]["model"] = nullable_name | {"description": "Model name"}
-    # A score margin; a dollar margin (>= 0) goes with a cost_matrix, stated in prose.
-    predict_body["properties"]["margin"] = {
-        "anyOf": [UNIT_INTERVAL, {"type": "null"}],
-        "description": predict_body["properties"]["margin"].get("description", ""),
-    }
-    build.components["PredictRequest"] = predict_body
-    predict_json = {
-        "anyOf": [
-            {"$ref": "#/components/schemas/PredictRequest"},
-            {"type": "array", "items": instance, "minItems": 1, "description": "instances"},
-        ]
-    }
+    if groups:
+        variants = _predict_variants(build, groups, default)
+        if default is not None:
+            (home,) = (group for group in groups if default in group.names)
+            variants.append(
+                {
+                    "type": "array",
+                    "items": build.instance(home),
+                    "minItems": 1,
+                    "description": f"The instances alone, for the default model, {default}",
+                }
+            )
+        predict_json: dict[str, Any] = {"oneOf": variants}
+    else:
+        # No model loaded (every prediction is a 503): the body as the parser defines it.
+        body = copy.deepcopy(PredictRequest.model_json_schema())
+        body["properties"]["instances"]["items"] = instance_schema(None)
+        predict_json = {"anyOf": [build.add("PredictRequest", body), {"type": "array"}]}
     predict_ok = {
         "description": "One prediction per instance (decided by expected value with a "
         "cost_matrix or a multiclass model)",
@@ -180,10 +414,11 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     }
     prediction_errors = build.errors(ALL_ERRORS, {422: REFUSALS_422})
 
-    # An example from the loaded models: the middle of each feature's training range.
-    example = _example_row(models) if features is not None else None
+    # An example from the default model: the middle of each feature's training range.
+    example = _example_row(by_name[default]) if default is not None else None
     json_example = {"example": {"instances": [example]}} if example else {}
     operation = _operation(document, "/predict", "post")
+    operation["description"] = (operation.get("description") or "") + PREDICT_RULES
     operation["requestBody"] = {
         "required": True,
         "content": {JSON: {"schema": predict_json, **json_example}},
@@ -191,24 +426,33 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     _set_responses(operation, predict_ok, prediction_errors)
 
     operation = _operation(document, "/invocations", "post")
+    operation["description"] = (
+        (operation.get("description") or "")
+        + PREDICT_RULES
+        + INVOCATIONS_RULES.format(default=default or "(none: name a model)")
+    )
     operation["requestBody"] = {
         "required": True,
         "content": {
             CSV: {
-                "schema": csv_schema(n),
+                "schema": csv_schema(widths),
                 **({"example": ",".join(map(repr, example)) + "\n"} if example else {}),
             },
             JSON: {"schema": predict_json, **json_example},
             JSONLINES: {
-                "schema": jsonlines_schema(n),
+                "schema": jsonlines_schema(widths),
                 **({"example": "[" + ",".join(map(repr, example)) + "]\n"} if example else {}),
             },
         },
     }
+    # As inference.target_model_name reads it: the last path part, without .tar.gz then
+    # .tgz; empty (or no header) means the default model.
+    empty = "?" if default is not None else ""
+    alternatives = "|".join(name.replace(".", "[.]") for name in names)
     target = (
         {
             "type": "string",
-            "pattern": f"^\\s*(?:(?:.*/)?(?:{'|'.join(names)})(?:\\.tar\\.gz|\\.tgz)?)?\\s*$",
+            "pattern": f"^\\s*(?:.*/)?(?:{alternatives}){empty}(?:\\.tgz)?(?:\\.tar\\.gz)?\\s*$",
         }
         if names
         else {"type": "string"}
@@ -219,7 +463,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             "in": "header",
             "required": False,
             "schema": target,
-            "description": "Model name (any path and a .tar.gz suffix are dropped).",
+            "description": "Model name (any path and a .tar.gz suffix are dropped); it "
+            "chooses the model whatever the body says.",
         },
         {
             "name": CUSTOM_ATTRIBUTES_HEADER,
@@ -227,15 +472,19 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             "required": False,
             "schema": {"type": "string"},
             "description": "`key=value` pairs separated by , or ;: model=, threshold= and "
-            "margin= (numbers in [0, 1]), on_out_of_range=flag|refuse; other keys ignored.",
+            "margin= (numbers in [0, 1]; no threshold for a multiclass model or with a "
+            "cost_matrix), on_out_of_range=flag|refuse; other keys ignored.",
         },
     ]
     _set_responses(
         operation,
         {
-            "description": "One prediction per instance, in the Accept-ed format. CSV: "
-            "score,label,close_confusion,out_of_range lines, out_of_range being the feature "
-            "names separated by ; (empty when none).",
+            "description": "One prediction per instance, in the Accept-ed format. CSV lines: "
+            "decided by threshold, score,label,close_confusion,out_of_range; by a posted "
+            "binary cost_matrix, score,decision,ev_0,ev_1,close_confusion,out_of_range; by a "
+            "multiclass model, p_1..p_K,decision,ev_1..ev_K,close_confusion,out_of_range "
+            "(classes in the card's order); out_of_range is the feature names separated by ; "
+            "(empty when none).",
             "content": {
                 JSON: predict_ok["content"][JSON],
                 CSV: {"schema": {"type": "string"}},
@@ -245,8 +494,9 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         prediction_errors,
     )
 
-    _evaluate(document, build, instance, name_schema, n)
-    _reads(document, build, names)
+    _evaluate(document, build, groups)
+    _reads(document, build, names, [n for g in groups if not g.multiclass for n in g.names])
+    _admin(document, [name for name in names if name != default])
     _framework_errors(document, build)
     return document
 
@@ -264,75 +514,144 @@ def _framework_errors(document: dict[str, Any], build: _Builder) -> None:
                         media["schema"] = error
 
 
-def _evaluate(
-    document: dict[str, Any],
-    build: _Builder,
-    instance: dict[str, Any],
-    name_schema: dict[str, Any],
-    n: int | None,
-) -> None:
+def _evaluate(document: dict[str, Any], build: _Builder, groups: Sequence[ModelGroup]) -> None:
+    """/evaluate's body: one variant per kind of model and source of data (held-out split,
+    posted scores, posted instances), the instances those of a group of models."""
     base = copy.deepcopy(EvaluateRequest.model_json_schema())
     props = base["properties"]
-    value = {"type": "number", "minimum": -MAX_OUTCOME_VALUE, "maximum": MAX_OUTCOME_VALUE}
-    outcome = {"anyOf": [value, {"type": "array", "items": value, "minItems": 1}]}
-    props["cost_matrix"] |= {
-        "type": "object",
-        "properties": dict.fromkeys(("tp", "fp", "tn", "fn"), outcome),
-        "required": ["tp", "fp", "tn", "fn"],
-        "additionalProperties": False,
-    }
-    # The documented variants value binary models (tp, fp, tn, fn): a score margin.
-    props["margin"] = {"anyOf": [UNIT_INTERVAL, {"type": "null"}]}
-    props["models"] |= {
-        "anyOf": [
-            {"type": "array", "items": name_schema, "minItems": 1, "uniqueItems": True},
-            {"type": "null"},
-        ]
-    }
-    label = {"enum": [0, 1, True, False]}
-    props["labels"] |= {"type": "array", "items": label, "minItems": 1}
-    props["instances"] |= {"type": "array", "items": instance, "minItems": 1}
-    props["scores"] |= {
-        "type": "array",
-        "items": {"type": "number", "minimum": 0, "maximum": 1},
-        "minItems": 1,
-    }
+    binary = [group for group in groups if not group.multiclass]
+    binary_names = [name for group in binary for name in group.names]
 
-    def variant(title: str, drop: Sequence[str], require: Sequence[str]) -> dict[str, Any]:
+    def names_list(names: Sequence[str], *, optional: bool) -> dict[str, Any]:
+        schema = {"type": "array", "items": {"enum": list(names)}, "minItems": 1}
+        return (
+            _nullable(schema | {"uniqueItems": True})
+            if optional
+            else schema | {"uniqueItems": True}
+        )
+
+    def variant(
+        title: str, fields: dict[str, Any], require: Sequence[str], drop: Sequence[str] = ()
+    ) -> dict[str, Any]:
         schema = copy.deepcopy(base)
         schema["title"] = title
+        schema["properties"] |= fields
         for key in drop:
-            schema["properties"].pop(key)
+            # Absent or null: the parser takes null for absent.
+            schema["properties"][key] = NULL
         schema["required"] = ["cost_matrix", *require]
-        return schema
+        return build.add(title, schema)
 
-    held_out = variant("EvaluateHeldOut", ("instances", "scores", "labels"), ())
-    posted = variant("EvaluateScores", ("instances", "models"), ("scores", "labels"))
-    scored = variant("EvaluateInstances", ("scores",), ("instances", "labels"))
-    for schema in (held_out, posted, scored):
-        build.components[schema["title"]] = schema
-    rules = (
-        " Rules JSON Schema cannot state: `labels` has one label per score or instance; a "
-        "per-instance cost list has one value per instance (for the held-out split, per "
-        "held-out instance); query parameters other than `plot` only with a text/csv or "
-        "empty body, where tp, fp, tn and fn are all required; a figure (plot, or Accept: "
-        "image/png) needs exactly one model; `prevalence` needs both classes among the "
-        "labels. Breaking one is a 422 naming the field."
+    data = ("instances", "scores", "labels")
+    binary_label = {"type": "array", "items": {"enum": [0, 1, True, False]}, "minItems": 1}
+    scores = {"type": "array", "items": UNIT_INTERVAL, "minItems": 1}
+    variants = []
+    # Binary models: a cost matrix of tp, fp, tn, fn and a score margin.
+    binary_fields = {
+        "cost_matrix": build.binary_cost_matrix(),
+        "margin": _nullable(UNIT_INTERVAL, props["margin"].get("description", "")),
+    }
+    if binary:
+        variants.append(
+            variant(
+                "EvaluateHeldOut",
+                binary_fields | {"models": names_list(binary_names, optional=True)},
+                (),
+                data,
+            )
+        )
+    variants.append(
+        variant(
+            "EvaluateScores",
+            binary_fields | {"scores": scores, "labels": binary_label},
+            ("scores", "labels"),
+            ("instances", "models"),
+        )
     )
+    for group in binary:
+        variants.append(
+            variant(
+                f"EvaluateInstances_{group.key}",
+                binary_fields
+                | {
+                    "models": names_list(group.names, optional=len(binary) == 1),
+                    "instances": {"type": "array", "items": build.instance(group), "minItems": 1},
+                    "labels": binary_label,
+                },
+                ("instances", "labels") if len(binary) == 1 else ("instances", "labels", "models"),
+                ("scores",),
+            )
+        )
+    # Multiclass models: a value matrix and a margin in dollars; no threshold, and no
+    # prevalence or value curve (the data plane refuses them).
+    multiclass_fields = {
+        "margin": _nullable(
+            DOLLARS, "dollars per instance; default: 5% of the matrix's largest regret"
+        ),
+        "threshold": NULL,
+        "prevalence": NULL,
+        "curve": {"enum": [False, None]},
+    }
+    variants.append(
+        variant(
+            "EvaluateMulticlassScores",
+            multiclass_fields
+            | {
+                "cost_matrix": build.value_matrix(None),
+                "scores": {
+                    "type": "array",
+                    "items": {"type": "array", "items": UNIT_INTERVAL, "minItems": 2},
+                    "minItems": 1,
+                },
+                "labels": {
+                    "type": "array",
+                    "items": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]},
+                    "minItems": 1,
+                },
+            },
+            ("scores", "labels"),
+            ("instances", "models"),
+        )
+    )
+    for group in (group for group in groups if group.multiclass):
+        assert group.classes is not None
+        same_classes = [g for g in groups if g.classes == group.classes]
+        held_out_names = [name for g in same_classes for name in g.names]
+        matrix = build.value_matrix(group)
+        if group is same_classes[0]:
+            variants.append(
+                variant(
+                    f"EvaluateMulticlassHeldOut_{group.key}",
+                    multiclass_fields
+                    | {"cost_matrix": matrix, "models": names_list(held_out_names, optional=True)},
+                    (),
+                    data,
+                )
+            )
+        label = {"anyOf": [{"enum": list(group.classes)}, _class_index(len(group.classes))]}
+        alone = len(same_classes) == 1
+        variants.append(
+            variant(
+                f"EvaluateMulticlassInstances_{group.key}",
+                multiclass_fields
+                | {
+                    "cost_matrix": matrix,
+                    "models": names_list(group.names, optional=alone),
+                    "instances": {"type": "array", "items": build.instance(group), "minItems": 1},
+                    "labels": {"type": "array", "items": label, "minItems": 1},
+                },
+                ("instances", "labels") if alone else ("instances", "labels", "models"),
+                ("scores",),
+            )
+        )
     operation = _operation(document, "/evaluate", "post")
-    operation["description"] = operation.get("description", "") + rules
+    operation["description"] = operation.get("description", "") + EVALUATE_RULES
+    widths = sorted({len(group.features) for group in binary})
     operation["requestBody"] = {
         "required": False,
         "content": {
-            JSON: {
-                "schema": {
-                    "oneOf": [
-                        {"$ref": f"#/components/schemas/{schema['title']}"}
-                        for schema in (held_out, posted, scored)
-                    ]
-                }
-            },
-            CSV: {"schema": csv_schema(n, labelled=True)},
+            JSON: {"schema": {"oneOf": variants}},
+            CSV: {"schema": csv_schema(widths, labelled=True)},
         },
     }
     _set_responses(
@@ -340,22 +659,52 @@ def _evaluate(
         {
             "description": "The evaluation (JSON), or a figure (PNG)",
             "content": {
-                JSON: {"schema": build.schema(EvaluateResponse)},
+                JSON: {
+                    "schema": {
+                        "anyOf": [
+                            build.schema(EvaluateResponse),
+                            build.schema(MulticlassEvaluateResponse),
+                        ]
+                    }
+                },
                 PNG: {"schema": {"type": "string", "format": "binary"}},
             },
         },
         build.errors(ALL_ERRORS, {422: REFUSALS_422}),
     )
     for parameter in operation.get("parameters", []):
-        if parameter["name"] in ("tp", "fp", "tn", "fn"):
-            parameter["schema"] = value
+        if parameter["name"] in OUTCOMES:
+            parameter["schema"] = OUTCOME_VALUE
         elif parameter["name"] in ("threshold", "margin", "prevalence"):
             parameter["schema"] = UNIT_INTERVAL
         elif parameter["name"] == "models":
-            parameter["schema"] = {"type": "array", "items": name_schema, "uniqueItems": True}
+            # Only with a text/csv or empty body, which evaluate binary models.
+            parameter["schema"] = {
+                "type": "array",
+                "items": model_name_schema(binary_names),
+                "uniqueItems": True,
+            }
 
 
-def _reads(document: dict[str, Any], build: _Builder, names: Sequence[str]) -> None:
+def _admin(document: dict[str, Any], examples: Sequence[str]) -> None:
+    """Load and unload take any model name (the folder or the served model may not exist:
+    404); a served model other than the default is the example."""
+    for action in ("load", "unload"):
+        operation = document["paths"].get(f"/models/{{name}}/{action}", {}).get("post")
+        for parameter in (operation or {}).get("parameters", []):
+            if parameter["name"] == "name":
+                parameter["schema"] = {"type": "string", "pattern": MODEL_NAME_PATTERN}
+                if examples:
+                    parameter["example"] = examples[0]
+
+
+def _class_index(k: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": k - 1}
+
+
+def _reads(
+    document: dict[str, Any], build: _Builder, names: Sequence[str], binary: Sequence[str]
+) -> None:
     def ok(content: dict[str, Any] | None, description: str = "OK") -> dict[str, Any]:
         return {"description": description, **({"content": content} if content else {})}
 
@@ -383,6 +732,8 @@ def _reads(document: dict[str, Any], build: _Builder, names: Sequence[str]) -> N
         _set_responses(operation, answer, build.errors(errors))
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "path" and parameter["name"] == "name":
-                parameter["schema"] = name_schema
+                # The close-confusion figure is drawn for binary models only.
+                figure = path.endswith("distribution.png")
+                parameter["schema"] = model_name_schema(binary) if figure else name_schema
             elif parameter["name"] in ("threshold", "margin"):
                 parameter["schema"] = UNIT_INTERVAL

@@ -195,6 +195,32 @@ class EvaluateResponse(BaseModel):
     best_decision: dict[str, Any]
 
 
+class MulticlassRankingEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    rank: int
+    model: str | None
+    expected_value: float
+    total_value: float
+    argmax_probability_expected_value: float = Field(
+        description="the expected value of deciding the most probable class instead"
+    )
+
+
+class MulticlassEvaluateResponse(BaseModel):
+    """The evaluation under a multiclass value matrix (no threshold, no best threshold)."""
+
+    model_config = ConfigDict(extra="allow")
+    data: Literal["held_out", "instances", "scores"]
+    note: str
+    cost_matrix: dict[str, Any] = Field(description="classes, values and their orientation")
+    margin: float = Field(description="dollars per instance")
+    margin_unit: str
+    warnings: list[str]
+    results: list[dict[str, Any]]
+    ranking: list[MulticlassRankingEntry]
+    best_model: str | None
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="The kind of error, e.g. invalid_input, not_found.")
     detail: str = Field(description="What was wrong and where (row, column, field).")

@@ -374,14 +374,9 @@ def held_out_multiclass(model: LoadedModel) -> MulticlassTarget:
     )
 
 
-def model_probabilities(model: LoadedModel, x: np.ndarray) -> np.ndarray:
-    """The model's class probabilities for ``x``, checked like posted ones (a graph fed
-    extreme inputs may still return NaN)."""
-    out = model.raw_scores(x).astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
-    if bad.size:
-        raise InvalidInputError(
-            f"instances[{int(bad[0])}]: model {model.name!r} gives no finite probabilities"
-        )
-    # float32 softmax rows sum to 1 within float32 rounding; renormalise in float64.
+def normalised(probabilities: np.ndarray) -> np.ndarray:
+    """A model's class probabilities (already checked to be finite numbers in [0, 1]) in
+    float64, each row summing to 1: float32 softmax rows sum to 1 only within float32
+    rounding."""
+    out = probabilities.astype(np.float64)
     return out / out.sum(axis=1, keepdims=True)

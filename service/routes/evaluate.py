@@ -127,6 +127,18 @@ def _json_inputs(payload: dict[str, Any]) -> EvaluateInputs | MulticlassEvaluate
         )
         raise InvalidInputError(f"{field}: {message}") from None
     if is_value_matrix(payload["cost_matrix"]):
+        # Both are binary options; refused rather than ignored, so that nobody reads an
+        # unweighted evaluation as a reweighted one.
+        if request.prevalence is not None:
+            raise InvalidInputError(
+                "prevalence: reweighting to a prevalence is for binary models (tp, fp, tn, "
+                "fn); a value matrix values the decisions on the data as posted"
+            )
+        if request.curve:
+            raise InvalidInputError(
+                "curve: the expected value by threshold is for binary models; multiclass "
+                "decisions take no threshold"
+            )
         return _multiclass_inputs(payload)
     return EvaluateInputs(
         cost_matrix=_cost_matrix(request.cost_matrix, "cost_matrix"),

@@ -9,12 +9,18 @@ What is configured, and why:
   included (model names are enums of the loaded models).
 - :func:`strict_json` fails any 200 JSON body that is not strict JSON (Python's parser
   lets NaN and Infinity through, so the built-in checks would not see them).
-- ``map_case`` makes generated *positive* ``/evaluate`` cases obey the rules JSON Schema
-  cannot state and the operation's description lists (labels as long as the data,
-  per-instance costs as long as the data, query options only with a CSV or empty body, one
-  model for a figure, both classes among the labels to reweight to a prevalence), and
-  draws figures of the held-out split only (see the hook). Negative cases are left as
-  generated.
+- ``map_case`` makes generated *positive* cases obey the rules JSON Schema cannot state
+  and the operations' descriptions list: on ``/predict`` and ``/invocations`` a
+  per-instance cost list has one value per instance, and on ``/invocations`` the SageMaker
+  headers choose a model the body fits (the body's ``model``, or one with the width of its
+  CSV or JSON-lines rows); on ``/evaluate`` labels as long as the data, per-instance costs
+  as long as the data, query options only with a CSV or empty body, one model for a
+  figure, both classes among the labels to reweight to a prevalence, and with a value
+  matrix K x K values, rows of K probabilities summing to 1 and labels among the classes.
+  It draws figures of the held-out split only (see the hook). Negative cases are left as
+  generated. Posted cost matrices stay in the generated cases.
+- :func:`scored_model` records which model answered each 200 JSON prediction, so that a
+  test can require that every kind of model was scored.
 """
 
 from __future__ import annotations
@@ -22,12 +28,23 @@ from __future__ import annotations
 import collections
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
 from schemathesis.engine.statistic import Statistic
+
+from costaware.card import MulticlassCard, read_any_card
+from costaware.economics import OUTCOMES
+from service.errors import ServiceError
+from service.inference import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    TARGET_MODEL_HEADER,
+    parse_custom_attributes,
+    target_model_name,
+)
 
 JSONLINES = "application/jsonlines"
 REFUSAL_KINDS = {"non_finite_score", "out_of_range"}
@@ -76,14 +93,39 @@ def strict_json(ctx: Any, response: Any, case: Any) -> None:
     json.loads(response.content, parse_constant=refuse)
 
 
-def config(max_examples: int, seed: int = 1) -> SchemathesisConfig:
+# (path, model, cost matrix) of each 200 JSON prediction of the current run (see run()).
+_SCORED: collections.Counter = collections.Counter()
+
+
+@schemathesis.check
+def scored_model(ctx: Any, response: Any, case: Any) -> None:
+    """Records which model answered each 200 JSON prediction (it checks nothing: the
+    tests assert on what it saw, e.g. that the multiclass model was scored)."""
+    if response.status_code != 200 or case.path not in ("/predict", "/invocations"):
+        return
+    try:
+        answer = json.loads(response.content)
+    except ValueError:
+        return  # CSV or JSON lines
+    if isinstance(answer, dict) and isinstance(answer.get("model"), str):
+        # cost_matrix: "request" (posted), "card" (multiclass default), absent (threshold)
+        _SCORED[(case.path, answer["model"], answer.get("cost_matrix"))] += 1
+
+
+def config(
+    max_examples: int,
+    seed: int = 1,
+    expected: tuple[str, ...] = ("2xx", "422"),
+    headers: dict[str, str] | None = None,
+) -> SchemathesisConfig:
     return SchemathesisConfig.from_dict(
         {
             "seed": seed,
+            "headers": headers or {},
             "generation": {"max-examples": max_examples, "mode": "all"},
             "checks": {
                 "enabled": True,
-                "positive_data_acceptance": {"expected-statuses": ["2xx", "422"]},
+                "positive_data_acceptance": {"expected-statuses": list(expected)},
             },
             "phases": {"enabled": True},
             "suppress-health-check": ["all"],
@@ -92,23 +134,67 @@ def config(max_examples: int, seed: int = 1) -> SchemathesisConfig:
     )
 
 
-def install_evaluate_rules(schema: Any, held_out_sizes: dict[str, int]) -> None:
-    """Make positive /evaluate cases obey the cross-field rules (see the module doc)."""
+@dataclass(frozen=True)
+class Served:
+    """What the hooks need to know of the served models: each one's features and kind,
+    the default model, and each binary model's held-out size."""
+
+    features: dict[str, tuple[str, ...]]
+    multiclass: frozenset[str]
+    default: str
+    held_out_sizes: dict[str, int]
+
+    @classmethod
+    def read(cls, folder: Path, default: str = "medical") -> Served:
+        cards = {path.name: read_any_card(path) for path in sorted(folder.iterdir())}
+        return cls(
+            features={name: tuple(card.features) for name, card in cards.items()},
+            multiclass=frozenset(n for n, c in cards.items() if isinstance(c, MulticlassCard)),
+            default=default,
+            held_out_sizes={
+                name: len(card.held_out.labels)
+                for name, card in cards.items()
+                if not isinstance(card, MulticlassCard)
+            },
+        )
+
+    def shape(self, name: str) -> tuple[tuple[str, ...], bool]:
+        return self.features[name], name in self.multiclass
+
+
+def install_rules(schema: Any, served: Served) -> None:
+    """Make positive cases obey the rules stated in prose (see the module doc)."""
 
     @schema.hook("map_case")
-    def evaluate_rules(context: Any, case: Any) -> Any:
-        if not _is_positive(case) or case.method.upper() != "POST":
+    def rules(context: Any, case: Any) -> Any:
+        if not _is_positive(case):
             return case
-        if case.path in ("/predict", "/invocations") and isinstance(case.body, dict):
-            # Decisions by expected value under a posted cost matrix: its shape is stated in
-            # prose (binary tp/fp/tn/fn or a multiclass value matrix), not as a schema, so
-            # generated valid cases leave it out.
-            case.body.pop("cost_matrix", None)
+        if case.path == "/models/{name}/distribution.png":
+            # The stateful phase takes names from GET /models, the multiclass one too; the
+            # figure's name parameter lists the binary models only.
+            if (case.path_parameters or {}).get("name") in served.multiclass:
+                case.path_parameters["name"] = served.default
+            return case
+        if case.method.upper() != "POST":
+            return case
+        if case.path in ("/predict", "/invocations"):
+            if case.path == "/invocations":
+                _fit_target(case, served)
+            body = case.body
+            if isinstance(body, dict) and isinstance(body.get("cost_matrix"), dict):
+                # Each per-instance list has one value per instance.
+                n = len(body.get("instances") or [None])
+                _fit_lists(body["cost_matrix"], n)
             return case
         if case.path != "/evaluate":
             return case
-        query = dict(case.query or {})
         body = case.body
+        if isinstance(body, dict) and "classes" in (body.get("cost_matrix") or {}):
+            # Figures are of binary models; query options go with CSV or empty bodies.
+            case.query = {}
+            _fit_value_matrix(body)
+            return case
+        query = dict(case.query or {})
         plot = query.get("plot")
         posted = isinstance(body, str) or (
             isinstance(body, dict) and (body.get("instances") or body.get("scores"))
@@ -125,12 +211,12 @@ def install_evaluate_rules(schema: Any, held_out_sizes: dict[str, int]) -> None:
             query.pop("prevalence", None)
         if isinstance(body, dict):
             case.query = {"plot": plot} if plot is not None else {}
-            _fit_body(body, held_out_sizes, one_model=plot is not None)
+            _fit_body(body, served.held_out_sizes, one_model=plot is not None)
         else:
             for key in ("tp", "fp", "tn", "fn"):
                 query.setdefault(key, 0)
             if plot is not None:
-                models = query.get("models") or sorted(held_out_sizes)
+                models = query.get("models") or sorted(served.held_out_sizes)
                 query["models"] = models[:1] if isinstance(models, list) else [models]
             case.query = query
         return case
@@ -157,10 +243,82 @@ def _fit_body(body: dict[str, Any], held_out_sizes: dict[str, int], *, one_model
         n = sizes.pop() if len(sizes) == 1 else None
     if one_model and data is not None and "scores" not in body:
         body["models"] = (body.get("models") or sorted(held_out_sizes))[:1]
-    costs = body.get("cost_matrix") or {}
+    _fit_lists(body.get("cost_matrix") or {}, n)
+
+
+def _fit_target(case: Any, served: Served) -> None:
+    """/invocations: the SageMaker headers choose the model, which OpenAPI cannot tie to
+    the body; point them at a model the body fits (its ``model``, or one of its width)."""
+    headers = dict(case.headers or {})
+    try:
+        attributes = parse_custom_attributes(headers.get(CUSTOM_ATTRIBUTES_HEADER))
+    except ServiceError:
+        # A malformed threshold= or margin= in a free-form header: not this run's subject.
+        headers.pop(CUSTOM_ATTRIBUTES_HEADER)
+        attributes = parse_custom_attributes(None)
+    chosen = target_model_name(headers.get(TARGET_MODEL_HEADER)) or attributes.model
+    if chosen not in served.features:
+        chosen = None
+    body = case.body
+    if isinstance(body, dict | list):
+        wanted = (body.get("model") if isinstance(body, dict) else None) or served.default
+    else:
+        lines = [line for line in str(body).splitlines() if line.strip()]
+        width = (
+            len(json.loads(lines[0])) if case.media_type == JSONLINES else lines[0].count(",") + 1
+        )
+        current = chosen or served.default
+        wanted = next(
+            (
+                name
+                for name in [current, *sorted(served.features)]
+                if len(served.features[name]) == width
+            ),
+            current,
+        )
+    if served.shape(chosen or served.default) != served.shape(wanted):
+        headers[TARGET_MODEL_HEADER] = wanted
+        chosen = wanted
+    valued = (chosen or served.default) in served.multiclass or (
+        isinstance(body, dict) and body.get("cost_matrix") is not None
+    )
+    if attributes.threshold is not None and valued:
+        headers.pop(CUSTOM_ATTRIBUTES_HEADER, None)
+    case.headers = headers
+
+
+def _fit_lists(costs: dict[str, Any], n: int | None) -> None:
     for key, value in list(costs.items()):
-        if isinstance(value, list):
+        if key in OUTCOMES and isinstance(value, list):
             costs[key] = (value * n)[:n] if n else value[0]
+
+
+def _fit_value_matrix(body: dict[str, Any]) -> None:
+    """A value matrix K x K for its K classes, K probabilities summing to 1 per row of
+    scores, and labels among the classes, as many as the data."""
+    matrix = body["cost_matrix"]
+    classes = matrix["classes"]
+    k = len(classes)
+    cells = [value for row in matrix["values"] for value in row] or [0]
+    matrix["values"] = [[cells[(i * k + j) % len(cells)] for j in range(k)] for i in range(k)]
+    if body.get("scores") is not None:
+        rows = []
+        for row in body["scores"]:
+            row = (row * k)[:k]
+            total = sum(row)
+            rows.append([value / total for value in row] if total > 0 else [1 / k] * k)
+        body["scores"] = rows
+    data = body.get("scores") if body.get("scores") is not None else body.get("instances")
+    if data is not None:
+        n = len(data)
+        labels = (body["labels"] * n)[:n]
+        body["labels"] = [
+            label
+            if (isinstance(label, str) and label in classes)
+            or (not isinstance(label, str) and 0 <= label < k)
+            else classes[index % k]
+            for index, label in enumerate(labels)
+        ]
 
 
 @dataclass
@@ -170,6 +328,9 @@ class Outcome:
     statuses: collections.Counter = field(default_factory=collections.Counter)
     errors: list[str] = field(default_factory=list)
     phases: dict[str, str] = field(default_factory=dict)
+    # (path, model, "request" | "card" | None) -> 200 JSON predictions: the model that
+    # answered and the cost matrix it decided by (posted, the card's, or none: threshold)
+    scored: collections.Counter = field(default_factory=collections.Counter)
 
     @property
     def server_errors(self) -> int:
@@ -180,6 +341,7 @@ def run(schema: Any) -> Outcome:
     """Run every phase on ``schema``; what was generated, answered and found."""
     statistic = Statistic()
     outcome = Outcome()
+    _SCORED.clear()
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
             statistic.on_scenario_finished(event.recorder)
@@ -194,6 +356,7 @@ def run(schema: Any) -> Outcome:
         elif isinstance(event, events.NonFatalError | events.FatalError):
             outcome.errors.append(str(event))
     outcome.cases = statistic.total_cases
+    outcome.scored = collections.Counter(_SCORED)
     for label, groups in statistic.failures.items():
         for group in groups.values():
             for failure in group.failures:

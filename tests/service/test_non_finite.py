@@ -224,3 +224,20 @@ def test_float32_rounding_just_above_1_is_a_score_of_1_and_more_is_refused(
         refused(predicted, "rounding", "instances[0]")
         assert "instances[1]" not in predicted.json()["detail"]
         refused(evaluated, "rounding")
+
+
+def test_the_multiclass_model_refuses_on_predict_and_evaluate(client):
+    """The wine model's 13 features at 3.4e38 give no finite probabilities either; posted
+    instances on /evaluate are refused as on /predict (they were a 422 invalid_input)."""
+    good = client.get("/models/wine").json()["feature_ranges"]
+    inside = [(item["min"] + item["max"]) / 2 for item in good]
+    instances = [inside, [HUGE] * 13]
+    before = non_finite_count(client, "wine")
+    refused(client.post("/predict", json={"model": "wine", "instances": instances}), "wine")
+    matrix = {"classes": ["class_0", "class_1", "class_2"], "values": np.eye(3).tolist()}
+    body = {"cost_matrix": matrix, "instances": instances, "labels": [0, 1], "models": ["wine"]}
+    detail = refused(client.post("/evaluate", json=body), "wine", "instances[1]", "1 of 2")
+    assert "instances[0]" not in detail
+    assert non_finite_count(client, "wine") == before + 2
+    body["instances"], body["labels"] = instances[:1], [0]
+    assert client.post("/evaluate", json=body).status_code == 200
