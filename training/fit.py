@@ -6,8 +6,7 @@ import os
 import random
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,23 +60,34 @@ class Scaler:
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
 
 
+class KerasFit:
+    """What a fitted one-layer model offers, binary or multiclass (``model``, ``scaler``)."""
+
+    model: Any  # keras.Model
+    scaler: Scaler
+
+    @property
+    def weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel [f, units] and bias [units] of the single Dense layer."""
+        kernel, bias = self.model.layers[-1].get_weights()
+        return kernel, bias
+
+    def network_output(self, x: np.ndarray) -> np.ndarray:
+        """The network's float32 output for raw features, i.e. what it learned."""
+        scaled = self.scaler.transform(x).astype(np.float32)
+        return np.asarray(self.model(scaled, training=False))
+
+
 @dataclass
-class FittedModel:
+class FittedModel(KerasFit):
     spec: VariantSpec
     model: Any  # keras.Model
     scaler: Scaler
     loss_history: list[float]
 
-    @property
-    def weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """Kernel [f, 1] and bias [1] of the single Dense unit."""
-        kernel, bias = self.model.layers[-1].get_weights()
-        return kernel, bias
-
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Keras scores (float32 [n]) for raw features, i.e. what the network learned."""
-        scaled = self.scaler.transform(x).astype(np.float32)
-        return np.asarray(self.model(scaled, training=False)).reshape(-1)
+        """Keras scores (float32 [n]) for raw features."""
+        return self.network_output(x).reshape(-1)
 
 
 def fit_scaler(x_train: np.ndarray) -> Scaler:
@@ -102,12 +112,41 @@ def set_determinism(seed: int) -> None:
 _ONE_FIT_AT_A_TIME = threading.Lock()
 
 
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Hold the process's one fit slot and seed it with :func:`set_determinism`."""
+EpochReport = Callable[[int, dict[str, Any]], None]
+
+
+def seeded_fit(
+    spec: Any,
+    build: Callable[[], Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    on_epoch: EpochReport | None = None,
+) -> tuple[Any, list[float]]:
+    """Seed (:func:`set_determinism`), ``build()`` a compiled Keras model and fit it on the
+    scaled ``x`` with ``spec``'s epochs and batch size, holding the process's one fit slot;
+    the model and its loss per epoch. ``on_epoch(done, logs)`` after every epoch."""
+    keras = import_keras()
+    history: list[float] = []
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            history.append(float((logs or {}).get("loss", float("nan"))))
+            if on_epoch:
+                on_epoch(epoch + 1, logs or {})
+
     with _ONE_FIT_AT_A_TIME:
-        set_determinism(seed)
-        yield
+        set_determinism(spec.seed)
+        model = build()
+        model.fit(
+            x,
+            y,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            verbose=0,
+            callbacks=[_Report()],
+        )
+    return model, history
 
 
 def kernel_initializer(seed: int) -> Any:
@@ -157,32 +196,23 @@ def fit_variant(
     progress: Progress | None = stderr_progress,
 ) -> FittedModel:
     """Scale, seed, build and fit one variant on raw training features and 0/1 labels."""
-    keras = import_keras()
     scaler = fit_scaler(x_train)
-    with seeded(spec.seed):
-        model = build_model(x_train.shape[1], spec)
-        history: list[float] = []
 
-        class _Report(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                loss = float((logs or {}).get("loss", float("nan")))
-                history.append(loss)
-                done = epoch + 1
-                if progress and (done % PROGRESS_EVERY == 0 or done == spec.epochs):
-                    acc = float((logs or {}).get("accuracy", float("nan")))
-                    progress(
-                        f"[{spec.name}] epoch {done:>3}/{spec.epochs}  loss {loss:.4f}  "
-                        f"accuracy {acc:.3f}"
-                    )
+    def report(done: int, logs: dict[str, Any]) -> None:
+        if progress and (done % PROGRESS_EVERY == 0 or done == spec.epochs):
+            loss = float(logs.get("loss", float("nan")))
+            acc = float(logs.get("accuracy", float("nan")))
+            progress(
+                f"[{spec.name}] epoch {done:>3}/{spec.epochs}  loss {loss:.4f}  accuracy {acc:.3f}"
+            )
 
-        model.fit(
-            scaler.transform(x_train).astype(np.float32),
-            np.asarray(y_train, dtype=np.float32).reshape(-1, 1),
-            epochs=spec.epochs,
-            batch_size=spec.batch_size,
-            verbose=0,
-            callbacks=[_Report()],
-        )
+    model, history = seeded_fit(
+        spec,
+        lambda: build_model(x_train.shape[1], spec),
+        scaler.transform(x_train).astype(np.float32),
+        np.asarray(y_train, dtype=np.float32).reshape(-1, 1),
+        on_epoch=report,
+    )
     return FittedModel(spec=spec, model=model, scaler=scaler, loss_history=history)
 
 

@@ -55,12 +55,13 @@ from training.export import (
 )
 from training.fit import (
     STEPS_PER_EXECUTION,
+    KerasFit,
     Progress,
     Scaler,
     fit_scaler,
     import_keras,
     kernel_initializer,
-    seeded,
+    seeded_fit,
     stderr_progress,
 )
 from training.variants import (
@@ -250,7 +251,7 @@ class MulticlassSpec:
 
 
 @dataclass
-class FittedMulticlass:
+class FittedMulticlass(KerasFit):
     spec: MulticlassSpec
     model: Any  # keras.Model
     scaler: Scaler
@@ -258,15 +259,9 @@ class FittedMulticlass:
     regret_scale: float | None
     loss_history: list[float]
 
-    @property
-    def weights(self) -> tuple[np.ndarray, np.ndarray]:
-        kernel, bias = self.model.layers[-1].get_weights()
-        return kernel, bias
-
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Keras class probabilities float32 [n, K] for raw features."""
-        scaled = self.scaler.transform(x).astype(np.float32)
-        return np.asarray(self.model(scaled, training=False))
+        return self.network_output(x)
 
 
 def fit_multiclass(
@@ -279,45 +274,44 @@ def fit_multiclass(
 ) -> FittedMulticlass:
     """Scale, seed, build ``Dense(K, softmax)`` with SGD and the spec's loss, fit."""
     keras = import_keras()
-    k = matrix.k
     scaler = fit_scaler(x_train)
-    with seeded(spec.seed):
+    scale = None
+    if spec.loss == "cross_entropy":
+        loss: Any = keras.losses.SparseCategoricalCrossentropy()
+    else:
+        regret, scale = regret_matrix(matrix)
+        loss = expected_cost_loss(regret)
+
+    def build() -> Any:
         model = keras.Sequential(
             [
                 keras.Input(shape=(x_train.shape[1],), name=INPUT_NAME),
                 keras.layers.Dense(
-                    k, activation="softmax", kernel_initializer=kernel_initializer(spec.seed)
+                    matrix.k,
+                    activation="softmax",
+                    kernel_initializer=kernel_initializer(spec.seed),
                 ),
             ]
         )
-        scale = None
-        if spec.loss == "cross_entropy":
-            loss: Any = keras.losses.SparseCategoricalCrossentropy()
-        else:
-            regret, scale = regret_matrix(matrix)
-            loss = expected_cost_loss(regret)
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate=spec.learning_rate),
             loss=loss,
             steps_per_execution=STEPS_PER_EXECUTION,
         )
-        history: list[float] = []
+        return model
 
-        class _Report(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                value = float((logs or {}).get("loss", float("nan")))
-                history.append(value)
-                if progress and ((epoch + 1) % 25 == 0 or epoch + 1 == spec.epochs):
-                    progress(f"[{spec.name}] epoch {epoch + 1:>3}/{spec.epochs}  loss {value:.4f}")
+    def report(done: int, logs: dict[str, Any]) -> None:
+        if progress and (done % 25 == 0 or done == spec.epochs):
+            value = float(logs.get("loss", float("nan")))
+            progress(f"[{spec.name}] epoch {done:>3}/{spec.epochs}  loss {value:.4f}")
 
-        model.fit(
-            scaler.transform(x_train).astype(np.float32),
-            np.asarray(y_train, dtype=np.int32),
-            epochs=spec.epochs,
-            batch_size=spec.batch_size,
-            verbose=0,
-            callbacks=[_Report()],
-        )
+    model, history = seeded_fit(
+        spec,
+        build,
+        scaler.transform(x_train).astype(np.float32),
+        np.asarray(y_train, dtype=np.int32),
+        on_epoch=report,
+    )
     return FittedMulticlass(spec, model, scaler, matrix.classes, scale, history)
 
 

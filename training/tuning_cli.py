@@ -140,7 +140,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def dask_map(client: Any) -> MapFunction:
     """A ``map`` over a Dask client: one task per call, the results in order.
 
-    A fit's result does not depend on where it runs (see :func:`training.fit.seeded` and
+    A fit's result does not depend on where it runs (see :func:`training.fit.seeded_fit` and
     :func:`training.fit.kernel_initializer`), so the search equals a local one."""
 
     def mapper(function: Callable[..., Any], *iterables: Iterable[Any]) -> Iterator[Any]:
