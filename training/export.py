@@ -88,7 +88,6 @@ def to_onnx(fitted: FittedModel, *, beta: float = 1.0) -> bytes:
     """The serialized ONNX model for ``fitted`` (scaling and correction folded in)."""
     import_keras()
     import tensorflow as tf
-    import tf2onnx
 
     kernel, bias = fitted.weights
     n_features = kernel.shape[0]
@@ -106,8 +105,15 @@ def to_onnx(fitted: FittedModel, *, beta: float = 1.0) -> bytes:
         # a dict output is how tf2onnx names the graph output
         return {OUTPUT_NAME: p}
 
+    return function_to_onnx(score)
+
+
+def function_to_onnx(function: Any) -> bytes:
+    """A ``tf.function`` with an input signature as ONNX bytes (binary and multiclass)."""
+    import tf2onnx
+
     proto, _ = tf2onnx.convert.from_function(
-        score, input_signature=score.input_signature, opset=OPSET
+        function, input_signature=function.input_signature, opset=OPSET
     )
     # tf2onnx names the batch dimension unk__N; give it a readable, stable name
     for value in (*proto.graph.input, *proto.graph.output):
@@ -115,14 +121,20 @@ def to_onnx(fitted: FittedModel, *, beta: float = 1.0) -> bytes:
     return proto.SerializeToString()
 
 
-def onnx_scores(model: bytes | Path, x: np.ndarray) -> np.ndarray:
-    """Scores from onnxruntime for raw features, float32 [n]."""
+def onnx_output(model: bytes | Path, x: np.ndarray) -> np.ndarray:
+    """The graph's output from onnxruntime for raw features, as it comes (float32)."""
     import onnxruntime as ort
 
     source = str(model) if isinstance(model, Path) else model
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(x, dtype=np.float32)})
-    return out.reshape(-1)
+    # the one input and the one output, whatever the graph names them
+    (out,) = session.run(None, {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})
+    return out
+
+
+def onnx_scores(model: bytes | Path, x: np.ndarray) -> np.ndarray:
+    """Scores from onnxruntime for raw features, float32 [n]."""
+    return onnx_output(model, x).reshape(-1)
 
 
 def held_out_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> HeldOutMetrics:

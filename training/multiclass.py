@@ -46,9 +46,10 @@ from costaware.multiclass import ValueMatrix, decide, default_margin, realised_v
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
 from training.data import MIN_ROWS, DataError, Split, data_sha256, read_text
 from training.export import (
-    OPSET,
     PARITY_TOLERANCE,
     ExportError,
+    function_to_onnx,
+    onnx_output,
     onnx_spec,
     training_spec,
     write_atomically,
@@ -323,7 +324,6 @@ def to_onnx(fitted: FittedMulticlass) -> bytes:
     """``scores = softmax(((features - mean) / scale) @ W + b)``, float32 [N, K]."""
     import_keras()
     import tensorflow as tf
-    import tf2onnx
 
     kernel, bias = fitted.weights
     mean = fitted.scaler.mean.astype(np.float32)
@@ -336,21 +336,12 @@ def to_onnx(fitted: FittedMulticlass) -> bytes:
     def scores(features: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: tf.nn.softmax(tf.matmul((features - mean) / scale, w) + b)}
 
-    proto, _ = tf2onnx.convert.from_function(
-        scores, input_signature=scores.input_signature, opset=OPSET
-    )
-    for value in (*proto.graph.input, *proto.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_param = "N"
-    return proto.SerializeToString()
+    return function_to_onnx(scores)
 
 
 def onnx_probabilities(model: bytes | Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    source = str(model) if isinstance(model, Path) else model
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(x, dtype=np.float32)})
-    return out
+    """Class probabilities from onnxruntime for raw features, float32 [n, K]."""
+    return onnx_output(model, x)
 
 
 @dataclass(frozen=True)
