@@ -8,9 +8,10 @@ and no FastAPI.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -102,6 +103,9 @@ class HeldOutMetrics(_Strict):
 class HeldOut(_Strict):
     scores: list[float]
     labels: list[Literal[0, 1]]
+    # The graph's calibrated ``probability`` output for the same rows (cards with a
+    # calibration map; None for older cards and ``--calibration none``).
+    probabilities: list[float] | None = None
 
     @model_validator(mode="after")
     def _same_length(self) -> HeldOut:
@@ -109,7 +113,145 @@ class HeldOut(_Strict):
             raise ValueError(
                 f"held_out has {len(self.scores)} scores but {len(self.labels)} labels"
             )
+        if self.probabilities is not None and len(self.probabilities) != len(self.scores):
+            raise ValueError(
+                f"held_out has {len(self.probabilities)} probabilities for "
+                f"{len(self.scores)} scores"
+            )
         return self
+
+
+# ---------------------------------------------------------------------------
+# Calibration (costaware.calibration computes what each map means)
+
+
+class SigmoidMap(_Strict):
+    """Platt scaling on the logit of the score: ``1 / (1 + exp(a * logit(s) + b))``."""
+
+    method: Literal["sigmoid"]
+    a: float
+    b: float
+
+
+class IsotonicMap(_Strict):
+    """Isotonic regression on the score: linear interpolation of ``y_thresholds`` over
+    ``x_thresholds`` (increasing), the score clipped to their range."""
+
+    method: Literal["isotonic"]
+    x_thresholds: list[float] = Field(min_length=1)
+    y_thresholds: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _monotone(self) -> IsotonicMap:
+        x, y = self.x_thresholds, self.y_thresholds
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} x_thresholds but {len(y)} y_thresholds")
+        if any(b < a for a, b in itertools.pairwise(x)):
+            raise ValueError("x_thresholds must be non-decreasing")
+        if any(b < a for a, b in itertools.pairwise(y)) or not all(0 <= v <= 1 for v in y):
+            raise ValueError("y_thresholds must be non-decreasing probabilities in [0, 1]")
+        return self
+
+
+class TemperatureMap(_Strict):
+    """Temperature scaling of class probabilities: ``softmax(log(q) / temperature)``."""
+
+    method: Literal["temperature"]
+    temperature: float = Field(gt=0)
+
+
+class VectorMap(_Strict):
+    """Vector scaling: ``softmax(weights * log(q) + biases)``, one weight and bias a class."""
+
+    method: Literal["vector"]
+    weights: list[float] = Field(min_length=2)
+    biases: list[float] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> VectorMap:
+        if len(self.weights) != len(self.biases):
+            raise ValueError(f"{len(self.weights)} weights but {len(self.biases)} biases")
+        return self
+
+
+CalibrationMap = Annotated[
+    SigmoidMap | IsotonicMap | TemperatureMap | VectorMap, Field(discriminator="method")
+]
+BINARY_METHODS = ("sigmoid", "isotonic")
+MULTICLASS_METHODS = ("temperature", "vector")
+
+
+class ReliabilityBin(_Strict):
+    mean_probability: float = Field(ge=0, le=1)
+    observed_rate: float = Field(ge=0, le=1)
+    count: int = Field(ge=1)
+
+
+class CalibrationQuality(_Strict):
+    """``costaware.calibration.quality``: ECE on equal-mass bins, Brier score, log loss and
+    the reliability curve (binary: the positive class; multiclass: the top label)."""
+
+    ece: float = Field(ge=0)
+    brier: float = Field(ge=0)
+    log_loss: float = Field(ge=0)
+    reliability: list[ReliabilityBin]
+
+
+class CalibrationHeldOut(_Strict):
+    """On the held-out split (never used for fitting): the raw score (``before``) and the
+    calibrated probability (``after``)."""
+
+    before: CalibrationQuality
+    after: CalibrationQuality
+
+
+class PriorShiftBaseline(_Strict):
+    """For a weighted loss: the analytic inverse ``p = s / (w - s (w - 1))`` of the shift
+    the weight ``w = fn_cost / fp_cost`` causes, as a baseline for the fitted map."""
+
+    weight: float = Field(gt=0)
+    held_out: CalibrationQuality
+
+
+class Calibration(_Strict):
+    """The map from the graph's raw output to the probabilities it also outputs under
+    ``output_name``, how it was fitted and what it does on the held-out split."""
+
+    map: CalibrationMap
+    output_name: str = Field(min_length=1)
+    fitted_on: Literal["out_of_fold", "held_back"]
+    rows: int = Field(ge=1)
+    folds: int | None = Field(default=None, ge=2)
+    held_out: CalibrationHeldOut
+    prior_shift_baseline: PriorShiftBaseline | None = None
+
+    @model_validator(mode="after")
+    def _folds_match(self) -> Calibration:
+        if (self.fitted_on == "out_of_fold") != (self.folds is not None):
+            raise ValueError("folds is given exactly when fitted_on is out_of_fold")
+        return self
+
+
+def _check_calibration(
+    calibration: Calibration | None, onnx: OnnxSpec, methods: tuple[str, ...], k: int | None
+) -> None:
+    if calibration is None:
+        return
+    if calibration.map.method not in methods:
+        raise ValueError(
+            f"calibration method {calibration.map.method!r} does not apply to this kind of "
+            f"model (one of {', '.join(methods)})"
+        )
+    if calibration.output_name == onnx.output_name:
+        raise ValueError("calibration.output_name must differ from onnx.output_name")
+    if (
+        k is not None
+        and isinstance(calibration.map, VectorMap)
+        and len(calibration.map.weights) != k
+    ):
+        raise ValueError(
+            f"vector calibration has {len(calibration.map.weights)} weights for {k} classes"
+        )
 
 
 class ScoreCorrection(_Strict):
@@ -195,6 +337,10 @@ class ModelCard(BaseModel):
     # What the model saw in training, feature by feature; the service flags (or refuses)
     # instances outside [min, max]. Cards written before ranges were recorded have none.
     feature_ranges: list[FeatureRange] | None = None
+    # The calibration map the graph applies for its ``probability`` output; None for
+    # cards written before calibration and for ``--calibration none`` (served, and every
+    # answer says ``"calibrated": false``).
+    calibration: Calibration | None = None
 
     @model_validator(mode="after")
     def _ranges_match_features(self) -> ModelCard:
@@ -202,7 +348,14 @@ class ModelCard(BaseModel):
             names = [item.name for item in self.feature_ranges]
             if names != self.features:
                 raise ValueError("feature_ranges must name the card's features, in order")
+        _check_calibration(self.calibration, self.onnx, BINARY_METHODS, None)
+        if (self.calibration is None) != (self.held_out.probabilities is None):
+            raise ValueError("held_out.probabilities is given exactly when calibration is")
         return self
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
 
     def summary(self) -> dict[str, Any]:
         """The card without the held-out score arrays (what ``GET /models/{name}`` shows)."""
@@ -258,14 +411,21 @@ class MulticlassMetrics(_Strict):
 
 
 class MulticlassHeldOut(_Strict):
-    probabilities: list[list[float]]
+    probabilities: list[list[float]]  # the graph's raw ``scores`` output
     labels: list[int]  # class indices
+    # The graph's calibrated ``probabilities`` output for the same rows (None without a map).
+    calibrated_probabilities: list[list[float]] | None = None
 
     @model_validator(mode="after")
     def _same_length(self) -> MulticlassHeldOut:
         if len(self.probabilities) != len(self.labels):
             raise ValueError(
                 f"held_out has {len(self.probabilities)} rows but {len(self.labels)} labels"
+            )
+        calibrated = self.calibrated_probabilities
+        if calibrated is not None and len(calibrated) != len(self.probabilities):
+            raise ValueError(
+                f"held_out has {len(calibrated)} calibrated rows for {len(self.probabilities)} rows"
             )
         return self
 
@@ -298,6 +458,12 @@ class MulticlassCard(BaseModel):
     comparison: dict[str, Any] | None = None
     # As ModelCard's: the training split's range of each feature (out_of_range flags).
     feature_ranges: list[FeatureRange] | None = None
+    # As ModelCard's, for the graph's ``probabilities`` output.
+    calibration: Calibration | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
 
     @model_validator(mode="after")
     def _consistent(self) -> MulticlassCard:
@@ -305,6 +471,14 @@ class MulticlassCard(BaseModel):
         if ranges is not None and [item.name for item in ranges] != self.features:
             raise ValueError("feature_ranges must name the card's features, in order")
         k = len(self.classes)
+        _check_calibration(self.calibration, self.onnx, MULTICLASS_METHODS, k)
+        calibrated = self.held_out.calibrated_probabilities
+        if (self.calibration is None) != (calibrated is None):
+            raise ValueError(
+                "held_out.calibrated_probabilities is given exactly when calibration is"
+            )
+        if calibrated is not None and any(len(row) != k for row in calibrated):
+            raise ValueError(f"held_out.calibrated_probabilities rows must have {k} entries")
         if self.value_matrix.classes != self.classes:
             raise ValueError("value_matrix.classes must equal classes")
         if any(len(row) != k for row in self.held_out.probabilities):
