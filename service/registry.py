@@ -187,17 +187,17 @@ def read_model_files(
     graph is self-contained; with ``inside`` (the model directory), the folder must resolve
     into it. Raise :class:`ModelRefusedError` saying why not."""
     limits = limits or ReadLimits()
-    if inside is not None:
-        confine(folder, inside)
-    path = folder / CARD_FILENAME
+    # Read from where the folder resolved to, not through the link again.
+    source = folder if inside is None else confine(folder, inside)
+    path = source / CARD_FILENAME
     try:
-        card_bytes = read_folder_file(folder, CARD_FILENAME, limits.card_bytes, "model card")
+        card_bytes = read_folder_file(source, CARD_FILENAME, limits.card_bytes, "model card")
         card = parse_card(card_bytes, path)
         what = "model file named by the card"
-        onnx_bytes = read_folder_file(folder, card.onnx.file, limits.model_bytes, what)
+        onnx_bytes = read_folder_file(source, card.onnx.file, limits.model_bytes, what)
     except CardError as exc:
         raise ModelRefusedError(str(exc)) from None
-    model_path = folder / card.onnx.file
+    model_path = source / card.onnx.file
     actual = hashlib.sha256(onnx_bytes).hexdigest()
     if actual != card.onnx.sha256:
         raise ModelRefusedError(
@@ -220,16 +220,17 @@ def read_model_files(
     return ModelFiles(folder=folder, card=card, card_bytes=card_bytes, onnx_bytes=onnx_bytes)
 
 
-def confine(folder: Path, model_dir: Path) -> None:
-    """Refuse a model folder that resolves (links followed) outside ``model_dir``; a link
-    to a sibling folder (a version swapped in by renaming a link) is inside. The target
-    is not named: it may be anywhere on the host."""
+def confine(folder: Path, model_dir: Path) -> Path:
+    """Where ``folder`` resolves to (links followed), refused when outside ``model_dir``;
+    a link to a sibling folder (a version swapped in by renaming a link) is inside. The
+    target of a refused link is not named: it may be anywhere on the host."""
     root = os.path.realpath(model_dir)
     target = os.path.realpath(folder)
     if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
         raise ModelRefusedError(
             f"{folder}: the model folder is a link to a place outside the model directory"
         )
+    return Path(target)
 
 
 def build_model(files: ModelFiles, options: ort.SessionOptions) -> LoadedModel:
