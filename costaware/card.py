@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +22,13 @@ from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MODEL_NAME_PAT
 CARD_FILENAME = "model-card.json"
 MODEL_FILENAME = "model.onnx"
 CARD_SCHEMA_VERSION = 1
+# What reading a model folder may cost (the service's COSTAWARE_MAX_CARD_BYTES and
+# COSTAWARE_MAX_MODEL_BYTES set the sizes): the shipped cards are 10-100 kB nested 7 levels
+# at most, their graphs under 1 kB. The depth bound keeps the JSON parser far from
+# Python's recursion limit (a card nested 100,000 deep raised RecursionError).
+MAX_CARD_BYTES = 16 * 1024 * 1024
+MAX_MODEL_BYTES = 1024 * 1024 * 1024
+MAX_CARD_DEPTH = 64
 
 
 class CardError(ValueError):
@@ -512,25 +521,102 @@ def read_card(folder: Path) -> ModelCard:
     return card
 
 
-def read_any_card(folder: Path) -> AnyCard:
+def read_any_card(folder: Path, max_bytes: int = MAX_CARD_BYTES) -> AnyCard:
     """Read and validate ``folder/model-card.json``, binary or multiclass (``task``)."""
     path = folder / CARD_FILENAME
+    return parse_card(read_folder_file(folder, CARD_FILENAME, max_bytes, "model card"), path)
+
+
+def read_folder_file(folder: Path, name: str, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``folder/name``, refused (:class:`CardError` naming ``what`` and why)
+    unless ``name`` is a plain file name and the file a regular file of at most
+    ``max_bytes``, itself no symbolic link. Nothing outside ``folder`` is ever opened
+    (an absolute name, ``..`` or a link is refused before any open) and nothing can block:
+    the file is examined before it is opened and opened non-blocking, so a FIFO or a
+    device (``/dev/zero``) is refused, never read. What is checked is what is read: the
+    open file's own status is checked again, and the read stops past ``max_bytes``."""
+    path = folder / name
+    if not name or name in {".", ".."} or "/" in name or "\0" in name:
+        # Not echoed: a path the card names may be anywhere on the host.
+        kind = "an absolute path" if name.startswith("/") else "a path" if "/" in name else ""
+        raise CardError(
+            f"{folder}: the {what} is {kind or 'no file name'}; it must be a file name in "
+            "the folder"
+        )
     try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CardError(f"{path}: no model card") from exc
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise CardError(f"{path}: unreadable model card ({exc})") from exc
-    return parse_card(data, path)
+        raise CardError(f"{folder}: unreadable model folder ({exc.strerror})") from None
+    try:
+        try:
+            before = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            raise CardError(f"{path}: no {what}") from None
+        _check_regular(before, path, what, max_bytes)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        handle = os.open(name, flags, dir_fd=directory)
+    except OSError as exc:
+        raise CardError(f"{path}: unreadable {what} ({exc.strerror})") from None
+    finally:
+        os.close(directory)
+    with os.fdopen(handle, "rb") as stream:
+        opened = os.fstat(stream.fileno())
+        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            raise CardError(f"{path}: the {what} was replaced while it was being read")
+        _check_regular(opened, path, what, max_bytes)
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CardError(f"{path}: the {what} grew past {max_bytes} bytes while being read")
+    return data
 
 
-def parse_card(data: bytes, path: Path) -> AnyCard:
+def _check_regular(info: os.stat_result, path: Path, what: str, max_bytes: int) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise CardError(
+            f"{path}: the {what} is a symbolic link; it must be a regular file in the folder"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise CardError(f"{path}: the {what} is not a regular file")
+    if info.st_size > max_bytes:
+        raise CardError(f"{path}: the {what} has {info.st_size} bytes, more than {max_bytes}")
+
+
+_CONTAINERS = frozenset({list, dict})
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep the lists and dicts of a parsed JSON value nest (0 for a scalar), counted
+    without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)] if type(value) in _CONTAINERS else []
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        deepest = max(deepest, depth + 1)
+        # A card's long arrays hold numbers: their element types are looked at in C.
+        if _CONTAINERS.isdisjoint(map(type, item)):
+            continue
+        pending.extend((child, depth + 1) for child in item if type(child) in _CONTAINERS)
+    return deepest
+
+
+def parse_card(data: bytes, path: Path, max_depth: int = MAX_CARD_DEPTH) -> AnyCard:
     """Validate a card's bytes (as read from ``path``, which error messages name); the
     service reads a card's bytes once and keeps them with the model they describe."""
     try:
+        # The parser refuses nesting near the recursion limit with RecursionError; what it
+        # accepts is bounded again, well below, before anything else walks it.
         raw = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise CardError(f"{path}: unreadable model card (nested too deep)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CardError(f"{path}: unreadable model card ({exc})") from exc
+    depth = nesting_depth(raw)
+    if depth > max_depth:
+        raise CardError(
+            f"{path}: unreadable model card (nested {depth} levels deep, more than {max_depth})"
+        )
     multiclass = isinstance(raw, dict) and raw.get("task") == "multiclass"
     kind: type[BaseModel] = MulticlassCard if multiclass else ModelCard
     try:
@@ -544,12 +630,12 @@ def parse_card(data: bytes, path: Path) -> AnyCard:
         ) from exc
 
 
-def verify_model_file(folder: Path, card: AnyCard) -> Path:
-    """Return the model path after checking it exists and matches the card's sha256."""
+def verify_model_file(folder: Path, card: AnyCard, max_bytes: int = MAX_MODEL_BYTES) -> Path:
+    """Return the model path after checking it is a regular file in ``folder``
+    (:func:`read_folder_file`) that matches the card's sha256."""
     model_path = folder / card.onnx.file
-    if not model_path.is_file():
-        raise CardError(f"{model_path}: model file named by the card does not exist")
-    actual = sha256_file(model_path)
+    graph = read_folder_file(folder, card.onnx.file, max_bytes, "model file named by the card")
+    actual = hashlib.sha256(graph).hexdigest()
     if actual != card.onnx.sha256:
         expected = card.onnx.sha256
         raise CardError(

@@ -19,7 +19,7 @@ from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.openapi import openapi_document
-from service.registry import session_options
+from service.registry import ReadLimits, session_options
 from service.routes import (
     docs,
     evaluate,
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
             session_options(settings.ort_intra_op_threads, settings.ort_inter_op_threads),
             lifecycle_dir=settings.lifecycle_dir,
             poll_seconds=settings.model_poll_seconds,
+            limits=ReadLimits(settings.max_card_bytes, settings.max_model_bytes),
         )
         app.state.lifecycle = lifecycle
         app.state.registry = lifecycle.registry

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from costaware.card import CARD_FILENAME
+from costaware.card import CARD_FILENAME, MAX_CARD_BYTES, MAX_MODEL_BYTES
 from costaware.decision import MODEL_NAME_PATTERN
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     admin_keys: Keys = Field(default_factory=list)
     admin_keys_file: Path | None = None
     metrics_auth: bool = False
+    # What one model folder's files may hold (service/registry.py): more is refused before
+    # it is read, so a card naming a huge file (or /dev/zero) costs nothing.
+    max_card_bytes: int = Field(default=MAX_CARD_BYTES, ge=1024)
+    max_model_bytes: int = Field(default=MAX_MODEL_BYTES, ge=1024)
 
     @field_validator("log_level", "loop", "http", mode="before")
     @classmethod
