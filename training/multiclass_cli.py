@@ -33,8 +33,10 @@ from training.multiclass import (
 from training.options import (
     PROG,
     OptionError,
+    add_replace_argument,
     fraction,
     positive_int,
+    refuse_existing_models,
     run_reporting_errors,
 )
 from training.variants import DEFAULT_SEED, VariantError
@@ -91,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close-decision margin in dollars per instance (default 5%% of the largest regret)",
     )
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    add_replace_argument(parser)
 
 
 def read_value_matrix(path: Path) -> ValueMatrix:
@@ -134,20 +137,24 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if args.data is not None and (args.label is None or args.value_matrix is None):
+        raise OptionError("--data needs --label and --value-matrix")
+    given = read_value_matrix(args.value_matrix) if args.value_matrix else None
+    if args.margin is not None and not (np.isfinite(args.margin) and args.margin >= 0):
+        raise OptionError(f"--margin {args.margin}: must be a finite number >= 0 (dollars)")
+    # after the options are checked, before the data is read and anything is trained
+    refuse_existing_models(args.models_dir, [args.name], replace=args.replace)
     if args.data is not None:
-        if args.label is None or args.value_matrix is None:
-            raise OptionError("--data needs --label and --value-matrix")
-        matrix = read_value_matrix(args.value_matrix)
+        assert given is not None
+        matrix = given
         data = load_multiclass_csv(args.data, args.label, matrix.classes)
         illustrative, note = False, ""
     else:
         data = load_wine()
-        matrix = read_value_matrix(args.value_matrix) if args.value_matrix else WINE_VALUES
+        matrix = WINE_VALUES if given is None else given
         matrix.check_classes(data.classes, "--value-matrix classes")
-        illustrative = args.value_matrix is None
+        illustrative = given is None
         note = WINE_NOTE if illustrative else ""
-    if args.margin is not None and not (np.isfinite(args.margin) and args.margin >= 0):
-        raise OptionError(f"--margin {args.margin}: must be a finite number >= 0 (dollars)")
     split = split_multiclass(data, test_size=args.test_size, seed=args.split_seed)
     stderr_progress(
         f"multiclass: {data.source}: {len(data.y)} rows, {len(data.feature_names)} features, "

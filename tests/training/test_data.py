@@ -91,8 +91,11 @@ def test_bad_data_is_refused_naming_file_row_and_column(data_dir, name, label, m
 
 
 @pytest.mark.parametrize(("name", "label", "message"), BAD, ids=[b[0] + str(b[1]) for b in BAD])
-def test_cli_reports_bad_data_in_one_line_and_exits_2(data_dir, capsys, name, label, message):
-    argv = ["--data", str(data_dir / name), "--no-report"] + (["--label", label] if label else [])
+def test_cli_reports_bad_data_in_one_line_and_exits_2(
+    data_dir, capsys, tmp_path, name, label, message
+):
+    argv = ["--data", str(data_dir / name), "--no-report", "--models-dir", str(tmp_path)]
+    argv += ["--label", label] if label else []
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
