@@ -273,6 +273,28 @@ def as_class_labels(
     return out
 
 
+def class_labels_from_text(
+    cells: Sequence[str], classes: Sequence[str], field: str = "labels"
+) -> NDArray[np.int64]:
+    """Labels read as text (a CSV column) as class indices, by the rule of
+    :func:`as_class_labels`: a cell that is a class name is that class (names first, so
+    classes named ``1``, ``2``, ``3`` mean those names), otherwise it must be an index
+    0..K-1 (``2`` or ``2.0``)."""
+    names = set(classes)
+    return as_class_labels([_name_or_number(cell, names) for cell in cells], classes, field)
+
+
+def _name_or_number(cell: str, names: set[str]) -> str | int | float:
+    if cell in names:
+        return cell
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            pass
+    return cell
+
+
 # ---------------------------------------------------------------------------
 # Decisions
 

@@ -10,6 +10,7 @@ from costaware.multiclass import (
     ValueMatrixError,
     as_class_labels,
     as_probabilities,
+    class_labels_from_text,
     decide,
     evaluate,
 )
@@ -172,3 +173,22 @@ def test_labels_as_names_or_indices():
         with pytest.raises(EconomicsError) as info:
             as_class_labels(bad, classes)
         assert info.value.field == field
+
+
+def test_labels_read_as_text_follow_the_same_rule():
+    classes = ["low", "mid", "high"]
+    np.testing.assert_array_equal(
+        class_labels_from_text(["high", "0", "mid", "2.0"], classes), [2, 0, 1, 2]
+    )
+    # names first: classes named by numbers are those names, not indices
+    np.testing.assert_array_equal(class_labels_from_text(["1", "3"], ["3", "2", "1"]), [2, 0])
+    for bad, message in (
+        (["plane"], "'plane' is not one of the classes ['low', 'mid', 'high']"),
+        (["3"], "3 is not a class index 0..2 nor a class name"),
+        (["1.5"], "1.5 is not a class name or index"),
+        (["nan"], "nan is not a class name or index"),
+        ([" low"], "' low' is not one of the classes"),  # the reader strips cells
+    ):
+        with pytest.raises(EconomicsError) as info:
+            class_labels_from_text(bad, classes)
+        assert info.value.field == "labels[0]" and message in info.value.message
