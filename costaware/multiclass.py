@@ -375,8 +375,22 @@ def realised_values(truth: NDArray, decided: NDArray, matrix: ValueMatrix) -> ND
     return matrix.values[truth, decided]
 
 
+def confusion_value(
+    truth: NDArray, decided: NDArray, values: NDArray, k: int
+) -> NDArray[np.float64]:
+    """K x K dollars: the sum of the realised ``values`` of each (truth, decision) cell."""
+    return np.bincount(truth * k + decided, weights=values, minlength=k * k).reshape(k, k)
+
+
 def _value_entry(values: NDArray) -> dict[str, float]:
     return {"expected_value": float(values.mean()), "total_value": float(values.sum())}
+
+
+def best_single_class(always: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The best of always deciding one class (ties: the earlier class), the baseline a
+    model must beat to be worth running at all."""
+    name = max(always, key=lambda c: always[c]["expected_value"])  # max keeps the first
+    return {"class": name, **always[name]}
 
 
 def _per_class(counts: NDArray, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -421,7 +435,9 @@ def evaluate(
     ``labels``: class indices (see :func:`as_class_labels`); ``probabilities``: N x K rows
     (see :func:`as_probabilities`). Decisions are the minimum-expected-cost ones
     (:func:`decide`); for comparison, the value of deciding the most probable class
-    (``argmax_probability``) and of always deciding each single class (``always``).
+    (``argmax_probability``), of always deciding each single class (``always``) and the
+    best of those (``best_single_class``). ``confusion.value`` holds the dollars of each
+    confusion cell (the sum of its instances' values; they add up to ``total_value``).
     """
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probabilities, dtype=np.float64)
@@ -434,6 +450,10 @@ def evaluate(
     argmax = np.argmax(p, axis=1)
     argmax_counts = confusion_matrix(y, argmax, k)
     close = decisions.close
+    always = {
+        c: _value_entry(realised_values(y, np.full(len(y), j), matrix))
+        for j, c in enumerate(matrix.classes)
+    }
     return {
         "n": len(y),
         "classes": list(matrix.classes),
@@ -443,6 +463,7 @@ def evaluate(
         "confusion": {
             "orientation": "rows = truth, columns = decision, in the order of classes",
             "counts": counts.tolist(),
+            "value": confusion_value(y, decisions.index, values, k).tolist(),
         },
         "per_class": _per_class(counts, matrix.classes),
         "accuracy": float(np.trace(counts) / len(y)),
@@ -457,9 +478,7 @@ def evaluate(
             "confusion": argmax_counts.tolist(),
             **_value_entry(realised_values(y, argmax, matrix)),
         },
-        "always": {
-            c: _value_entry(realised_values(y, np.full(len(y), j), matrix))
-            for j, c in enumerate(matrix.classes)
-        },
+        "always": always,
+        "best_single_class": best_single_class(always),
         "warnings": matrix.warnings(),
     }
