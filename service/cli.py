@@ -120,12 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from service.metrics import MULTIPROC_ENV
+    from service.server import protocol_class
 
     loop, http = server_stack(settings)
     log.info("server stack: uvicorn with the %s event loop and the %s HTTP parser", loop, http)
     common: dict[str, Any] = {
         "loop": loop,
-        "http": http,
         # The service has no WebSocket route; "auto" would import a WebSocket library
         # into every worker for nothing.
         "ws": "none",
@@ -134,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log_level": settings.log_level,
         "log_config": log_config(settings.log_level),
         "access_log": settings.access_log,
+        # uvicorn's protocol with the service's header and time limits (service/server.py).
+        "http": protocol_class(http),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
         # On SIGTERM uvicorn stops accepting, lets running requests finish for up to this
         # long, then shuts the app down.
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
