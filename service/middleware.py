@@ -36,6 +36,7 @@ import functools
 import time
 from collections.abc import Iterable, Mapping
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -43,7 +44,11 @@ from service.auth import KeyRing
 from service.errors import PayloadTooLargeError, ServiceError, error_body
 from service.metrics import UNMATCHED, Metrics
 from service.routes.common import DirectEndpoint
-from service.routes.errors import service_error_response, unexpected_error_response
+from service.routes.errors import (
+    client_disconnected_response,
+    service_error_response,
+    unexpected_error_response,
+)
 
 _HTTP1 = frozenset({"1.0", "1.1"})
 
@@ -183,6 +188,8 @@ class ServiceMiddleware:
                 body, media_type = await endpoint(scope, receive)
             except ServiceError as exc:
                 response = service_error_response(exc)
+            except ClientDisconnect:
+                response = client_disconnected_response(scope["method"], scope["path"])
             except Exception as exc:
                 # As Starlette's error middleware: the app's 500, then the exception goes
                 # on to the server.

@@ -186,3 +186,23 @@ def test_keep_alive_connection_serves_requests_then_closes_when_idle(impatient_s
     finally:
         client.close()
 
+
+def test_client_gone_mid_body_is_one_debug_line(model_dir, tmp_path):
+    with running_serve(model_dir, tmp_path, COSTAWARE_LOG_LEVEL="debug") as (base, process):
+        for path in ("/invocations", "/evaluate", "/invocations"):
+            with _connect(base) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: text/csv\r\n"
+                    "Content-Length: 100000\r\n\r\n".encode()
+                    + b"0," * 1000
+                )
+                time.sleep(0.2)  # the request is under way, waiting for the rest
+        assert httpx.get(f"{base}/ping").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    gone = [line for line in stderr.splitlines() if "client disconnected" in line]
+    assert gone == [
+        f"DEBUG:    client disconnected before its whole request body arrived: POST {path}"
+        for path in ("/invocations", "/evaluate", "/invocations")
+    ]
+    assert "Traceback" not in stderr and "ClientDisconnect" not in stderr
