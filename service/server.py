@@ -162,15 +162,14 @@ else:
 
         Head bytes are counted twice over: whole reads while a head is incomplete (a
         header that never ends is refused after at most one read past the bound, before
-        httptools has buffered more), and exactly, header by header, when a head
-        completes within one read.
+        httptools has buffered more), and exactly when a head completes (it may have
+        come in one read with its body).
         """
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
             self._reading: Reading = None
             self._head_read = 0  # bytes of the reads since the last head or body ended
-            self._head_exact = 0  # bytes of this head's URL and headers
             self._head_refused = False
             self._start_limits()
 
@@ -196,18 +195,11 @@ else:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._reading = "head"
-            self._head_exact = 0
-
-        def on_url(self, url: bytes) -> None:
-            super().on_url(url)
-            self._head_exact += len(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            super().on_header(name, value)
-            self._head_exact += len(name) + len(value) + 4  # ": " and CRLF
 
         def on_headers_complete(self) -> None:
-            if self._head_exact > self.limits.max_header_bytes:
+            # The URL and the headers uvicorn has gathered (": " and CRLF per header).
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.limits.max_header_bytes:
                 # Refused once the parser returns (data_received); no request starts.
                 self._head_refused = True
                 return
