@@ -82,6 +82,12 @@ def log_config(level: str) -> dict[str, Any]:
         "level": level.upper(),
         "propagate": False,
     }
+    # The service's own access log (service.accesslog), where uvicorn's went: stdout.
+    config["loggers"]["service.access"] = {
+        "handlers": ["access"],
+        "level": level.upper(),
+        "propagate": False,
+    }
     return config
 
 
@@ -133,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": settings.port,
         "log_level": settings.log_level,
         "log_config": log_config(settings.log_level),
-        "access_log": settings.access_log,
+        # The app writes the access log itself, off the event loop (service.accesslog).
+        "access_log": False,
         # uvicorn's protocol with the service's header and time limits (service/server.py).
         "http": protocol_class(http),
         "h11_max_incomplete_event_size": settings.max_header_bytes,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -206,3 +207,29 @@ def test_client_gone_mid_body_is_one_debug_line(model_dir, tmp_path):
         for path in ("/invocations", "/evaluate", "/invocations")
     ]
     assert "Traceback" not in stderr and "ClientDisconnect" not in stderr
+
+
+def test_one_access_line_per_request_as_shipped(model_dir, tmp_path):
+    # The default settings (as `make run`): every request, answered or refused, is one
+    # line on stdout with its status, latency and model; written by the access log's
+    # thread, and whatever is pending when SIGTERM comes is written before exit.
+    with running_serve(model_dir, tmp_path) as (base, process):
+        with httpx.Client(base_url=base) as client:
+            for _ in range(5):
+                assert client.post("/predict", json={"instances": [ROW]}).status_code == 200
+            assert client.post("/predict", json={"instances": [ROW[:3]]}).status_code == 422
+            assert client.get("/models/builtin").status_code == 200
+            assert client.get("/no%0aINFO: forged").status_code == 404
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=30)
+    lines = [line for line in stdout.splitlines() if '"' in line and "/ping" not in line]
+    shapes = [
+        re.sub(r"127\.0\.0\.1:\d+", "CLIENT", re.sub(r"\d+\.\d\d ms", "T ms", line))
+        for line in lines
+    ]
+    assert shapes == [
+        *['INFO:     CLIENT - "POST /predict HTTP/1.1" 200 T ms medical'] * 5,
+        'INFO:     CLIENT - "POST /predict HTTP/1.1" 422 T ms -',
+        'INFO:     CLIENT - "GET /models/builtin HTTP/1.1" 200 T ms builtin',
+        'INFO:     CLIENT - "GET /no\\nINFO: forged HTTP/1.1" 404 T ms -',
+    ]
