@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
+from service.accesslog import AccessLog
 from service.auth import KeyRing, document_security
 from service.batching import BatchScorer
 from service.dataplane import DataPlane
@@ -78,10 +79,14 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
             settings.default_model,
         )
         await lifecycle.start()
+        if app.state.access_log is not None:
+            app.state.access_log.start()
         try:
             yield
         finally:
             await lifecycle.stop()
+            if app.state.access_log is not None:
+                app.state.access_log.stop()
             app.state.registry = app.state.dataplane = app.state.lifecycle = None
 
     app = ServiceApp(
@@ -100,6 +105,8 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     )
     app.state.registry = app.state.dataplane = app.state.lifecycle = None
     app.state.keys = KeyRing.from_settings(settings)
+    # uvicorn's own access log is off (service.cli); this one is cheap (service.accesslog).
+    app.state.access_log = AccessLog.configured() if settings.access_log else None
     install_error_handlers(app)
 
     # Routes match in order: the prediction endpoints first, they carry the traffic.
@@ -128,6 +135,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         if direct_routes
         else None,
         keys=app.state.keys,
+        access_log=app.state.access_log,
     )
     document_security(app, app.state.keys)
     return app

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         ),
     )
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    # A request's line and headers in all (service/server.py): over it, 431 and the
+    # connection is closed. 64 KiB is eight times what common proxies accept by default.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Connection time limits (service/server.py). Keep-alive: a connection with no request
+    # in progress (before the first one too) is closed after this long. A request head
+    # must arrive within header_timeout of its first byte, a body within body_timeout of
+    # the end of its head (a 6 MB body in 30 s is 200 kB/s), else 408 and close.
+    keep_alive_timeout_seconds: float = Field(default=5, gt=0, le=3600)
+    header_timeout_seconds: float = Field(default=10, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30, gt=0, le=3600)
     log_level: LogLevel = "info"
     access_log: bool = True
     # The server stack: auto is uvloop and httptools (uvicorn[standard], installed with the

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from costaware import figures
@@ -49,7 +48,7 @@ from service.errors import (
     MalformedRequestError,
     UnsupportedMediaTypeError,
 )
-from service.routes.common import DataPlaneDep
+from service.routes.common import DataPlaneDep, in_threadpool
 from service.schemas import EvaluateRequest, translate_validation_error
 
 router = APIRouter(tags=["economics"])
@@ -456,7 +455,7 @@ async def evaluate(
         value_matrix=value_matrix,
     )
     body = await request.body()
-    return await run_in_threadpool(
+    return await in_threadpool(
         _respond,
         body,
         request.headers.get("content-type"),
@@ -487,7 +486,7 @@ async def distribution(
     (target,) = held_out_targets(
         [model], _option(threshold, "threshold"), _option(margin, "margin")
     )
-    image = await run_in_threadpool(
+    image = await in_threadpool(
         figures.distribution_png,
         target.labels,
         target.scores,
