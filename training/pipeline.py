@@ -16,6 +16,15 @@ import numpy as np
 
 from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, outcome_values
+from training.calibrate import (
+    CalibrationPlan,
+    FittedCalibration,
+    check_rows,
+    default_plan,
+    fit_binary,
+    held_back,
+    out_of_fold,
+)
 from training.data import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_SIZE,
@@ -29,6 +38,7 @@ from training.data import (
 from training.export import ExportResult, export_model
 from training.fit import FittedModel, Progress, fit_variant, stderr_progress
 from training.options import describe_cost_matrix
+from training.subsample import correct_scores
 from training.variants import VariantSpec
 
 
@@ -132,14 +142,18 @@ def train_variant(
     threshold: float = DEFAULT_THRESHOLD,
     margin: float = DEFAULT_MARGIN,
     cost_matrix: CostMatrix | None = None,
+    calibration: CalibrationPlan | None = None,
     progress: Progress | None = stderr_progress,
 ) -> VariantResult:
-    """Fit one variant on ``rows`` (default: the training split) and export it.
+    """Fit one variant on ``rows`` (default: the training split), fit its calibration map
+    (``calibration``, default sigmoid on 5-fold out-of-fold scores) and export both.
 
     ``cost_matrix`` prices a variant that states no matrix of its own (:func:`pricing_for`);
     it goes into the card as the matrix the model is evaluated with.
     """
     rows = rows or TrainingRows.from_split(data)
+    plan = calibration or default_plan("binary")
+    check_rows(plan, rows.y)
     pricing = pricing_for(spec, dataset, cost_matrix)
     if progress:
         weights = (
@@ -149,7 +163,7 @@ def train_variant(
             f"[{spec.name}] training: loss={spec.loss}{weights}, {spec.epochs} epochs, "
             f"seed {spec.seed}, {len(rows.y)} rows"
         )
-    fitted = fit_variant(spec, rows.x, rows.y, progress=progress)
+    fitted, calibrator = fit_calibrated(spec, rows, plan, data.seed, progress)
     exported = export_model(
         fitted,
         dataset,
@@ -160,11 +174,50 @@ def train_variant(
         margin=margin,
         cost_matrix=pricing.costs,
         extra_sections=rows.card_sections or None,
-        n_train=len(rows.y),
+        n_train=len(rows.y)
+        - (calibrator.rows if calibrator and calibrator.fitted_on == "held_back" else 0),
+        calibration=calibrator,
     )
     if progress:
         progress(f"[{spec.name}] exported {exported.folder}")
     return VariantResult(spec=spec, fitted=fitted, export=exported, pricing=pricing)
+
+
+def fit_calibrated(
+    spec: VariantSpec,
+    rows: TrainingRows,
+    plan: CalibrationPlan,
+    seed: int,
+    progress: Progress | None = stderr_progress,
+) -> tuple[FittedModel, FittedCalibration | None]:
+    """The network, fitted exactly as without calibration on ``rows`` (less the held-back
+    part with ``plan.size``), and the map fitted on the graph scores of rows it was not
+    fitted on: out-of-fold fits of the same spec (same seed), or the held-back part.
+
+    A negative subsample (``rows.beta < 1``) is scored as the graph scores it (corrected
+    to the population's base rate) and its negatives weigh ``1 / beta`` in the map's fit.
+    """
+    if not plan.enabled:
+        return fit_variant(spec, rows.x, rows.y, progress=progress), None
+
+    def graph_scores(model: FittedModel, x: np.ndarray) -> np.ndarray:
+        return correct_scores(model.predict(x), rows.beta)
+
+    if plan.size is not None:
+        keep, back = held_back(rows.y, plan.size, seed)
+        fitted = fit_variant(spec, rows.x[keep], rows.y[keep], progress=progress)
+        scores, labels = graph_scores(fitted, rows.x[back]), rows.y[back]
+    else:
+        fitted = fit_variant(spec, rows.x, rows.y, progress=progress)
+
+        def fold(fit: np.ndarray, out: np.ndarray) -> np.ndarray:
+            model = fit_variant(spec, rows.x[fit], rows.y[fit], progress=None)
+            return graph_scores(model, rows.x[out])
+
+        scores = out_of_fold(plan, rows.y, seed, fold, progress, spec.name)
+        labels = rows.y
+    weights = None if rows.beta == 1.0 else np.where(labels == 0, 1.0 / rows.beta, 1.0)
+    return fitted, fit_binary(plan, scores, labels, sample_weight=weights)
 
 
 def pricing_groups(results: Sequence[VariantResult]) -> tuple[list[str], list[int]]:

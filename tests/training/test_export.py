@@ -31,8 +31,8 @@ def card(exported):
 def test_graph_contract(exported, reference):
     model = onnx.load(exported.folder / "model.onnx")
     onnx.checker.check_model(model)
-    (inp,), (out,) = model.graph.input, model.graph.output
-    assert (inp.name, out.name) == ("features", "score")
+    (inp,), (out, probability) = model.graph.input, model.graph.output
+    assert (inp.name, out.name, probability.name) == ("features", "score", "probability")
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim][1:] == [30]
     assert [d.dim_value for d in out.type.tensor_type.shape.dim][1:] == [1]
