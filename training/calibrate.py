@@ -198,6 +198,39 @@ def out_of_fold(
     return out
 
 
+def fit_with_map(
+    plan: CalibrationPlan,
+    x: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    *,
+    fit: Callable[[np.ndarray, np.ndarray, bool], Any],
+    output: Callable[[Any, np.ndarray], np.ndarray],
+    fit_map: Callable[[np.ndarray, np.ndarray], FittedCalibration],
+    progress: Callable[[str], None] | None = None,
+    name: str = "",
+) -> tuple[Any, FittedCalibration | None]:
+    """The network, fitted exactly as without calibration on ``x, y`` (less the held-back
+    part with ``plan.size``), and the map fitted on the graph output of rows it was not
+    fitted on: out-of-fold fits of the same recipe, or the held-back part.
+
+    ``fit(x, y, final)`` fits the recipe (``final`` for the exported network, which reports
+    progress), ``output(model, x)`` is the graph's raw output, ``fit_map(raw, labels)`` fits
+    the map."""
+    if not plan.enabled:
+        return fit(x, y, True), None
+    if plan.size is not None:
+        keep, back = held_back(y, plan.size, seed)
+        model = fit(x[keep], y[keep], True)
+        return model, fit_map(output(model, x[back]), y[back])
+    model = fit(x, y, True)
+
+    def fold(inside: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return output(fit(x[inside], y[inside], False), x[out])
+
+    return model, fit_map(out_of_fold(plan, y, seed, fold, progress, name), y)
+
+
 # ---------------------------------------------------------------------------
 # Fitting
 

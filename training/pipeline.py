@@ -22,8 +22,7 @@ from training.calibrate import (
     check_rows,
     default_plan,
     fit_binary,
-    held_back,
-    out_of_fold,
+    fit_with_map,
 )
 from training.data import (
     DEFAULT_SPLIT_SEED,
@@ -190,34 +189,30 @@ def fit_calibrated(
     seed: int,
     progress: Progress | None = stderr_progress,
 ) -> tuple[FittedModel, FittedCalibration | None]:
-    """The network, fitted exactly as without calibration on ``rows`` (less the held-back
-    part with ``plan.size``), and the map fitted on the graph scores of rows it was not
-    fitted on: out-of-fold fits of the same spec (same seed), or the held-back part.
+    """The variant's network and its map (:func:`training.calibrate.fit_with_map`).
 
     A negative subsample (``rows.beta < 1``) is scored as the graph scores it (corrected
     to the population's base rate) and its negatives weigh ``1 / beta`` in the map's fit.
     """
-    if not plan.enabled:
-        return fit_variant(spec, rows.x, rows.y, progress=progress), None
 
-    def graph_scores(model: FittedModel, x: np.ndarray) -> np.ndarray:
-        return correct_scores(model.predict(x), rows.beta)
+    def fit(x: np.ndarray, y: np.ndarray, final: bool) -> FittedModel:
+        return fit_variant(spec, x, y, progress=progress if final else None)
 
-    if plan.size is not None:
-        keep, back = held_back(rows.y, plan.size, seed)
-        fitted = fit_variant(spec, rows.x[keep], rows.y[keep], progress=progress)
-        scores, labels = graph_scores(fitted, rows.x[back]), rows.y[back]
-    else:
-        fitted = fit_variant(spec, rows.x, rows.y, progress=progress)
+    def fit_map(scores: np.ndarray, labels: np.ndarray) -> FittedCalibration:
+        weights = None if rows.beta == 1.0 else np.where(labels == 0, 1.0 / rows.beta, 1.0)
+        return fit_binary(plan, scores, labels, sample_weight=weights)
 
-        def fold(fit: np.ndarray, out: np.ndarray) -> np.ndarray:
-            model = fit_variant(spec, rows.x[fit], rows.y[fit], progress=None)
-            return graph_scores(model, rows.x[out])
-
-        scores = out_of_fold(plan, rows.y, seed, fold, progress, spec.name)
-        labels = rows.y
-    weights = None if rows.beta == 1.0 else np.where(labels == 0, 1.0 / rows.beta, 1.0)
-    return fitted, fit_binary(plan, scores, labels, sample_weight=weights)
+    return fit_with_map(
+        plan,
+        rows.x,
+        rows.y,
+        seed,
+        fit=fit,
+        output=lambda model, x: correct_scores(model.predict(x), rows.beta),
+        fit_map=fit_map,
+        progress=progress,
+        name=spec.name,
+    )
 
 
 def pricing_groups(results: Sequence[VariantResult]) -> tuple[list[str], list[int]]:
