@@ -37,6 +37,7 @@ from costaware.card import (
     ScoreCorrection,
     TrainingSpec,
     feature_ranges,
+    rows_sha256,
     sha256_file,
     write_card,
 )
@@ -308,6 +309,14 @@ def onnx_spec(model_path: Path, output_name: str) -> OnnxSpec:
     )
 
 
+def held_out_rows(test_index: np.ndarray | None) -> dict[str, Any]:
+    """The card's record of which rows were held out (nothing when the split has none)."""
+    if test_index is None:
+        return {}
+    rows = [int(i) for i in test_index]
+    return {"test_rows": rows, "test_rows_sha256": rows_sha256(rows)}
+
+
 def training_spec(
     spec: Any,
     optimizer: str,
@@ -335,6 +344,7 @@ def training_spec(
             test_size=split.test_size,
             split_seed=split.seed,
             positive_label=positive_label,
+            **held_out_rows(getattr(split, "test_index", None)),
         ),
         library_versions=library_versions(),
     )

@@ -185,14 +185,21 @@ def split_multiclass(data: MulticlassData, test_size: float = 0.25, seed: int = 
             source=data.source,
         )
     try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            data.x, data.y, test_size=test_size, random_state=seed, stratify=data.y
+        x_train, x_test, y_train, y_test, _, test_index = train_test_split(
+            data.x,
+            data.y,
+            np.arange(len(data.y)),
+            test_size=test_size,
+            random_state=seed,
+            stratify=data.y,
         )
     except ValueError as exc:
         raise DataError(
             f"cannot split (test size {test_size}): {exc}", source=data.source
         ) from None
-    return Split(x_train, x_test, y_train, y_test, test_size=test_size, seed=seed)
+    return Split(
+        x_train, x_test, y_train, y_test, test_size=test_size, seed=seed, test_index=test_index
+    )
 
 
 # ---------------------------------------------------------------------------

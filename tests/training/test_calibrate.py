@@ -171,6 +171,10 @@ def test_trained_model_carries_its_map_and_the_card_says_what_it_does(tmp_path, 
     after = cal.quality(p, card.held_out.labels)
     assert section.held_out.after.ece == pytest.approx(after["ece"])
     assert json.loads((models / "w" / "model-card.json").read_text())["calibration"]["map"]["a"]
+    # which rows of the user's CSV were held out (issue 22 item 17)
+    held = card.training.data.test_rows
+    labels = np.array([int(line.split(",")[0]) for line in data.read_text().split()[1:]])
+    assert labels[held].tolist() == card.held_out.labels and len(held) == 20
 
 
 def test_calibration_none_exports_an_uncalibrated_model(tmp_path):

@@ -228,6 +228,8 @@ def test_cli_exports_the_calibrated_probabilities_the_card_describes(method, tmp
     expected = cal.apply_map(section.map, out["scores"])
     assert np.max(np.abs(out["probabilities"] - expected)) <= 1e-6
     labels = card.held_out.labels
+    wine = load_wine()
+    assert wine.y[card.training.data.test_rows].tolist() == labels
     assert section.held_out.before.log_loss == pytest.approx(cal.log_loss(out["scores"], labels))
 
 
