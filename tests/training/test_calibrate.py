@@ -186,3 +186,18 @@ def test_calibration_none_exports_an_uncalibrated_model(tmp_path):
     assert card.calibration is None and card.held_out.probabilities is None
     out = _run((models / "n" / "model.onnx").read_bytes(), np.zeros((2, 2)))
     assert list(out) == ["score"]
+
+
+def test_held_back_map_is_fitted_on_rows_the_network_did_not_see(tmp_path):
+    data = _csv(tmp_path / "d.csv", positives=30, rows=80)
+    models = tmp_path / "m"
+    argv = ["--data", str(data), "--label", "label", "--no-report", "--models-dir", str(models)]
+    argv += ["--variant", "name=h,epochs=1", "--calibration", "isotonic"]
+    assert main([*argv, "--calibration-size", "0.25"]) == 0
+    card = read_card(models / "h")
+    section = card.calibration
+    assert (section.map.method, section.fitted_on, section.folds) == ("isotonic", "held_back", None)
+    # 60 training rows: 15 held back for the map (stratified), the network on the other 45
+    assert (section.rows, card.training.data.n_train) == (15, 45)
+    s, p = np.asarray(card.held_out.scores), np.asarray(card.held_out.probabilities)
+    assert np.max(np.abs(cal.apply_map(section.map, s) - p)) <= 1e-6
