@@ -63,6 +63,11 @@ class OnnxSpec(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+def rows_sha256(rows: list[int]) -> str:
+    """sha256 of row positions written as decimal numbers joined by commas (ASCII)."""
+    return hashlib.sha256(",".join(str(int(i)) for i in rows).encode("ascii")).hexdigest()
+
+
 class DataSpec(_Strict):
     source: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -72,6 +77,26 @@ class DataSpec(_Strict):
     test_size: float
     split_seed: int
     positive_label: str | None = "1"  # None for a multiclass model
+    # Which rows were held out: their 0-based positions in the data (file order, the
+    # order of the card's held_out arrays), from train_test_split(rows, test_size=test_size,
+    # random_state=split_seed) (stratified by class for a multiclass model), and the
+    # rows_sha256 of that list. None in cards written before it was recorded.
+    test_rows: list[int] | None = None
+    test_rows_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _test_rows_match(self) -> DataSpec:
+        rows = self.test_rows
+        if (rows is None) != (self.test_rows_sha256 is None):
+            raise ValueError("test_rows and test_rows_sha256 are given together")
+        if rows is not None:
+            if len(rows) != self.n_test or len(set(rows)) != len(rows):
+                raise ValueError(f"test_rows must be {self.n_test} distinct row positions")
+            if not all(0 <= i < self.n_rows for i in rows):
+                raise ValueError(f"test_rows must be positions 0..{self.n_rows - 1}")
+            if rows_sha256(rows) != self.test_rows_sha256:
+                raise ValueError("test_rows_sha256 is not the sha256 of test_rows")
+        return self
 
 
 class TrainingSpec(_Strict):

@@ -1,4 +1,5 @@
-"""PNG figures for the report and the service: close confusions, value by threshold, ROC.
+"""PNG figures for the report and the service: close confusions, value by threshold, ROC,
+reliability (calibration) diagrams.
 
 Matplotlib is imported inside each function, so importing this module (and serving
 requests that draw nothing) costs nothing. Figures are built with ``matplotlib.figure.Figure``
@@ -18,6 +19,8 @@ from costaware import economics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from costaware.card import Calibration
 
 CORRECT = "#1f77b4"  # blue
 WRONG = "#ff7f0e"  # orange
@@ -154,3 +157,54 @@ def roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str = "ROC
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_title(title)
     return to_png(figure)
+
+
+def calibration_figure(calibration: Calibration, name: str) -> Figure:
+    """The reliability diagram of a card's ``calibration`` section: observed rate against
+    mean probability on the held-out split's equal-mass bins, before (raw score) and after
+    (the graph's probability), each bin's row count beside its point, and below it the bin
+    counts; the prior-shift baseline too when the card has one."""
+    figure, (ax, counts) = new_figure(6.0, 6.5, rows=2)
+    curves = [
+        ("before (raw score)", calibration.held_out.before, WRONG, "o"),
+        ("after (probability)", calibration.held_out.after, CORRECT, "s"),
+    ]
+    if calibration.prior_shift_baseline is not None:
+        baseline = calibration.prior_shift_baseline
+        curves.append((f"prior-shift inverse, w={baseline.weight:g}", baseline.held_out, BAND, "^"))
+    for label, quality, color, marker in curves:
+        x = [b.mean_probability for b in quality.reliability]
+        y = [b.observed_rate for b in quality.reliability]
+        ax.plot(
+            x,
+            y,
+            marker=marker,
+            color=color,
+            label=f"{label}: ECE {quality.ece:.3f}, Brier {quality.brier:.3f}",
+        )
+        counts.bar(x, [b.count for b in quality.reliability], width=0.012, color=color, alpha=0.7)
+        if label.startswith(("before", "after")):
+            for bx, by, b in zip(x, y, quality.reliability, strict=True):
+                ax.annotate(
+                    str(b.count), (bx, by), textcoords="offset points", xytext=(3, -9),
+                    fontsize=6, color=color,
+                )  # fmt: skip
+    ax.plot([0, 1], [0, 1], color=BAND, linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("observed rate")
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    where = "out-of-fold" if calibration.fitted_on == "out_of_fold" else "held-back"
+    ax.set_title(
+        f"{name}: {calibration.map.method} map fitted on {calibration.rows} {where} rows; "
+        "held-out reliability",
+        fontsize=9,
+    )
+    counts.set_xlabel("mean predicted probability (equal-mass bins)")
+    counts.set_ylabel("rows per bin")
+    return figure
+
+
+def calibration_png(calibration: Calibration, name: str) -> bytes:
+    """:func:`calibration_figure` as PNG bytes."""
+    return to_png(calibration_figure(calibration, name))

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.tabular import TabularError
+from training import calibrate
+from training.calibrate import CalibrationError
 from training.data import DEFAULT_SPLIT_SEED, DEFAULT_TEST_SIZE, Split
 from training.export import ExportError
 from training.fit import Progress, stderr_progress
@@ -209,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument("--no-report", action="store_true", help="skip the report")
     add_replace_argument(output)
+    calibrate.add_arguments(parser, "binary")
     for hook in TRAIN_ARGUMENT_HOOKS:
         hook(parser)
     return parser
@@ -229,6 +232,7 @@ def run_training(args: argparse.Namespace) -> int:
     from training.pipeline import format_summary, load_data, make_split, train_variant
 
     specs = variants_from_args(args)
+    plan = calibrate.plan_from_args(args, "binary")
     costs = parse_cost_matrix(args.cost_matrix) if args.cost_matrix else None
     # after the options are checked, before the data is read and anything is trained
     refuse_existing_models(args.models_dir, [s.name for s in specs], replace=args.replace)
@@ -239,6 +243,8 @@ def run_training(args: argparse.Namespace) -> int:
         f"{len(data.y_train)} train / {len(data.y_test)} held out"
     )
     rows = training_rows(args, data, stderr_progress, dataset.feature_names)
+    # before any fit: every fold (or the held-back part) needs rows of both classes
+    calibrate.check_rows(plan, data.y_train if rows is None else rows.y)
     results = [
         train_variant(
             spec,
@@ -249,6 +255,7 @@ def run_training(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             margin=args.margin,
             cost_matrix=costs,
+            calibration=plan,
         )
         for spec in specs
     ]
@@ -284,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_training(args)
-    except (TabularError, VariantError, SubsampleError, OptionError) as exc:
+    except (TabularError, VariantError, SubsampleError, OptionError, CalibrationError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ExportError, OSError) as exc:

@@ -48,6 +48,9 @@ class Split:
     y_test: np.ndarray
     test_size: float
     seed: int
+    # the held-out rows' 0-based positions in the data (file order), in the order of
+    # x_test / y_test (None for a split made elsewhere)
+    test_index: np.ndarray | None = None
 
 
 def data_sha256(x: np.ndarray, y: np.ndarray) -> str:
@@ -199,8 +202,9 @@ def split(
 
     if not 0 < test_size < 1:
         raise DataError(f"test size {test_size} must be between 0 and 1", source=dataset.source)
-    x_train, x_test, y_train, y_test = train_test_split(
-        dataset.x, dataset.y, test_size=test_size, random_state=seed
+    # the positions go through the same shuffle: the split itself is unchanged
+    x_train, x_test, y_train, y_test, _, test_index = train_test_split(
+        dataset.x, dataset.y, np.arange(len(dataset.y)), test_size=test_size, random_state=seed
     )
     for name, labels in (("training", y_train), ("held-out", y_test)):
         missing = [cls for cls in (0, 1) if not np.any(labels == cls)]
@@ -210,4 +214,6 @@ def split(
                 f"{missing[0]}; provide more rows of that class",
                 source=dataset.source,
             )
-    return Split(x_train, x_test, y_train, y_test, test_size=test_size, seed=seed)
+    return Split(
+        x_train, x_test, y_train, y_test, test_size=test_size, seed=seed, test_index=test_index
+    )

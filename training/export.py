@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from costaware.calibration import BINARY_OUTPUT
 from costaware.card import (
     CARD_FILENAME,
     MODEL_FILENAME,
@@ -36,6 +37,7 @@ from costaware.card import (
     ScoreCorrection,
     TrainingSpec,
     feature_ranges,
+    rows_sha256,
     sha256_file,
     write_card,
 )
@@ -48,6 +50,7 @@ from costaware.economics import (
     expected_value,
     roc_auc,
 )
+from training.calibrate import FittedCalibration, check_parity, section, with_map
 from training.data import REFERENCE_SOURCE, Dataset, Split
 from training.fit import FittedModel, import_keras
 from training.subsample import correct_scores
@@ -70,6 +73,8 @@ class ExportResult:
     folder: Path
     card: ModelCard
     scores: np.ndarray  # onnxruntime scores on the held-out split, float32 [n]
+    # the graph's calibrated probability on the held-out split (None without a map)
+    probabilities: np.ndarray | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -121,15 +126,21 @@ def function_to_onnx(function: Any) -> bytes:
     return proto.SerializeToString()
 
 
-def onnx_output(model: bytes | Path, x: np.ndarray) -> np.ndarray:
-    """The graph's output from onnxruntime for raw features, as it comes (float32)."""
+def onnx_outputs(model: bytes | Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of the graph from onnxruntime for raw features, by name (float32)."""
     import onnxruntime as ort
 
     source = str(model) if isinstance(model, Path) else model
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    # the one input and the one output, whatever the graph names them
-    (out,) = session.run(None, {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})
-    return out
+    names = [o.name for o in session.get_outputs()]
+    # the one input, whatever the graph names it
+    values = session.run(names, {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)})
+    return dict(zip(names, values, strict=True))
+
+
+def onnx_output(model: bytes | Path, x: np.ndarray) -> np.ndarray:
+    """The graph's first (raw) output from onnxruntime for raw features (float32)."""
+    return next(iter(onnx_outputs(model, x).values()))
 
 
 def onnx_scores(model: bytes | Path, x: np.ndarray) -> np.ndarray:
@@ -178,6 +189,7 @@ def export_model(
     cost_matrix: CostMatrix | None = None,
     extra_sections: dict[str, dict[str, Any]] | None = None,
     n_train: int | None = None,
+    calibration: FittedCalibration | None = None,
 ) -> ExportResult:
     """Export ``fitted`` to ``models_dir/<name>/`` (model.onnx + model-card.json).
 
@@ -186,7 +198,9 @@ def export_model(
     ``tuning``); ``n_train`` overrides the training-row count when the model was
     fitted on something other than ``data.x_train`` (e.g. a subsample of it).
     ``cost_matrix`` (outcome values) goes into the card; by default the variant's own
-    matrix, or the reference QALY values for the reference data.
+    matrix, or the reference QALY values for the reference data. ``calibration`` adds
+    its map to the graph as the ``probability`` output (checked against the fitted
+    calibrator on the held-out split) and the card's ``calibration`` section.
     """
     spec = fitted.spec
     if not 0 < beta <= 1:
@@ -196,7 +210,10 @@ def export_model(
         raise ExportError(f"unknown card section {unknown[0]!r} (allowed: {EXTRA_SECTIONS})")
 
     model_bytes = to_onnx(fitted, beta=beta)
-    scores = onnx_scores(model_bytes, data.x_test)
+    if calibration is not None:
+        model_bytes = with_map(model_bytes, OUTPUT_NAME, calibration.map, BINARY_OUTPUT)
+    outputs = onnx_outputs(model_bytes, data.x_test)
+    scores = outputs[OUTPUT_NAME].reshape(-1)
     expected = correct_scores(fitted.predict(data.x_test), beta)
     gap = float(np.max(np.abs(scores - expected)))
     if not gap <= PARITY_TOLERANCE:
@@ -204,6 +221,10 @@ def export_model(
             f"{spec.name}: onnxruntime scores differ from Keras by {gap:.3g} "
             f"(> {PARITY_TOLERANCE:g}) on the held-out split; not exported"
         )
+    probabilities = None
+    if calibration is not None:
+        probabilities = outputs[BINARY_OUTPUT].reshape(-1)
+        check_parity(calibration, scores, probabilities, spec.name)
 
     folder = models_dir / spec.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -244,16 +265,36 @@ def export_model(
         held_out=HeldOut(
             scores=[float(s) for s in scores],
             labels=[int(v) for v in data.y_test],
+            probabilities=None if probabilities is None else [float(p) for p in probabilities],
         ),
         score_correction=ScoreCorrection(kind="none" if beta == 1.0 else "prior_shift", beta=beta),
         # The whole training split, also for a model fitted on a subsample of it: the
         # split is what the data says the model is meant for.
         feature_ranges=feature_ranges(data.x_train, list(dataset.feature_names)),
+        calibration=(
+            None
+            if calibration is None or probabilities is None
+            else section(
+                calibration,
+                BINARY_OUTPUT,
+                data.y_test,
+                scores,
+                probabilities,
+                prior_shift_weight=prior_shift_weight(spec),
+            )
+        ),
         **(extra_sections or {}),
     )
     with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
         os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)
-    return ExportResult(folder=folder, card=card, scores=scores)
+    return ExportResult(folder=folder, card=card, scores=scores, probabilities=probabilities)
+
+
+def prior_shift_weight(spec: Any) -> float | None:
+    """``fn_cost / fp_cost`` of a weighted loss (the card's prior-shift baseline), else None."""
+    if spec.loss != "custom" or spec.fn_cost <= 0 or spec.fp_cost <= 0:
+        return None
+    return float(spec.fn_cost / spec.fp_cost)
 
 
 def onnx_spec(model_path: Path, output_name: str) -> OnnxSpec:
@@ -266,6 +307,14 @@ def onnx_spec(model_path: Path, output_name: str) -> OnnxSpec:
         opset=OPSET,
         sha256=sha256_file(model_path),
     )
+
+
+def held_out_rows(test_index: np.ndarray | None) -> dict[str, Any]:
+    """The card's record of which rows were held out (nothing when the split has none)."""
+    if test_index is None:
+        return {}
+    rows = [int(i) for i in test_index]
+    return {"test_rows": rows, "test_rows_sha256": rows_sha256(rows)}
 
 
 def training_spec(
@@ -295,6 +344,7 @@ def training_spec(
             test_size=split.test_size,
             split_seed=split.seed,
             positive_label=positive_label,
+            **held_out_rows(getattr(split, "test_index", None)),
         ),
         library_versions=library_versions(),
     )

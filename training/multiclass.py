@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from costaware.calibration import MULTICLASS_OUTPUT
 from costaware.card import (
     CARD_FILENAME,
     MODEL_FILENAME,
@@ -51,12 +52,14 @@ from costaware.multiclass import (
     realised_values,
 )
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv, take_text_column
+from training.calibrate import FittedCalibration, check_parity, section, with_map
 from training.data import MIN_ROWS, DataError, Split, data_sha256, read_text
 from training.export import (
     PARITY_TOLERANCE,
     ExportError,
     function_to_onnx,
     onnx_output,
+    onnx_outputs,
     onnx_spec,
     training_spec,
     write_atomically,
@@ -200,14 +203,21 @@ def split_multiclass(data: MulticlassData, test_size: float = 0.25, seed: int = 
             source=data.source,
         )
     try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            data.x, data.y, test_size=test_size, random_state=seed, stratify=data.y
+        x_train, x_test, y_train, y_test, _, test_index = train_test_split(
+            data.x,
+            data.y,
+            np.arange(len(data.y)),
+            test_size=test_size,
+            random_state=seed,
+            stratify=data.y,
         )
     except ValueError as exc:
         raise DataError(
             f"cannot split (test size {test_size}): {exc}", source=data.source
         ) from None
-    return Split(x_train, x_test, y_train, y_test, test_size=test_size, seed=seed)
+    return Split(
+        x_train, x_test, y_train, y_test, test_size=test_size, seed=seed, test_index=test_index
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -388,6 +398,7 @@ class MulticlassExport:
     folder: Path
     card: MulticlassCard
     probabilities: np.ndarray  # onnxruntime, held-out [n, K]
+    calibrated: np.ndarray | None = None  # the graph's calibrated output, held-out [n, K]
 
 
 def export_multiclass(
@@ -401,13 +412,23 @@ def export_multiclass(
     illustrative: bool = False,
     note: str = "",
     comparison: dict[str, Any] | None = None,
+    calibration: FittedCalibration | None = None,
 ) -> MulticlassExport:
     """Export to ``models_dir/<name>/`` after the parity check (onnxruntime vs Keras within
     :data:`PARITY_TOLERANCE` on the held-out split); ``margin`` in dollars defaults to
-    5% of the largest regret (``costaware.multiclass.default_margin``)."""
+    5% of the largest regret (``costaware.multiclass.default_margin``). ``calibration``
+    adds its map as the graph's ``probabilities`` output (checked against
+    ``costaware.calibration.apply_map`` on the held-out split) and the card's section."""
     spec = fitted.spec
     model_bytes = to_onnx(fitted)
-    probabilities = onnx_probabilities(model_bytes, split.x_test)
+    if calibration is not None:
+        model_bytes = with_map(model_bytes, OUTPUT_NAME, calibration.map, MULTICLASS_OUTPUT)
+    outputs = onnx_outputs(model_bytes, split.x_test)
+    probabilities = outputs[OUTPUT_NAME]
+    calibrated = None
+    if calibration is not None:
+        calibrated = outputs[MULTICLASS_OUTPUT]
+        check_parity(calibration, probabilities, calibrated, spec.name)
     gap = float(np.max(np.abs(probabilities - fitted.predict(split.x_test))))
     if not gap <= PARITY_TOLERANCE:
         raise ExportError(
@@ -446,7 +467,8 @@ def export_multiclass(
             type(fitted.model.optimizer).__name__,
             data,
             split,
-            n_train=len(split.y_train),
+            n_train=len(split.y_train)
+            - (calibration.rows if calibration and calibration.fitted_on == "held_back" else 0),
             positive_label=None,
         ),
         metrics=MulticlassMetrics(
@@ -460,10 +482,20 @@ def export_multiclass(
         held_out=MulticlassHeldOut(
             probabilities=[[float(v) for v in row] for row in probabilities],
             labels=[int(v) for v in y],
+            calibrated_probabilities=(
+                None if calibrated is None else [[float(v) for v in row] for row in calibrated]
+            ),
         ),
         comparison=comparison,
         feature_ranges=feature_ranges(split.x_train, list(data.feature_names)),
+        calibration=(
+            None
+            if calibration is None or calibrated is None
+            else section(calibration, MULTICLASS_OUTPUT, y, probabilities, calibrated)
+        ),
     )
     with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
         os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)
-    return MulticlassExport(folder=folder, card=card, probabilities=probabilities)
+    return MulticlassExport(
+        folder=folder, card=card, probabilities=probabilities, calibrated=calibrated
+    )

@@ -13,6 +13,15 @@ import numpy as np
 from costaware.economics import EconomicsError
 from costaware.multiclass import ValueMatrix
 from costaware.tabular import TabularError
+from training import calibrate
+from training.calibrate import (
+    CalibrationError,
+    CalibrationPlan,
+    FittedCalibration,
+    fit_with_map,
+)
+from training.calibrate import fit_multiclass as fit_calibration
+from training.data import Split
 from training.export import ExportError
 from training.fit import stderr_progress
 from training.multiclass import (
@@ -21,6 +30,7 @@ from training.multiclass import (
     LOSSES,
     WINE_NOTE,
     WINE_VALUES,
+    FittedMulticlass,
     MulticlassError,
     MulticlassSpec,
     export_multiclass,
@@ -83,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not train the other loss on the same split for the comparison",
     )
+    calibrate.add_arguments(parser, "multiclass")
     parser.add_argument("--name", default=DEFAULT_NAME, help="model name (default %(default)s)")
     parser.add_argument("--epochs", type=positive_int, default=DEFAULT_MULTICLASS_EPOCHS)
     parser.add_argument("--learning-rate", type=float, default=DEFAULT_MULTICLASS_LEARNING_RATE)
@@ -143,11 +154,37 @@ def format_comparison(rows: list[dict[str, Any]], matrix_text: str, n: int) -> s
     return "\n".join(lines)
 
 
+def calibrated_fit(
+    spec: MulticlassSpec, split: Split, matrix: ValueMatrix, plan: CalibrationPlan
+) -> tuple[FittedMulticlass, FittedCalibration | None]:
+    """The exported network and its map (:func:`training.calibrate.fit_with_map`)."""
+    return fit_with_map(
+        plan,
+        split.x_train,
+        split.y_train,
+        split.seed,
+        fit=lambda x, y, final: fit_multiclass(
+            spec, x, y, matrix, progress=stderr_progress if final else None
+        ),
+        output=lambda model, x: model.predict(x),
+        fit_map=lambda raw, labels: fit_calibration(plan, raw, labels),
+        progress=stderr_progress,
+        name=spec.name,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     return run_reporting_errors(
         f"{PROG} multiclass",
         lambda: _run(args),
-        bad_input=(TabularError, VariantError, MulticlassError, OptionError, EconomicsError),
+        bad_input=(
+            TabularError,
+            VariantError,
+            MulticlassError,
+            OptionError,
+            EconomicsError,
+            CalibrationError,
+        ),
         failed=(ExportError, OSError),
     )
 
@@ -161,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
     given = read_value_matrix(args.value_matrix) if args.value_matrix else None
     if args.margin is not None and not (np.isfinite(args.margin) and args.margin >= 0):
         raise OptionError(f"--margin {args.margin}: must be a finite number >= 0 (dollars)")
+    plan = calibrate.plan_from_args(args, "multiclass")
     # after the options are checked, before the data is read and anything is trained
     refuse_existing_models(args.models_dir, [args.name], replace=args.replace)
     if args.data is not None:
@@ -179,6 +217,9 @@ def _run(args: argparse.Namespace) -> int:
         f"multiclass: {data.source}: {len(data.y)} rows, {len(data.feature_names)} features, "
         f"{matrix.k} classes; {len(split.y_train)} train / {len(split.y_test)} held out"
     )
+    # before any fit: every fold (or the held-back part) needs rows of every class
+    calibrate.check_rows(plan, split.y_train)
+    calibrator = None
     losses = [args.loss] if args.no_compare else [args.loss] + [x for x in LOSSES if x != args.loss]
     fitted, rows = {}, []
     for loss in losses:
@@ -192,7 +233,10 @@ def _run(args: argparse.Namespace) -> int:
             "the highest expected value under the value matrix",
         )
         stderr_progress(f"[{args.name}] training: loss={loss}, {args.epochs} epochs")
-        fitted[loss] = fit_multiclass(spec, split.x_train, split.y_train, matrix)
+        if loss == args.loss:
+            fitted[loss], calibrator = calibrated_fit(spec, split, matrix, plan)
+        else:
+            fitted[loss] = fit_multiclass(spec, split.x_train, split.y_train, matrix)
         outcome = held_out_outcome(
             split.y_test, fitted[loss].predict(split.x_test).astype(np.float64), matrix
         )
@@ -212,6 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         illustrative=illustrative,
         note=note,
         comparison=None if args.no_compare else comparison,
+        calibration=calibrator,
     )
     stderr_progress(f"[{args.name}] exported {exported.folder}")
     text = ", ".join(

@@ -16,6 +16,14 @@ import numpy as np
 
 from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD
 from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, outcome_values
+from training.calibrate import (
+    CalibrationPlan,
+    FittedCalibration,
+    check_rows,
+    default_plan,
+    fit_binary,
+    fit_with_map,
+)
 from training.data import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_SIZE,
@@ -29,6 +37,7 @@ from training.data import (
 from training.export import ExportResult, export_model
 from training.fit import FittedModel, Progress, fit_variant, stderr_progress
 from training.options import describe_cost_matrix
+from training.subsample import correct_scores
 from training.variants import VariantSpec
 
 
@@ -132,14 +141,18 @@ def train_variant(
     threshold: float = DEFAULT_THRESHOLD,
     margin: float = DEFAULT_MARGIN,
     cost_matrix: CostMatrix | None = None,
+    calibration: CalibrationPlan | None = None,
     progress: Progress | None = stderr_progress,
 ) -> VariantResult:
-    """Fit one variant on ``rows`` (default: the training split) and export it.
+    """Fit one variant on ``rows`` (default: the training split), fit its calibration map
+    (``calibration``, default sigmoid on 5-fold out-of-fold scores) and export both.
 
     ``cost_matrix`` prices a variant that states no matrix of its own (:func:`pricing_for`);
     it goes into the card as the matrix the model is evaluated with.
     """
     rows = rows or TrainingRows.from_split(data)
+    plan = calibration or default_plan("binary")
+    check_rows(plan, rows.y)
     pricing = pricing_for(spec, dataset, cost_matrix)
     if progress:
         weights = (
@@ -149,7 +162,7 @@ def train_variant(
             f"[{spec.name}] training: loss={spec.loss}{weights}, {spec.epochs} epochs, "
             f"seed {spec.seed}, {len(rows.y)} rows"
         )
-    fitted = fit_variant(spec, rows.x, rows.y, progress=progress)
+    fitted, calibrator = fit_calibrated(spec, rows, plan, data.seed, progress)
     exported = export_model(
         fitted,
         dataset,
@@ -160,11 +173,46 @@ def train_variant(
         margin=margin,
         cost_matrix=pricing.costs,
         extra_sections=rows.card_sections or None,
-        n_train=len(rows.y),
+        n_train=len(rows.y)
+        - (calibrator.rows if calibrator and calibrator.fitted_on == "held_back" else 0),
+        calibration=calibrator,
     )
     if progress:
         progress(f"[{spec.name}] exported {exported.folder}")
     return VariantResult(spec=spec, fitted=fitted, export=exported, pricing=pricing)
+
+
+def fit_calibrated(
+    spec: VariantSpec,
+    rows: TrainingRows,
+    plan: CalibrationPlan,
+    seed: int,
+    progress: Progress | None = stderr_progress,
+) -> tuple[FittedModel, FittedCalibration | None]:
+    """The variant's network and its map (:func:`training.calibrate.fit_with_map`).
+
+    A negative subsample (``rows.beta < 1``) is scored as the graph scores it (corrected
+    to the population's base rate) and its negatives weigh ``1 / beta`` in the map's fit.
+    """
+
+    def fit(x: np.ndarray, y: np.ndarray, final: bool) -> FittedModel:
+        return fit_variant(spec, x, y, progress=progress if final else None)
+
+    def fit_map(scores: np.ndarray, labels: np.ndarray) -> FittedCalibration:
+        weights = None if rows.beta == 1.0 else np.where(labels == 0, 1.0 / rows.beta, 1.0)
+        return fit_binary(plan, scores, labels, sample_weight=weights)
+
+    return fit_with_map(
+        plan,
+        rows.x,
+        rows.y,
+        seed,
+        fit=fit,
+        output=lambda model, x: correct_scores(model.predict(x), rows.beta),
+        fit_map=fit_map,
+        progress=progress,
+        name=spec.name,
+    )
 
 
 def pricing_groups(results: Sequence[VariantResult]) -> tuple[list[str], list[int]]:

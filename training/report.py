@@ -171,6 +171,36 @@ def _close_table(card: ModelCard, labels: np.ndarray) -> str:
     )
 
 
+def _calibration_part(card: ModelCard, report_dir: Path) -> str:
+    """The card's calibration on the held-out split: a table and the reliability diagram."""
+    section = card.calibration
+    if section is None:
+        return "<p class='note'>No calibration map (--calibration none): not calibrated.</p>"
+    figure = f"calibration-{card.name}.png"
+    (report_dir / figure).write_bytes(figures.calibration_png(section, card.name))
+    rows = [
+        (label, f"{q.ece:.4f}", f"{q.brier:.4f}", f"{q.log_loss:.4f}")
+        for label, q in (
+            ("raw score", section.held_out.before),
+            (f"probability ({section.map.method})", section.held_out.after),
+            *(
+                ()
+                if section.prior_shift_baseline is None
+                else (("prior-shift inverse (baseline)", section.prior_shift_baseline.held_out),)
+            ),
+        )
+    ]
+    return (
+        html_table(
+            f"Calibration on the held-out split ({section.map.method} map fitted on "
+            f"{section.rows} {section.fitted_on.replace('_', '-')} rows)",
+            ("", "ECE (15 equal-mass bins)", "Brier", "log loss"),
+            rows,
+        )
+        + f"<img src='{escape(figure)}' alt='reliability diagram for {escape(card.name)}'>"
+    )
+
+
 def write_report(results: Sequence[VariantResult], data: Split, report_dir: Path) -> Path:
     """Write ``report_dir/index.html`` plus one PNG per figure; return the index path."""
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -204,6 +234,7 @@ def write_report(results: Sequence[VariantResult], data: Split, report_dir: Path
             + _confusion_table(card)
             + _close_table(card, labels)
             + f"<img src='{escape(figure)}' alt='close confusions for {escape(card.name)}'>"
+            + _calibration_part(card, report_dir)
         )
     first = cards[0].training.data
     page = (

@@ -7,8 +7,10 @@ SageMaker runs ``train`` with this layout under ``<base>`` (``/opt/ml``, or
   strings: ``loss_function_type`` (``builtin`` | ``custom``, default ``builtin``),
   ``fn_cost`` and ``fp_cost`` (required for ``custom``), and optional ``epochs``
   (default 50), ``seed`` (default 1; also the hold-out split's seed) and ``name``
-  (default ``builtin`` or ``custom-<fn>to<fp>``), ``replace`` (``true`` | ``false``,
-  default ``false``: see below). Keys starting with
+  (default ``builtin`` or ``custom-<fn>to<fp>``), ``calibration`` (``sigmoid`` |
+  ``isotonic`` | ``none``, default ``sigmoid``: the map to the graph's ``probability``
+  output, fitted on 5-fold out-of-fold scores of the training part), ``replace``
+  (``true`` | ``false``, default ``false``: see below). Keys starting with
   ``sagemaker_`` are SageMaker's own and ignored; any other key is an error.
 - ``input/data/train/``: every non-hidden file is a CSV with the label (0/1) in
   the first column and no header; files are read in name order and concatenated.
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from costaware.tabular import TabularError
+from training.calibrate import BINARY_DEFAULT, CalibrationError, CalibrationPlan, make_plan
 from training.data import DEFAULT_TEST_SIZE
 from training.export import ExportError
 from training.fit import stderr_progress
@@ -49,7 +52,16 @@ BASE_ENV = "COSTAWARE_SAGEMAKER_BASE"
 DEFAULT_BASE = Path("/opt/ml")
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-_KNOWN = {"loss_function_type", "fn_cost", "fp_cost", "epochs", "seed", "name", "replace"}
+_KNOWN = {
+    "loss_function_type",
+    "fn_cost",
+    "fp_cost",
+    "epochs",
+    "seed",
+    "name",
+    "calibration",
+    "replace",
+}
 _FLAGS = {"true": True, "false": False}
 
 
@@ -135,6 +147,10 @@ def variant_from_hyperparameters(raw: object) -> VariantSpec:
         raise HyperparameterError(f"hyperparameters: {exc}") from None
 
 
+def read_hyperparameters(path: Path) -> VariantSpec:
+    return variant_from_hyperparameters(raw_hyperparameters(path))
+
+
 def replace_from_hyperparameters(raw: Mapping[str, object]) -> bool:
     """The ``replace`` hyperparameter: may the job overwrite an existing model folder?"""
     value = str(raw.get("replace", "false")).strip().lower()
@@ -145,13 +161,24 @@ def replace_from_hyperparameters(raw: Mapping[str, object]) -> bool:
     return _FLAGS[value]
 
 
-def load_hyperparameters(path: Path) -> object:
+def calibration_plan(raw: Mapping[str, object]) -> CalibrationPlan:
+    """The ``calibration`` hyperparameter (default sigmoid) as a plan."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return make_plan(str(raw.get("calibration", BINARY_DEFAULT)).strip(), "binary")
+    except CalibrationError as exc:
+        raise HyperparameterError(f"hyperparameter calibration: {exc}") from None
+
+
+def raw_hyperparameters(path: Path) -> dict:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HyperparameterError(f"{path}: no hyperparameters file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HyperparameterError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(raw, dict):
+        raise HyperparameterError("hyperparameters.json must hold a JSON object")
+    return raw
 
 
 def training_files(channel: Path) -> list[Path]:
@@ -168,9 +195,9 @@ def train(layout: Layout) -> Path:
     from training.pipeline import load_data, make_split, train_variant
     from training.report import write_report
 
-    raw = load_hyperparameters(layout.hyperparameters)
+    raw = raw_hyperparameters(layout.hyperparameters)
     spec = variant_from_hyperparameters(raw)
-    assert isinstance(raw, dict)  # variant_from_hyperparameters refuses anything else
+    plan = calibration_plan(raw)
     refuse_existing_models(
         layout.model_dir,
         [spec.name],
@@ -179,7 +206,7 @@ def train(layout: Layout) -> Path:
     )
     dataset = load_data(training_files(layout.train_channel), label=None)
     data = make_split(dataset, test_size=DEFAULT_TEST_SIZE, seed=spec.seed)
-    result = train_variant(spec, dataset, data, layout.model_dir)
+    result = train_variant(spec, dataset, data, layout.model_dir, calibration=plan)
     write_report([result], data, layout.report_dir)
     stderr_progress(
         f"[{spec.name}] held-out accuracy {result.export.card.metrics.accuracy:.3f}, "
@@ -203,7 +230,7 @@ def main() -> int:
     layout = Layout(base_dir())
     try:
         folder = train(layout)
-    except (HyperparameterError, TabularError, OptionError) as exc:
+    except (HyperparameterError, TabularError, CalibrationError, OptionError) as exc:
         return _fail(layout, str(exc), EXIT_BAD_INPUT)
     except (ExportError, OSError) as exc:
         return _fail(layout, str(exc), EXIT_FAILED)

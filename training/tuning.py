@@ -36,6 +36,7 @@ import numpy as np
 
 from costaware.decision import DEFAULT_MARGIN
 from costaware.economics import CostMatrix, best_threshold, elkan_threshold, outcome_values
+from training.calibrate import fit_binary, make_plan
 from training.data import Dataset, Split
 from training.fit import FittedModel, Progress, fit_variant
 from training.variants import (
@@ -728,6 +729,16 @@ def fit_winner(
     )
 
 
+def winner_out_of_fold(result: SearchResult) -> np.ndarray:
+    """The winning setting's validation scores, each training row scored by the fold fit
+    that did not see it."""
+    folds = result.winner.folds
+    scores = np.zeros(sum(len(f.val_index) for f in folds))
+    for fold in folds:
+        scores[fold.val_index] = fold.val_scores
+    return scores
+
+
 @dataclass(frozen=True)
 class TuneOutcome:
     tuned: TunedFit
@@ -787,8 +798,13 @@ def tune(
     on_fit: FitCallback | None = None,
     progress: Progress | None = None,
     map_fn: MapFunction = map,
+    calibration: str = "sigmoid",
 ) -> TuneOutcome:
-    """Search, refit the winner, then (and only then) unseal the held-out split to export."""
+    """Search, refit the winner, then (and only then) unseal the held-out split to export.
+
+    The calibration map (``calibration``: sigmoid, isotonic or none) is fitted on the
+    winner's out-of-fold scores from the search itself: its K fold fits are the same recipe
+    as the refit (same loss, seed and epochs), so no extra fit is needed."""
     from training.export import export_model
 
     sealed = data if isinstance(data, SealedSplit) else SealedSplit(data)
@@ -807,6 +823,10 @@ def tune(
         progress=progress,
         map_fn=map_fn,
     )
+    plan = make_plan(calibration, "binary", folds=k)
+    calibrator = None
+    if plan.enabled:
+        calibrator = fit_binary(plan, winner_out_of_fold(tuned.search), sealed.y_train)
     split = sealed.unseal()
     exported = export_model(
         tuned.fitted,
@@ -817,5 +837,6 @@ def tune(
         margin=margin,
         cost_matrix=costs,
         extra_sections={"tuning": tuned.card_section()},
+        calibration=calibrator,
     )
     return TuneOutcome(tuned=tuned, split=split, export=exported)

@@ -24,6 +24,7 @@ from costaware.economics import (
 )
 from costaware.figures import new_figure, to_png
 from costaware.tabular import TabularError
+from training.calibrate import CalibrationError, make_plan
 from training.data import DEFAULT_SPLIT_SEED, DEFAULT_TEST_SIZE
 from training.export import ExportError
 from training.fit import stderr_progress
@@ -124,6 +125,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_replace_argument(parser)
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-report", action="store_true")
+    parser.add_argument(
+        "--calibration",
+        default="sigmoid",
+        metavar="sigmoid|isotonic|none",
+        help="the map to the graph's probability output, fitted on the winner's out-of-fold "
+        "scores from the search (default %(default)s)",
+    )
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers",
@@ -495,7 +503,14 @@ def run(args: argparse.Namespace) -> int:
     return run_reporting_errors(
         f"{PROG} tune",
         lambda: _run(args),
-        bad_input=(TabularError, VariantError, TuningError, EconomicsError, OptionError),
+        bad_input=(
+            TabularError,
+            VariantError,
+            TuningError,
+            EconomicsError,
+            OptionError,
+            CalibrationError,
+        ),
         failed=(ExportError, OSError),
     )
 
@@ -522,6 +537,7 @@ def _run(args: argparse.Namespace) -> int:
     dataset = load_data(args.data, label=args.label)
     data = make_split(dataset, test_size=args.test_size, seed=args.split_seed)
     check_k(data.y_train, args.k)
+    make_plan(args.calibration, "binary", folds=args.k)  # refuse a bad method before the search
     selection = resolve_selection(args.select, rules, costs)
     stderr_progress(
         f"tune: {dataset.source}: {len(data.y_train)} training rows ({len(data.y_test)} held out "
@@ -545,6 +561,7 @@ def _run(args: argparse.Namespace) -> int:
             margin=args.margin,
             on_fit=ProgressBar(),
             map_fn=map_fn,
+            calibration=args.calibration,
         )
     others = compare_with_models(outcome.export.card, args.models_dir, costs)
     if not args.no_report:

@@ -76,3 +76,34 @@ def test_roc_png(labeled):
     labels, scores = labeled
     data = figures.roc_png({"model": (labels, scores), "one class": ([1, 1], [0.3, 0.8])})
     assert png_size(data) == (550, 550)
+
+
+def test_calibration_figure_draws_before_after_and_the_bin_counts(labeled):
+    from costaware import calibration as cal
+    from costaware.card import Calibration
+
+    labels, scores = labeled
+    section = Calibration.model_validate(
+        {
+            "map": {"method": "sigmoid", "a": -2.0, "b": 0.5},
+            "output_name": "probability",
+            "fitted_on": "out_of_fold",
+            "rows": 300,
+            "folds": 5,
+            "held_out": {
+                "before": cal.quality(scores, labels),
+                "after": cal.quality(
+                    1 / (1 + np.exp(-2 * cal.logit(scores) + 0.5)), labels
+                ),  # the map
+            },
+        }
+    )
+    figure = figures.calibration_figure(section, "m")
+    top, bottom = figure.axes
+    assert len(top.lines) == 3  # before, after, the diagonal
+    assert sum(len(c.patches) for c in bottom.containers) == 2 * len(
+        section.held_out.before.reliability
+    )
+    texts = {t.get_text() for t in top.texts}
+    assert {str(b.count) for b in section.held_out.after.reliability} <= texts
+    assert png_size(figures.calibration_png(section, "m"))[0] == 600

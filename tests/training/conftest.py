@@ -50,6 +50,13 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def exported(fitted, reference, reference_split, models_dir):
+    from training.calibrate import fit_binary, make_plan
     from training.export import export_model
 
-    return export_model(fitted, reference, reference_split, models_dir)
+    # a map fitted on the training scores (no cross-fitting: these tests are about export)
+    calibration = fit_binary(
+        make_plan("sigmoid", "binary"),
+        fitted.predict(reference_split.x_train),
+        reference_split.y_train,
+    )
+    return export_model(fitted, reference, reference_split, models_dir, calibration=calibration)

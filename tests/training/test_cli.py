@@ -116,6 +116,7 @@ def test_own_csv_and_own_matrix_are_priced_with_that_matrix(tmp_path, capsys, da
     own = {"tp": -100.0, "fp": -300.0, "tn": 0.0, "fn": -1000.0}
     argv = [
         "--data", str(data_dir / "good_header.csv"), "--label", "diagnosis", "--test-size", "0.5",
+        "--calibration-folds", "3",  # 12 training rows, 3 of them positive
         "--variant", "name=mine,tp=-100,fp=-300,tn=0,fn=-1000,epochs=1",
         "--variant", "name=ce,epochs=1",
         "--cost-matrix", "tp=-100,fp=-300,tn=0,fn=-1000",
@@ -140,6 +141,7 @@ def test_own_csv_and_own_matrix_are_priced_with_that_matrix(tmp_path, capsys, da
 def test_variants_priced_with_different_matrices_are_told_apart(tmp_path, capsys, data_dir):
     argv = [
         "--data", str(data_dir / "good_header.csv"), "--label", "diagnosis", "--test-size", "0.5",
+        "--calibration-folds", "3",  # 12 training rows, 3 of them positive
         "--variant", "name=mine,tp=-100,fp=-300,tn=0,fn=-1000,epochs=1",
         "--variant", "name=ce,epochs=1", "--no-report", "--models-dir", str(tmp_path),
     ]  # fmt: skip

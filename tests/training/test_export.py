@@ -31,8 +31,8 @@ def card(exported):
 def test_graph_contract(exported, reference):
     model = onnx.load(exported.folder / "model.onnx")
     onnx.checker.check_model(model)
-    (inp,), (out,) = model.graph.input, model.graph.output
-    assert (inp.name, out.name) == ("features", "score")
+    (inp,), (out, probability) = model.graph.input, model.graph.output
+    assert (inp.name, out.name, probability.name) == ("features", "score", "probability")
     assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert [d.dim_value for d in inp.type.tensor_type.shape.dim][1:] == [30]
     assert [d.dim_value for d in out.type.tensor_type.shape.dim][1:] == [1]
@@ -144,3 +144,26 @@ def test_card_records_the_training_split_ranges(card, reference_split):
     np.testing.assert_array_equal([item.max for item in ranges], x.max(axis=0))
     np.testing.assert_allclose([item.p0_5 for item in ranges], np.percentile(x, 0.5, axis=0))
     np.testing.assert_allclose([item.p99_5 for item in ranges], np.percentile(x, 99.5, axis=0))
+
+
+def test_card_records_which_rows_were_held_out(card, reference, reference_split):
+    from sklearn.model_selection import train_test_split
+
+    from costaware.card import DataSpec
+
+    data = card.training.data
+    # the oracle: scikit-learn's split of the row positions with the card's recipe
+    _, expected = train_test_split(
+        np.arange(data.n_rows), test_size=data.test_size, random_state=data.split_seed
+    )
+    assert data.test_rows == expected.tolist()
+    np.testing.assert_array_equal(reference.x[data.test_rows], reference_split.x_test)
+    np.testing.assert_array_equal(reference.y[data.test_rows], card.held_out.labels)
+    digest = hashlib.sha256(",".join(map(str, expected)).encode()).hexdigest()
+    assert data.test_rows_sha256 == digest
+    tampered = data.model_dump() | {"test_rows": [*data.test_rows[:-1], data.test_rows[0]]}
+    with pytest.raises(ValueError, match="distinct"):
+        DataSpec.model_validate(tampered)
+    swapped = data.model_dump() | {"test_rows": data.test_rows[::-1]}
+    with pytest.raises(ValueError, match="not the sha256"):
+        DataSpec.model_validate(swapped)

@@ -340,3 +340,52 @@ def test_value_matrix_from_a_multiclass_card():
     matrix = read_value_matrix(str(card))
     assert matrix.classes == WINE_VALUES.classes
     np.testing.assert_array_equal(matrix.values, WINE_VALUES.values)
+
+
+@pytest.mark.parametrize("method", ["temperature", "vector"])
+def test_cli_exports_the_calibrated_probabilities_the_card_describes(method, tmp_path, wine_split):
+    from costaware import calibration as cal
+    from training.export import onnx_outputs
+
+    argv = ["multiclass", "--epochs", "2", "--no-compare", "--models-dir", str(tmp_path)]
+    assert main([*argv, "--name", "w", "--calibration", method]) == 0
+    card = read_any_card(tmp_path / "w")
+    section = card.calibration
+    assert section.map.method == method and section.output_name == "probabilities"
+    assert (section.fitted_on, section.folds, section.rows) == ("out_of_fold", 5, 133)
+    out = onnx_outputs(tmp_path / "w" / "model.onnx", wine_split.x_test)
+    np.testing.assert_array_equal(
+        out["probabilities"], np.asarray(card.held_out.calibrated_probabilities, "f4")
+    )
+    expected = cal.apply_map(section.map, out["scores"])
+    assert np.max(np.abs(out["probabilities"] - expected)) <= 1e-6
+    labels = card.held_out.labels
+    wine = load_wine()
+    assert wine.y[card.training.data.test_rows].tolist() == labels
+    assert section.held_out.before.log_loss == pytest.approx(cal.log_loss(out["scores"], labels))
+
+
+def test_held_back_calibration_fits_the_network_on_the_rest(tmp_path):
+    argv = ["multiclass", "--epochs", "2", "--no-compare", "--models-dir", str(tmp_path)]
+    assert main([*argv, "--name", "w", "--calibration-size", "0.3"]) == 0
+    card = read_any_card(tmp_path / "w")
+    assert (card.calibration.fitted_on, card.calibration.folds) == ("held_back", None)
+    assert card.calibration.rows + card.training.data.n_train == 133
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--calibration", "sigmoid"], "--calibration sigmoid: applies to binary models"),
+        (["--calibration", "nope"], "--calibration 'nope': unknown method"),
+        (["--calibration-folds", "40"], "each of the 40 folds needs one of each class"),
+    ],
+)
+def test_bad_calibration_is_one_line_before_training(extra, needle, tmp_path, capsys, monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("trained before the calibration was checked")
+
+    monkeypatch.setattr("training.multiclass_cli.fit_multiclass", no_fit)
+    assert main(["multiclass", *extra, "--models-dir", str(tmp_path)]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert needle in line

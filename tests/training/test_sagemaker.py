@@ -57,16 +57,21 @@ def test_success_writes_a_servable_model_folder(base, reference_csv):
     assert (card.training.data.n_rows, card.training.data.n_test) == (569, 143)
     assert card.features == [f"feature_{i}" for i in range(1, 31)]
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    scores = session.run(["score"], {"features": reference_csv[:5, 1:].astype(np.float32)})[0]
-    assert scores.shape == (5, 1)
+    scores, probability = session.run(
+        ["score", "probability"], {"features": reference_csv[:5, 1:].astype(np.float32)}
+    )
+    assert scores.shape == probability.shape == (5, 1)
+    # calibrated by default, on out-of-fold scores of the training part
+    assert (card.calibration.map.method, card.calibration.fitted_on) == ("sigmoid", "out_of_fold")
     assert (base / "output" / "data" / "report" / "index.html").is_file()
     assert not (base / "output" / "failure").exists()
 
 
 def test_default_name_follows_the_loss(base, reference_csv):
-    _hyperparameters(base, loss_function_type="builtin", epochs="1")
+    _hyperparameters(base, loss_function_type="builtin", epochs="1", calibration="isotonic")
     assert sagemaker.main() == 0
-    assert read_card(base / "model" / "builtin").loss.type == "builtin"
+    card = read_card(base / "model" / "builtin")
+    assert card.loss.type == "builtin" and card.calibration.map.method == "isotonic"
 
 
 @pytest.mark.parametrize(
@@ -86,6 +91,7 @@ def test_default_name_follows_the_loss(base, reference_csv):
         ({"epochs": "ten"}, 2, "epochs: 'ten' is not an integer"),
         ({"learning_rate": "0.1"}, 2, "unknown hyperparameter 'learning_rate'"),
         ({"name": "no spaces allowed"}, 2, "variant name 'no spaces allowed'"),
+        ({"calibration": "platt"}, 2, "hyperparameter calibration: --calibration 'platt'"),
     ],
 )
 def test_bad_hyperparameters_write_the_failure_file(base, hyperparameters, status, reason, capsys):

@@ -254,6 +254,25 @@ def test_tuned_model_is_exported_with_its_search_in_the_card(outcome, card, sear
     assert (card.loss.type, card.training.epochs) == (won.loss, TINY_EPOCHS)
 
 
+def test_tuned_map_is_fitted_on_the_winners_out_of_fold_scores(card, search, reference_split):
+    from sklearn.calibration import _SigmoidCalibration
+
+    from costaware.calibration import logit
+
+    # the oracle: each training row's score from the winning setting's fold fit without it,
+    # read from the card's own tuning section, and scikit-learn's calibrator on them
+    winner = next(g for g in card.tuning["grid"] if g["label"] == search.winner.setting.label)
+    scores = np.zeros(len(reference_split.y_train))
+    for fold, result in zip(winner["folds"], search.winner.folds, strict=True):
+        scores[result.val_index] = result.val_scores
+        assert fold["fold"] == result.fold
+    oracle = _SigmoidCalibration().fit(logit(scores), reference_split.y_train)
+    section = card.calibration
+    assert (section.fitted_on, section.folds, section.rows) == ("out_of_fold", TINY_K, 426)
+    assert section.map.a == pytest.approx(oracle.a_, rel=1e-9)
+    assert section.map.b == pytest.approx(oracle.b_, rel=1e-9, abs=1e-12)
+
+
 def test_card_threshold_follows_the_winning_rule_on_the_served_model(
     outcome, card, search, reference_split
 ):
