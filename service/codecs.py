@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from costaware.economics import EconomicsError, as_number
 from costaware.tabular import TabularError, parse_numeric_csv
 from service.errors import (
     InvalidInputError,
@@ -178,7 +179,10 @@ def _convert_row(row: Any, where: str, features: Sequence[str]) -> list[float]:
             raise InvalidInputError(
                 f"{where}[{c}] ({features[c]}): {describe(value)} is not a number"
             )
-        number = float(value)
+        try:
+            number = as_number(value, f"{where}[{c}] ({features[c]})")
+        except EconomicsError as exc:
+            raise InvalidInputError(str(exc)) from None
         # abs(value) for an int compares exactly: an integer a little past float32's
         # maximum rounds to it as a float.
         if not math.isfinite(number) or abs(number) > _FLOAT32_MAX or abs(value) > _FLOAT32_MAX:
@@ -212,7 +216,7 @@ def instances_to_matrix(
     if all(type(row) is list for row in instances):
         try:
             matrix = np.array(instances, dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):  # OverflowError: ints past float64
             matrix = None
         if (
             matrix is not None
@@ -265,7 +269,7 @@ def _load_json(data: str | bytes, source: str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         pass
-    text = data if isinstance(data, str) else _text(data, source)
+    text = data if isinstance(data, str) else body_text(data, source)
     try:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
@@ -280,11 +284,18 @@ def _load_json(data: str | bytes, source: str) -> Any:
         ) from None
 
 
-def _text(body: bytes, source: str) -> str:
+BOM = b"\xef\xbb\xbf"
+
+
+def body_text(body: bytes, source: str) -> str:
+    """The one rule for the text of every request body (JSON, JSON lines, CSV, on every
+    route): UTF-8, and a leading byte order mark is dropped (CSV saved by Excel as UTF-8
+    starts with one); anything else is a 400 naming the first bad byte."""
     try:
-        return body.decode("utf-8")
+        return body.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedRequestError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+        start = exc.start + (len(BOM) if body.startswith(BOM) else 0)
+        raise MalformedRequestError(f"{source}: not UTF-8 text (byte {start})") from None
 
 
 @dataclass(frozen=True)
@@ -376,7 +387,7 @@ def on_out_of_range(value: Any, source: str) -> str:
 def decode_jsonlines(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
     """One instance (array or object) per non-blank line."""
     instances, line_numbers = [], []
-    for line_no, line in enumerate(_text(body, source).splitlines(), start=1):
+    for line_no, line in enumerate(body_text(body, source).splitlines(), start=1):
         if line.strip():
             instances.append(_load_json(line, f"{source} line {line_no}"))
             line_numbers.append(line_no)
@@ -390,7 +401,9 @@ def decode_jsonlines(body: bytes, features: Sequence[str], source: str = "body")
 def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
     """Headerless CSV, one instance per line, in the card's feature order."""
     try:
-        _, matrix = parse_numeric_csv(_text(body, source), source=source, n_columns=len(features))
+        _, matrix = parse_numeric_csv(
+            body_text(body, source), source=source, n_columns=len(features)
+        )
     except TabularError as exc:
         if exc.column is not None and exc.column_name is None:
             exc.column_name = features[exc.column - 1]

@@ -446,14 +446,13 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         },
     }
     # As inference.target_model_name reads it: the last path part, without .tar.gz then
-    # .tgz; empty (or no header) means the default model.
+    # .tgz; a blank header (or none) means the default model, a last part that names
+    # nothing ("builtin/") is refused.
     empty = "?" if default is not None else ""
     alternatives = "|".join(name.replace(".", "[.]") for name in names)
+    named = f"(?:.*/)?(?:{alternatives})(?:\\.tgz)?(?:\\.tar\\.gz)?"
     target = (
-        {
-            "type": "string",
-            "pattern": f"^\\s*(?:.*/)?(?:{alternatives}){empty}(?:\\.tgz)?(?:\\.tar\\.gz)?\\s*$",
-        }
+        {"type": "string", "pattern": f"^\\s*(?:{named}){empty}\\s*$"}
         if names
         else {"type": "string"}
     )

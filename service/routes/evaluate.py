@@ -30,6 +30,7 @@ from costaware.tabular import data_line_numbers
 from service.codecs import (
     CSV,
     JSON,
+    body_text,
     decode_csv,
     margin_value,
     negotiate,
@@ -232,10 +233,9 @@ def _decode(
 def _load_json(body: bytes) -> Any:
     # NaN and Infinity are parsed rather than refused here, so that the economics checks
     # can name the field that holds them (``cost_matrix.tp``, ``scores[3]``).
+    text = body_text(body, "body")  # the one rule for a body's text (UTF-8, BOM)
     try:
-        return json.loads(body, parse_constant=float)
-    except UnicodeDecodeError as exc:
-        raise MalformedRequestError(f"body: not UTF-8 text (byte {exc.start})") from None
+        return json.loads(text, parse_constant=float)
     except json.JSONDecodeError as exc:
         raise MalformedRequestError(
             f"body: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
