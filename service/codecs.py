@@ -9,10 +9,12 @@ No FastAPI here: these are plain functions the bench also runs in-process.
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -437,13 +439,31 @@ def _json_names(names: list[str] | None) -> str:
     return orjson.dumps(names).decode() if names else "[]"
 
 
+def csv_lines(rows: Iterable[Sequence[str]]) -> list[str]:
+    """Each row of text fields as one CSV line without its line end, by RFC 4180 through
+    Python's csv module: a field holding a comma, a double quote, CR or LF is quoted and
+    its quotes doubled; every other field is written as it is (so ordinary rows are just
+    their fields joined by commas). The one CSV writer of the service and batch engine."""
+    buffer = io.StringIO()
+    # "\r\n" as the writer's line end so that a CR in a field is quoted too; the end
+    # itself is cut off (the answers end lines with "\n").
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        lines.append(buffer.getvalue()[:-2])
+    return lines
+
+
+def csv_field(text: str) -> str:
+    """One field as :func:`csv_lines` writes it."""
+    return csv_lines([[text]])[0] if text else ""
+
+
 def _csv_names(names: list[str] | None) -> str:
-    if not names:
-        return ""
-    field = ";".join(names)
-    if any(c in field for c in ',"\r\n'):
-        field = '"' + field.replace('"', '""') + '"'
-    return field
+    return csv_field(";".join(names)) if names else ""
 
 
 def score_text(scores: np.ndarray) -> list[str]:
@@ -507,13 +527,19 @@ def encode_csv(predictions: Predictions | ValuedPredictions) -> bytes:
     ``score,decision,ev_0,ev_1,close_confusion,out_of_range`` (binary) or
     ``p_1,...,p_K,decision,ev_1,...,ev_K,close_confusion,out_of_range`` (multiclass, the
     card's class order; ``ev_j`` = expected value of deciding class j)."""
+    return ("\n".join(prediction_csv_lines(predictions)) + "\n").encode()
+
+
+def prediction_csv_lines(predictions: Predictions | ValuedPredictions) -> list[str]:
+    """:func:`encode_csv`'s lines, one per instance (a quoted field may hold a line break,
+    so the answer cannot be split at "\n")."""
     if isinstance(predictions, ValuedPredictions):
         flagged = predictions.out_of_range or {}
-        return "".join(
-            ",".join([*row, _csv_names(flagged.get(index))]) + "\n"
+        return csv_lines(
+            [*row, ";".join(flagged.get(index) or [])]
             for index, row in enumerate(predictions.csv_rows())
-        ).encode()
-    return ("\n".join(_lines(predictions, _CSV_LINE, _csv_names)) + "\n").encode()
+        )
+    return _lines(predictions, _CSV_LINE, _csv_names)
 
 
 ENCODERS = {JSON: encode_json, CSV: encode_csv, JSONLINES: encode_jsonlines}
