@@ -58,8 +58,10 @@ PREDICT_RULES = (
     "rest. A binary model decides by its threshold, or by expected value under a posted "
     "`cost_matrix` (tp, fp, tn, fn; then no threshold, and `margin` is in dollars >= 0); a "
     "multiclass model decides by expected value under its card's value matrix or a "
-    "posted one with its classes (no threshold; `margin` in dollars). A rule JSON Schema "
-    "cannot state: each per-instance list of a cost matrix has one value per instance."
+    "posted one with its classes (no threshold; `margin` in dollars). Rules JSON Schema "
+    "cannot state: each per-instance list of a cost matrix has one value per instance; a "
+    "posted matrix must prefer some decision for some truth (all zeros, v_tp = v_fn with "
+    "v_tn = v_fp, or a value matrix of constant rows is refused)."
 )
 INVOCATIONS_RULES = (
     " The model is the one X-Amzn-SageMaker-Target-Model names, else `model=` in "
@@ -76,7 +78,9 @@ EVALUATE_RULES = (
     "Accept: image/png) needs exactly one binary model; `prevalence` needs both classes "
     "among the labels. With a value matrix: `values` is K x K for its K classes, each row "
     "of `scores` has K probabilities summing to 1 (within 1e-6) and each label is one of "
-    "the classes (or its index). Breaking one is a 422 naming the field."
+    "the classes (or its index). A cost or value matrix must prefer some decision for "
+    "some truth (all zeros, v_tp = v_fn with v_tn = v_fp, or constant rows are refused). "
+    "Breaking one is a 422 naming the field."
 )
 ALL_ERRORS = (400, 404, 406, 413, 415, 422, 503)
 REFUSALS_422 = (

@@ -37,7 +37,7 @@ from schemathesis.engine import events, from_schema
 from schemathesis.engine.statistic import Statistic
 
 from costaware.card import MulticlassCard, read_any_card
-from costaware.economics import OUTCOMES
+from costaware.economics import OUTCOMES, CostMatrix, EconomicsError
 from service.errors import ServiceError
 from service.inference import (
     CUSTOM_ATTRIBUTES_HEADER,
@@ -185,6 +185,7 @@ def install_rules(schema: Any, served: Served) -> None:
                 # Each per-instance list has one value per instance.
                 n = len(body.get("instances") or [None])
                 _fit_lists(body["cost_matrix"], n)
+                _prefer_values(body["cost_matrix"])
             return case
         if case.path != "/evaluate":
             return case
@@ -215,6 +216,7 @@ def install_rules(schema: Any, served: Served) -> None:
         else:
             for key in ("tp", "fp", "tn", "fn"):
                 query.setdefault(key, 0)
+            _fit_lists(query, None)
             if plot is not None:
                 models = query.get("models") or sorted(served.held_out_sizes)
                 query["models"] = models[:1] if isinstance(models, list) else [models]
@@ -291,6 +293,29 @@ def _fit_lists(costs: dict[str, Any], n: int | None) -> None:
     for key, value in list(costs.items()):
         if key in OUTCOMES and isinstance(value, list):
             costs[key] = (value * n)[:n] if n else value[0]
+    if set(OUTCOMES) <= set(costs):
+        # A matrix must prefer some decision for some truth: nudge v_tn off v_fp.
+        def number(value: Any) -> Any:
+            return [float(v) for v in value] if isinstance(value, list) else float(value)
+
+        try:
+            CostMatrix.from_mapping({key: number(costs[key]) for key in OUTCOMES})
+        except (EconomicsError, TypeError, ValueError) as exc:
+            if "the same value" in str(exc):
+                tn, fp = number(costs["tn"]), number(costs["fp"])
+                other = fp[0] if isinstance(fp, list) else fp
+                moved = other - 1 if other > 0 else other + 1
+                costs["tn"] = [moved, *tn[1:]] if isinstance(tn, list) else moved
+
+
+def _prefer_values(matrix: dict[str, Any]) -> None:
+    """A value matrix must prefer some decision for some truth: nudge one cell."""
+    values = matrix.get("values")
+    rows = values if isinstance(values, list) and values else []
+    if all(isinstance(row, list) and len(row) > 1 and len(set(row)) == 1 for row in rows):
+        first = rows[0] if rows else None
+        if first:
+            first[0] = first[1] - 1 if first[1] > 0 else first[1] + 1
 
 
 def _fit_value_matrix(body: dict[str, Any]) -> None:
@@ -301,6 +326,7 @@ def _fit_value_matrix(body: dict[str, Any]) -> None:
     k = len(classes)
     cells = [value for row in matrix["values"] for value in row] or [0]
     matrix["values"] = [[cells[(i * k + j) % len(cells)] for j in range(k)] for i in range(k)]
+    _prefer_values(matrix)
     if body.get("scores") is not None:
         rows = []
         for row in body["scores"]:
