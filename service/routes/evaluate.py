@@ -60,7 +60,8 @@ PNG = "image/png"
 
 @dataclass(frozen=True)
 class EvaluateOptions:
-    """The query-string options: the plot, and the body's fields for CSV or empty bodies."""
+    """The query-string options: the plot, and the body's fields (for a CSV or empty body;
+    beside a JSON body they override the body's)."""
 
     plot: Plot | None
     models: list[str] | None
@@ -69,15 +70,6 @@ class EvaluateOptions:
     margin: float | None
     prevalence: float | None = None
     curve: bool | None = None
-
-    def body_fields_given(self) -> list[str]:
-        given = [key for key, value in self.costs.items() if value is not None]
-        given += [
-            key
-            for key in ("models", "threshold", "margin", "prevalence", "curve")
-            if getattr(self, key) is not None
-        ]
-        return given
 
 
 def _option(value: Any, field: str) -> float | None:
@@ -218,16 +210,31 @@ def _decode(
         raise UnsupportedMediaTypeError(
             f"Content-Type {content_type!r} is not supported by /evaluate; send {JSON} or {CSV}"
         )
-    given = query.body_fields_given()
-    if given:
-        raise InvalidInputError(
-            f"query.{given[0]}: with a JSON body, put the options in the body "
-            "(query parameters other than plot are for text/csv or empty bodies)"
-        )
     payload = _load_json(body)
     if not isinstance(payload, dict):
         raise InvalidInputError("body: expected a JSON object with a cost_matrix")
-    return _json_inputs(payload)
+    return _json_inputs(_with_query_options(payload, query))
+
+
+def _with_query_options(payload: dict[str, Any], query: EvaluateOptions) -> dict[str, Any]:
+    """Query options beside a JSON body override the body's fields of the same name, as
+    the SageMaker headers override a /invocations body; tp, fp, tn and fn override those
+    entries of the body's binary cost matrix (a value matrix has none: refused)."""
+    merged = dict(payload)
+    for key in ("models", "threshold", "margin", "prevalence", "curve"):
+        value = getattr(query, key)
+        if value is not None:
+            merged[key] = value
+    costs = {key: value for key, value in query.costs.items() if value is not None}
+    if costs:
+        matrix = payload.get("cost_matrix")
+        if is_value_matrix(matrix):
+            raise InvalidInputError(
+                f"query.{next(iter(costs))}: tp, fp, tn and fn are a binary cost matrix's "
+                "entries; the body's cost_matrix is a value matrix (classes, values)"
+            )
+        merged["cost_matrix"] = {**(matrix if isinstance(matrix, dict) else {}), **costs}
+    return merged
 
 
 def _load_json(body: bytes) -> Any:
@@ -290,7 +297,10 @@ JSON body: `{"models": [...], "cost_matrix": {"tp": .., "fp": .., "tn": .., "fn"
 "instances": [...], "labels": [...], "threshold": 0.5, "margin": 0.1}`; or `scores` with
 `labels` instead of `instances`; or neither, for each card's held-out split. Each cost
 entry may be a list with one value per instance. A `text/csv` body (label first, features
-after) or an empty body takes the cost matrix and options from the query string.
+after) or an empty body takes the cost matrix and options from the query string; beside a
+JSON body, a query option overrides the body's field of the same name (tp, fp, tn and fn
+the entries of its binary cost matrix), as the SageMaker headers override an
+/invocations body.
 `Accept: image/png` with one model returns the close-confusion figure, or with
 `plot=value` the expected value by threshold. `prevalence` values the decisions at another
 share of positives; `curve: true` adds each model's expected value by threshold."""
@@ -315,20 +325,20 @@ async def evaluate(
     request: Request,
     dataplane: DataPlaneDep,
     plot: Annotated[Plot | None, Query(description="figure to draw (Accept: image/png)")] = None,
-    models: Annotated[list[str] | None, Query(description="CSV/empty body: models")] = None,
-    tp: Annotated[float | None, Query(description="CSV/empty body: value of a TP")] = None,
-    fp: Annotated[float | None, Query(description="CSV/empty body: value of a FP")] = None,
-    tn: Annotated[float | None, Query(description="CSV/empty body: value of a TN")] = None,
-    fn: Annotated[float | None, Query(description="CSV/empty body: value of a FN")] = None,
-    threshold: Annotated[float | None, Query(description="CSV/empty body: threshold")] = None,
-    margin: Annotated[float | None, Query(description="CSV/empty body: margin")] = None,
+    models: Annotated[list[str] | None, Query(description="models")] = None,
+    tp: Annotated[float | None, Query(description="value of a TP")] = None,
+    fp: Annotated[float | None, Query(description="value of a FP")] = None,
+    tn: Annotated[float | None, Query(description="value of a TN")] = None,
+    fn: Annotated[float | None, Query(description="value of a FN")] = None,
+    threshold: Annotated[float | None, Query(description="threshold")] = None,
+    margin: Annotated[float | None, Query(description="margin")] = None,
     prevalence: Annotated[
         float | None,
-        Query(description="CSV/empty body: value the decisions at this share of positives"),
+        Query(description="value the decisions at this share of positives"),
     ] = None,
     curve: Annotated[
         bool | None,
-        Query(description="CSV/empty body: add each model's expected value by threshold"),
+        Query(description="add each model's expected value by threshold"),
     ] = None,
 ) -> Response:
     query = EvaluateOptions(

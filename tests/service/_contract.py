@@ -211,8 +211,14 @@ def install_rules(schema: Any, served: Served) -> None:
             # reweighted to another prevalence.
             query.pop("prevalence", None)
         if isinstance(body, dict):
-            case.query = {"plot": plot} if plot is not None else {}
+            # Query options beside a JSON body override its fields: fold them in, fit the
+            # body, and send the options as the fitted body has them.
+            options = {key: value for key, value in query.items() if key != "plot"}
+            if body.get("scores") is not None:
+                options.pop("models", None)  # posted scores come without models
+            _fold_options(body, options)
             _fit_body(body, served.held_out_sizes, one_model=plot is not None)
+            case.query = _options_of(body, options) | ({"plot": plot} if plot is not None else {})
         else:
             for key in ("tp", "fp", "tn", "fn"):
                 query.setdefault(key, 0)
@@ -246,6 +252,34 @@ def _fit_body(body: dict[str, Any], held_out_sizes: dict[str, int], *, one_model
     if one_model and data is not None and "scores" not in body:
         body["models"] = (body.get("models") or sorted(held_out_sizes))[:1]
     _fit_lists(body.get("cost_matrix") or {}, n)
+
+
+def _fold_options(body: dict[str, Any], options: dict[str, Any]) -> None:
+    """What the service does with query options beside a JSON body: each overrides the
+    body's field (tp, fp, tn and fn: the entries of its binary cost matrix)."""
+    for key, value in options.items():
+        if key == "models":
+            names = value if isinstance(value, list) else [value]
+            body["models"] = [
+                n.strip() for item in names for n in str(item).split(",") if n.strip()
+            ]
+        elif key == "curve":
+            body["curve"] = value if isinstance(value, bool) else str(value).lower() == "true"
+        elif key in OUTCOMES:
+            body.setdefault("cost_matrix", {})[key] = float(value)
+        else:
+            body[key] = float(value)  # the query's strings, as FastAPI reads them
+
+
+def _options_of(body: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The query options with the values the fitted body holds (dropped where it dropped
+    them)."""
+    out = {}
+    for key in options:
+        value = body.get("cost_matrix", {}).get(key) if key in OUTCOMES else body.get(key)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def _fit_target(case: Any, served: Served) -> None:
