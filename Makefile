@@ -74,17 +74,19 @@ chromium:
 test: $(DEV_ENV)/.synced $(SERVE_ENV)/.synced lint chromium
 	$(DEV_ENV)/bin/python -m pytest
 
+# train, train-multiclass and tune retrain the shipped models on purpose, hence --replace
+# (without it `python -m training` refuses to overwrite an existing model folder).
 train: $(DEV_ENV)/.synced
-	$(DEV_ENV)/bin/python -m training --models-dir models --report-dir reports
+	$(DEV_ENV)/bin/python -m training --models-dir models --report-dir reports --replace
 
 # The multiclass reference model (wine data, illustrative value matrix), with the
 # held-out comparison of both losses printed and kept in its card.
 train-multiclass: $(DEV_ENV)/.synced
-	$(DEV_ENV)/bin/python -m training multiclass --models-dir models
+	$(DEV_ENV)/bin/python -m training multiclass --models-dir models --replace
 
 # Separate from train: 45 cross-validation fits take minutes, not seconds.
 tune: $(DEV_ENV)/.synced
-	$(DEV_ENV)/bin/python -m training tune --models-dir models --report-dir reports
+	$(DEV_ENV)/bin/python -m training tune --models-dir models --report-dir reports --replace
 
 # The same onnxruntime and numpy as the serving environment, so that the comparison is
 # between servers, not between builds of the runtime.

@@ -4,12 +4,15 @@
 
 Needs wrk, a C load generator (Debian/Ubuntu: ``apt-get install wrk``); BentoML is
 included when its environment exists (``make bench-env-bentoml``, never a project
-dependency). Each server runs as one worker process with its access log off, on loopback:
+dependency). Each server runs as one worker process on loopback:
 
-- ``service``: ``python -m service`` (the shipped models), as ``make run`` serves it:
-  uvicorn with uvloop and httptools;
+- ``service``: ``python -m service`` (the shipped models), as ``make run`` starts it: its
+  default settings, the access log (one line per request on stdout, service/accesslog.py)
+  and info-level logging included; uvicorn with uvloop and httptools;
+- ``service-quiet`` (only when asked for, ``--servers``): the same with the access log
+  off and the log level at warning, to show what per-request logging costs;
 - ``bare``: a FastAPI endpoint answering a pre-encoded constant (bench/bare_app.py), on
-  the same stack: the floor for any FastAPI service here;
+  the same stack, access log off: the floor for any FastAPI service here;
 - ``straightforward``: FastAPI + pydantic + onnxruntime with a synchronous endpoint
   (bench/straightforward_app.py), on the same stack;
 - ``bentoml``: BentoML 1.4 on the same ONNX model (bench/bentoml_service.py), on its own
@@ -58,7 +61,8 @@ BENCH = REPO / "bench"
 LUA = BENCH / "wrk_post.lua"
 BENTOML = REPO / ".venv-bench-bentoml" / "bin" / "bentoml"
 CSV_BYTES = 5 * 1024 * 1024
-SERVERS = ("service", "bare", "straightforward", "bentoml")
+SERVERS = ("service", "bare", "straightforward", "bentoml", "service-quiet")
+DEFAULT_SERVERS = SERVERS[:4]
 # The stack uvicorn[standard] gives, named explicitly for the two comparison apps.
 UVICORN_STANDARD = ["--loop", "uvloop", "--http", "httptools", "--ws", "none"]
 
@@ -277,15 +281,17 @@ def make_servers(
         "COSTAWARE_MODEL_DIR": str(model_dir.resolve()),
         "COSTAWARE_HOST": "127.0.0.1",
         "COSTAWARE_WORKERS": "1",
-        "COSTAWARE_LOG_LEVEL": "warning",
-        "COSTAWARE_ACCESS_LOG": "false",
         "BENCH_MODEL_DIR": str((model_dir / "medical").resolve()),
         "BENTOML_DO_NOT_TRACK": "true",
     }
     for name in ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS", "COSTAWARE_PORT"):
         base_env.pop(name, None)
+    # The service's logging as shipped: whatever this shell sets does not count.
     for name in ("COSTAWARE_LOOP", "COSTAWARE_HTTP", "PROMETHEUS_MULTIPROC_DIR"):
         base_env.pop(name, None)
+    for name in ("COSTAWARE_LOG_LEVEL", "COSTAWARE_ACCESS_LOG"):
+        base_env.pop(name, None)
+    quiet_env = {**base_env, "COSTAWARE_LOG_LEVEL": "warning", "COSTAWARE_ACCESS_LOG": "false"}
 
     def uvicorn(app: str, port: int) -> list[str]:
         return [
@@ -296,7 +302,8 @@ def make_servers(
     servers = []
     for index, name in enumerate(names):
         port = free_port() if first_port is None else first_port + index
-        if name == "service":
+        env = quiet_env if name == "service-quiet" else base_env
+        if name in ("service", "service-quiet"):
             command = [python, "-m", "service", "--port", str(port)]
         elif name == "bare":
             command = uvicorn("bench.bare_app:app", port)
@@ -307,7 +314,7 @@ def make_servers(
                 str(BENTOML), "serve", "bentoml_service:Classifier", "--working-dir",
                 str(BENCH), "--host", "127.0.0.1", "--port", str(port),
             ]  # fmt: skip
-        servers.append(Server(name, command, port, base_env))
+        servers.append(Server(name, command, port, env))
     return servers
 
 
@@ -317,13 +324,14 @@ def ratio_line(label: str, value: float, target: str, ok: bool) -> str:
 
 
 def main() -> int:
+    nan = float("nan")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "models")
     parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per server")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--csv-repeats", type=int, default=5)
-    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(DEFAULT_SERVERS))
     parser.add_argument(
         "--first-port", type=int, help="listen on this port and the next ones (default: free ports)"
     )
@@ -385,6 +393,7 @@ def main() -> int:
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; wrk 1 thread; one worker per "
         f"server; medians of {args.rounds} interleaved rounds of {args.seconds:g} s"
     )
+    print("service: as `make run` starts it (access log and info-level logging on)")
     print("server stacks: service, bare, straightforward: uvicorn + uvloop + httptools; ")
     print("               bentoml: BentoML's own (as `pip install bentoml` gives it)")
     print("(a) POST /predict, one instance; each server's answer:")
@@ -430,6 +439,13 @@ def main() -> int:
     cpu = ratio("server_us", "bare", True)
     print(f"  {f'c={c} server CPU per request, bare / service':<46} {cpu:6.2f}x  (no target; "
           "steadier than req/s on a loaded machine)")  # fmt: skip
+    if "service-quiet" in by_name:
+        quiet = by_name["service-quiet"]
+        for key, label in (("rps", f"c={c} req/s"), ("p50_ms", "c=1 p50")):
+            to_bare = quiet.median(key) / by_name["bare"].median(key) if "bare" in by_name else nan
+            shipped = svc.median(key) / quiet.median(key) if svc is not None else nan
+            print(f"  {f'{label}, service-quiet / bare':<46} {to_bare:6.2f}x")
+            print(f"  {f'{label}, service / service-quiet':<46} {shipped:6.2f}x  (the access log)")
     slower = ratio("p50_ms", "straightforward", True)
     print(f"  {'c=1 p50, straightforward / service':<46} {slower:6.2f}x")
     print(f"  {'c=1 p50, bentoml / service':<46} {ratio('p50_ms', 'bentoml', True):6.2f}x")

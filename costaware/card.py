@@ -8,9 +8,12 @@ and no FastAPI.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
+import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -19,6 +22,13 @@ from costaware.decision import DEFAULT_MARGIN, DEFAULT_THRESHOLD, MODEL_NAME_PAT
 CARD_FILENAME = "model-card.json"
 MODEL_FILENAME = "model.onnx"
 CARD_SCHEMA_VERSION = 1
+# What reading a model folder may cost (the service's COSTAWARE_MAX_CARD_BYTES and
+# COSTAWARE_MAX_MODEL_BYTES set the sizes): the shipped cards are 10-100 kB nested 7 levels
+# at most, their graphs under 1 kB. The depth bound keeps the JSON parser far from
+# Python's recursion limit (a card nested 100,000 deep raised RecursionError).
+MAX_CARD_BYTES = 16 * 1024 * 1024
+MAX_MODEL_BYTES = 1024 * 1024 * 1024
+MAX_CARD_DEPTH = 64
 
 
 class CardError(ValueError):
@@ -102,6 +112,9 @@ class HeldOutMetrics(_Strict):
 class HeldOut(_Strict):
     scores: list[float]
     labels: list[Literal[0, 1]]
+    # The graph's calibrated ``probability`` output for the same rows (cards with a
+    # calibration map; None for older cards and ``--calibration none``).
+    probabilities: list[float] | None = None
 
     @model_validator(mode="after")
     def _same_length(self) -> HeldOut:
@@ -109,7 +122,145 @@ class HeldOut(_Strict):
             raise ValueError(
                 f"held_out has {len(self.scores)} scores but {len(self.labels)} labels"
             )
+        if self.probabilities is not None and len(self.probabilities) != len(self.scores):
+            raise ValueError(
+                f"held_out has {len(self.probabilities)} probabilities for "
+                f"{len(self.scores)} scores"
+            )
         return self
+
+
+# ---------------------------------------------------------------------------
+# Calibration (costaware.calibration computes what each map means)
+
+
+class SigmoidMap(_Strict):
+    """Platt scaling on the logit of the score: ``1 / (1 + exp(a * logit(s) + b))``."""
+
+    method: Literal["sigmoid"]
+    a: float
+    b: float
+
+
+class IsotonicMap(_Strict):
+    """Isotonic regression on the score: linear interpolation of ``y_thresholds`` over
+    ``x_thresholds`` (increasing), the score clipped to their range."""
+
+    method: Literal["isotonic"]
+    x_thresholds: list[float] = Field(min_length=1)
+    y_thresholds: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _monotone(self) -> IsotonicMap:
+        x, y = self.x_thresholds, self.y_thresholds
+        if len(x) != len(y):
+            raise ValueError(f"{len(x)} x_thresholds but {len(y)} y_thresholds")
+        if any(b < a for a, b in itertools.pairwise(x)):
+            raise ValueError("x_thresholds must be non-decreasing")
+        if any(b < a for a, b in itertools.pairwise(y)) or not all(0 <= v <= 1 for v in y):
+            raise ValueError("y_thresholds must be non-decreasing probabilities in [0, 1]")
+        return self
+
+
+class TemperatureMap(_Strict):
+    """Temperature scaling of class probabilities: ``softmax(log(q) / temperature)``."""
+
+    method: Literal["temperature"]
+    temperature: float = Field(gt=0)
+
+
+class VectorMap(_Strict):
+    """Vector scaling: ``softmax(weights * log(q) + biases)``, one weight and bias a class."""
+
+    method: Literal["vector"]
+    weights: list[float] = Field(min_length=2)
+    biases: list[float] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> VectorMap:
+        if len(self.weights) != len(self.biases):
+            raise ValueError(f"{len(self.weights)} weights but {len(self.biases)} biases")
+        return self
+
+
+CalibrationMap = Annotated[
+    SigmoidMap | IsotonicMap | TemperatureMap | VectorMap, Field(discriminator="method")
+]
+BINARY_METHODS = ("sigmoid", "isotonic")
+MULTICLASS_METHODS = ("temperature", "vector")
+
+
+class ReliabilityBin(_Strict):
+    mean_probability: float = Field(ge=0, le=1)
+    observed_rate: float = Field(ge=0, le=1)
+    count: int = Field(ge=1)
+
+
+class CalibrationQuality(_Strict):
+    """``costaware.calibration.quality``: ECE on equal-mass bins, Brier score, log loss and
+    the reliability curve (binary: the positive class; multiclass: the top label)."""
+
+    ece: float = Field(ge=0)
+    brier: float = Field(ge=0)
+    log_loss: float = Field(ge=0)
+    reliability: list[ReliabilityBin]
+
+
+class CalibrationHeldOut(_Strict):
+    """On the held-out split (never used for fitting): the raw score (``before``) and the
+    calibrated probability (``after``)."""
+
+    before: CalibrationQuality
+    after: CalibrationQuality
+
+
+class PriorShiftBaseline(_Strict):
+    """For a weighted loss: the analytic inverse ``p = s / (w - s (w - 1))`` of the shift
+    the weight ``w = fn_cost / fp_cost`` causes, as a baseline for the fitted map."""
+
+    weight: float = Field(gt=0)
+    held_out: CalibrationQuality
+
+
+class Calibration(_Strict):
+    """The map from the graph's raw output to the probabilities it also outputs under
+    ``output_name``, how it was fitted and what it does on the held-out split."""
+
+    map: CalibrationMap
+    output_name: str = Field(min_length=1)
+    fitted_on: Literal["out_of_fold", "held_back"]
+    rows: int = Field(ge=1)
+    folds: int | None = Field(default=None, ge=2)
+    held_out: CalibrationHeldOut
+    prior_shift_baseline: PriorShiftBaseline | None = None
+
+    @model_validator(mode="after")
+    def _folds_match(self) -> Calibration:
+        if (self.fitted_on == "out_of_fold") != (self.folds is not None):
+            raise ValueError("folds is given exactly when fitted_on is out_of_fold")
+        return self
+
+
+def _check_calibration(
+    calibration: Calibration | None, onnx: OnnxSpec, methods: tuple[str, ...], k: int | None
+) -> None:
+    if calibration is None:
+        return
+    if calibration.map.method not in methods:
+        raise ValueError(
+            f"calibration method {calibration.map.method!r} does not apply to this kind of "
+            f"model (one of {', '.join(methods)})"
+        )
+    if calibration.output_name == onnx.output_name:
+        raise ValueError("calibration.output_name must differ from onnx.output_name")
+    if (
+        k is not None
+        and isinstance(calibration.map, VectorMap)
+        and len(calibration.map.weights) != k
+    ):
+        raise ValueError(
+            f"vector calibration has {len(calibration.map.weights)} weights for {k} classes"
+        )
 
 
 class ScoreCorrection(_Strict):
@@ -195,6 +346,10 @@ class ModelCard(BaseModel):
     # What the model saw in training, feature by feature; the service flags (or refuses)
     # instances outside [min, max]. Cards written before ranges were recorded have none.
     feature_ranges: list[FeatureRange] | None = None
+    # The calibration map the graph applies for its ``probability`` output; None for
+    # cards written before calibration and for ``--calibration none`` (served, and every
+    # answer says ``"calibrated": false``).
+    calibration: Calibration | None = None
 
     @model_validator(mode="after")
     def _ranges_match_features(self) -> ModelCard:
@@ -202,7 +357,14 @@ class ModelCard(BaseModel):
             names = [item.name for item in self.feature_ranges]
             if names != self.features:
                 raise ValueError("feature_ranges must name the card's features, in order")
+        _check_calibration(self.calibration, self.onnx, BINARY_METHODS, None)
+        if (self.calibration is None) != (self.held_out.probabilities is None):
+            raise ValueError("held_out.probabilities is given exactly when calibration is")
         return self
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
 
     def summary(self) -> dict[str, Any]:
         """The card without the held-out score arrays (what ``GET /models/{name}`` shows)."""
@@ -258,14 +420,21 @@ class MulticlassMetrics(_Strict):
 
 
 class MulticlassHeldOut(_Strict):
-    probabilities: list[list[float]]
+    probabilities: list[list[float]]  # the graph's raw ``scores`` output
     labels: list[int]  # class indices
+    # The graph's calibrated ``probabilities`` output for the same rows (None without a map).
+    calibrated_probabilities: list[list[float]] | None = None
 
     @model_validator(mode="after")
     def _same_length(self) -> MulticlassHeldOut:
         if len(self.probabilities) != len(self.labels):
             raise ValueError(
                 f"held_out has {len(self.probabilities)} rows but {len(self.labels)} labels"
+            )
+        calibrated = self.calibrated_probabilities
+        if calibrated is not None and len(calibrated) != len(self.probabilities):
+            raise ValueError(
+                f"held_out has {len(calibrated)} calibrated rows for {len(self.probabilities)} rows"
             )
         return self
 
@@ -298,6 +467,12 @@ class MulticlassCard(BaseModel):
     comparison: dict[str, Any] | None = None
     # As ModelCard's: the training split's range of each feature (out_of_range flags).
     feature_ranges: list[FeatureRange] | None = None
+    # As ModelCard's, for the graph's ``probabilities`` output.
+    calibration: Calibration | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration is not None
 
     @model_validator(mode="after")
     def _consistent(self) -> MulticlassCard:
@@ -305,6 +480,14 @@ class MulticlassCard(BaseModel):
         if ranges is not None and [item.name for item in ranges] != self.features:
             raise ValueError("feature_ranges must name the card's features, in order")
         k = len(self.classes)
+        _check_calibration(self.calibration, self.onnx, MULTICLASS_METHODS, k)
+        calibrated = self.held_out.calibrated_probabilities
+        if (self.calibration is None) != (calibrated is None):
+            raise ValueError(
+                "held_out.calibrated_probabilities is given exactly when calibration is"
+            )
+        if calibrated is not None and any(len(row) != k for row in calibrated):
+            raise ValueError(f"held_out.calibrated_probabilities rows must have {k} entries")
         if self.value_matrix.classes != self.classes:
             raise ValueError("value_matrix.classes must equal classes")
         if any(len(row) != k for row in self.held_out.probabilities):
@@ -338,25 +521,102 @@ def read_card(folder: Path) -> ModelCard:
     return card
 
 
-def read_any_card(folder: Path) -> AnyCard:
+def read_any_card(folder: Path, max_bytes: int = MAX_CARD_BYTES) -> AnyCard:
     """Read and validate ``folder/model-card.json``, binary or multiclass (``task``)."""
     path = folder / CARD_FILENAME
+    return parse_card(read_folder_file(folder, CARD_FILENAME, max_bytes, "model card"), path)
+
+
+def read_folder_file(folder: Path, name: str, max_bytes: int, what: str) -> bytes:
+    """The bytes of ``folder/name``, refused (:class:`CardError` naming ``what`` and why)
+    unless ``name`` is a plain file name and the file a regular file of at most
+    ``max_bytes``, itself no symbolic link. Nothing outside ``folder`` is ever opened
+    (an absolute name, ``..`` or a link is refused before any open) and nothing can block:
+    the file is examined before it is opened and opened non-blocking, so a FIFO or a
+    device (``/dev/zero``) is refused, never read. What is checked is what is read: the
+    open file's own status is checked again, and the read stops past ``max_bytes``."""
+    path = folder / name
+    if not name or name in {".", ".."} or "/" in name or "\0" in name:
+        # Not echoed: a path the card names may be anywhere on the host.
+        kind = "an absolute path" if name.startswith("/") else "a path" if "/" in name else ""
+        raise CardError(
+            f"{folder}: the {what} is {kind or 'no file name'}; it must be a file name in "
+            "the folder"
+        )
     try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise CardError(f"{path}: no model card") from exc
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise CardError(f"{path}: unreadable model card ({exc})") from exc
-    return parse_card(data, path)
+        raise CardError(f"{folder}: unreadable model folder ({exc.strerror})") from None
+    try:
+        try:
+            before = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            raise CardError(f"{path}: no {what}") from None
+        _check_regular(before, path, what, max_bytes)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        handle = os.open(name, flags, dir_fd=directory)
+    except OSError as exc:
+        raise CardError(f"{path}: unreadable {what} ({exc.strerror})") from None
+    finally:
+        os.close(directory)
+    with os.fdopen(handle, "rb") as stream:
+        opened = os.fstat(stream.fileno())
+        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino):
+            raise CardError(f"{path}: the {what} was replaced while it was being read")
+        _check_regular(opened, path, what, max_bytes)
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise CardError(f"{path}: the {what} grew past {max_bytes} bytes while being read")
+    return data
 
 
-def parse_card(data: bytes, path: Path) -> AnyCard:
+def _check_regular(info: os.stat_result, path: Path, what: str, max_bytes: int) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise CardError(
+            f"{path}: the {what} is a symbolic link; it must be a regular file in the folder"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise CardError(f"{path}: the {what} is not a regular file")
+    if info.st_size > max_bytes:
+        raise CardError(f"{path}: the {what} has {info.st_size} bytes, more than {max_bytes}")
+
+
+_CONTAINERS = frozenset({list, dict})
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep the lists and dicts of a parsed JSON value nest (0 for a scalar), counted
+    without recursion."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)] if type(value) in _CONTAINERS else []
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        deepest = max(deepest, depth + 1)
+        # A card's long arrays hold numbers: their element types are looked at in C.
+        if _CONTAINERS.isdisjoint(map(type, item)):
+            continue
+        pending.extend((child, depth + 1) for child in item if type(child) in _CONTAINERS)
+    return deepest
+
+
+def parse_card(data: bytes, path: Path, max_depth: int = MAX_CARD_DEPTH) -> AnyCard:
     """Validate a card's bytes (as read from ``path``, which error messages name); the
     service reads a card's bytes once and keeps them with the model they describe."""
     try:
+        # The parser refuses nesting near the recursion limit with RecursionError; what it
+        # accepts is bounded again, well below, before anything else walks it.
         raw = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise CardError(f"{path}: unreadable model card (nested too deep)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CardError(f"{path}: unreadable model card ({exc})") from exc
+    depth = nesting_depth(raw)
+    if depth > max_depth:
+        raise CardError(
+            f"{path}: unreadable model card (nested {depth} levels deep, more than {max_depth})"
+        )
     multiclass = isinstance(raw, dict) and raw.get("task") == "multiclass"
     kind: type[BaseModel] = MulticlassCard if multiclass else ModelCard
     try:
@@ -370,12 +630,12 @@ def parse_card(data: bytes, path: Path) -> AnyCard:
         ) from exc
 
 
-def verify_model_file(folder: Path, card: AnyCard) -> Path:
-    """Return the model path after checking it exists and matches the card's sha256."""
+def verify_model_file(folder: Path, card: AnyCard, max_bytes: int = MAX_MODEL_BYTES) -> Path:
+    """Return the model path after checking it is a regular file in ``folder``
+    (:func:`read_folder_file`) that matches the card's sha256."""
     model_path = folder / card.onnx.file
-    if not model_path.is_file():
-        raise CardError(f"{model_path}: model file named by the card does not exist")
-    actual = sha256_file(model_path)
+    graph = read_folder_file(folder, card.onnx.file, max_bytes, "model file named by the card")
+    actual = hashlib.sha256(graph).hexdigest()
     if actual != card.onnx.sha256:
         expected = card.onnx.sha256
         raise CardError(

@@ -269,6 +269,28 @@ def as_class_labels(
     return out
 
 
+def class_labels_from_text(
+    cells: Sequence[str], classes: Sequence[str], field: str = "labels"
+) -> NDArray[np.int64]:
+    """Labels read as text (a CSV column) as class indices, by the rule of
+    :func:`as_class_labels`: a cell that is a class name is that class (names first, so
+    classes named ``1``, ``2``, ``3`` mean those names), otherwise it must be an index
+    0..K-1 (``2`` or ``2.0``)."""
+    names = set(classes)
+    return as_class_labels([_name_or_number(cell, names) for cell in cells], classes, field)
+
+
+def _name_or_number(cell: str, names: set[str]) -> str | int | float:
+    if cell in names:
+        return cell
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            pass
+    return cell
+
+
 # ---------------------------------------------------------------------------
 # Decisions
 
@@ -349,8 +371,22 @@ def realised_values(truth: NDArray, decided: NDArray, matrix: ValueMatrix) -> ND
     return matrix.values[truth, decided]
 
 
+def confusion_value(
+    truth: NDArray, decided: NDArray, values: NDArray, k: int
+) -> NDArray[np.float64]:
+    """K x K dollars: the sum of the realised ``values`` of each (truth, decision) cell."""
+    return np.bincount(truth * k + decided, weights=values, minlength=k * k).reshape(k, k)
+
+
 def _value_entry(values: NDArray) -> dict[str, float]:
     return {"expected_value": float(values.mean()), "total_value": float(values.sum())}
+
+
+def best_single_class(always: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The best of always deciding one class (ties: the earlier class), the baseline a
+    model must beat to be worth running at all."""
+    name = max(always, key=lambda c: always[c]["expected_value"])  # max keeps the first
+    return {"class": name, **always[name]}
 
 
 def _per_class(counts: NDArray, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -395,7 +431,9 @@ def evaluate(
     ``labels``: class indices (see :func:`as_class_labels`); ``probabilities``: N x K rows
     (see :func:`as_probabilities`). Decisions are the minimum-expected-cost ones
     (:func:`decide`); for comparison, the value of deciding the most probable class
-    (``argmax_probability``) and of always deciding each single class (``always``).
+    (``argmax_probability``), of always deciding each single class (``always``) and the
+    best of those (``best_single_class``). ``confusion.value`` holds the dollars of each
+    confusion cell (the sum of its instances' values; they add up to ``total_value``).
     """
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probabilities, dtype=np.float64)
@@ -408,6 +446,10 @@ def evaluate(
     argmax = np.argmax(p, axis=1)
     argmax_counts = confusion_matrix(y, argmax, k)
     close = decisions.close
+    always = {
+        c: _value_entry(realised_values(y, np.full(len(y), j), matrix))
+        for j, c in enumerate(matrix.classes)
+    }
     return {
         "n": len(y),
         "classes": list(matrix.classes),
@@ -417,6 +459,7 @@ def evaluate(
         "confusion": {
             "orientation": "rows = truth, columns = decision, in the order of classes",
             "counts": counts.tolist(),
+            "value": confusion_value(y, decisions.index, values, k).tolist(),
         },
         "per_class": _per_class(counts, matrix.classes),
         "accuracy": float(np.trace(counts) / len(y)),
@@ -431,9 +474,7 @@ def evaluate(
             "confusion": argmax_counts.tolist(),
             **_value_entry(realised_values(y, argmax, matrix)),
         },
-        "always": {
-            c: _value_entry(realised_values(y, np.full(len(y), j), matrix))
-            for j, c in enumerate(matrix.classes)
-        },
+        "always": always,
+        "best_single_class": best_single_class(always),
         "warnings": matrix.warnings(),
     }

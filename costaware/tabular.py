@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["TabularError", "data_line_numbers", "parse_numeric_csv"]
+__all__ = ["TabularError", "data_line_numbers", "parse_numeric_csv", "take_text_column"]
 
 
 class TabularError(ValueError):
@@ -141,6 +141,39 @@ def data_line_numbers(text: str, *, header: bool = False) -> list[int]:
     """
     numbers = [i for i, _ in _numbered_lines(text)]
     return numbers[1:] if header else numbers
+
+
+def take_text_column(text: str, name: str, *, source: str) -> tuple[str, list[str]]:
+    """Take the column headed ``name`` out of CSV text with a header, for a caller that
+    reads that column itself (class names as labels): the text with the column's cells set
+    to ``0``, so that :func:`parse_numeric_csv` still numbers rows and columns as in the
+    file, and the column's cells (stripped, unquoted) in data-row order.
+
+    Rows of the wrong width are left as they are for :func:`parse_numeric_csv` to refuse;
+    empty text is returned as it is for the same reason. Raises :class:`TabularError` when
+    the header names no column ``name``.
+    """
+    numbered = _numbered_lines(text)
+    if not numbered:
+        return text, []
+    header_line_no, header_line = numbered[0]
+    names = [_clean_name(cell) for cell in header_line.split(",")]
+    if name not in names:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        raise TabularError(
+            f"no column named {name!r} (columns: {shown})", source=source, row=header_line_no
+        )
+    j = names.index(name)
+    lines = [""] * numbered[-1][0]
+    lines[header_line_no - 1] = header_line
+    cells = []
+    for line_no, line in numbered[1:]:
+        row = line.split(",")
+        if len(row) == len(names):
+            cells.append(_clean_name(row[j]))
+            row[j] = "0"
+        lines[line_no - 1] = ",".join(row)
+    return "\n".join(lines), cells
 
 
 def _clean_name(cell: str) -> str:

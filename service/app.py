@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
+from service.accesslog import AccessLog
 from service.auth import KeyRing, document_security
 from service.batching import BatchScorer
 from service.dataplane import DataPlane
@@ -19,7 +20,7 @@ from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
 from service.openapi import openapi_document
-from service.registry import session_options
+from service.registry import ReadLimits, session_options
 from service.routes import (
     docs,
     evaluate,
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
             session_options(settings.ort_intra_op_threads, settings.ort_inter_op_threads),
             lifecycle_dir=settings.lifecycle_dir,
             poll_seconds=settings.model_poll_seconds,
+            limits=ReadLimits(settings.max_card_bytes, settings.max_model_bytes),
         )
         app.state.lifecycle = lifecycle
         app.state.registry = lifecycle.registry
@@ -77,10 +79,14 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
             settings.default_model,
         )
         await lifecycle.start()
+        if app.state.access_log is not None:
+            app.state.access_log.start()
         try:
             yield
         finally:
             await lifecycle.stop()
+            if app.state.access_log is not None:
+                app.state.access_log.stop()
             app.state.registry = app.state.dataplane = app.state.lifecycle = None
 
     app = ServiceApp(
@@ -99,6 +105,8 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     )
     app.state.registry = app.state.dataplane = app.state.lifecycle = None
     app.state.keys = KeyRing.from_settings(settings)
+    # uvicorn's own access log is off (service.cli); this one is cheap (service.accesslog).
+    app.state.access_log = AccessLog.configured() if settings.access_log else None
     install_error_handlers(app)
 
     # Routes match in order: the prediction endpoints first, they carry the traffic.
@@ -127,6 +135,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         if direct_routes
         else None,
         keys=app.state.keys,
+        access_log=app.state.access_log,
     )
     document_security(app, app.state.keys)
     return app

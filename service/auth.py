@@ -94,6 +94,17 @@ class KeyRing:
         """Whether the ASGI layer has anything to check (else it skips the check)."""
         return bool(self.inference) or self.metrics_guarded
 
+    def shows_details(self, headers: Any) -> bool:
+        """Whether an open path (``/health/ready``) may tell this caller what a guarded one
+        (``GET /models``) would: which folders were refused and why. Always when no
+        inference key is configured (``/models`` is open then), else only to a caller
+        presenting a valid key; a missing or wrong key is no error on an open path, it
+        only gets the counts."""
+        if not self.inference:
+            return True
+        key = bearer_key(headers)
+        return key is not None and _matches(key, self.any)
+
     def guards(self, path: str) -> bool:
         if is_open(path, self.metrics_guarded):
             return False

@@ -82,6 +82,12 @@ def log_config(level: str) -> dict[str, Any]:
         "level": level.upper(),
         "propagate": False,
     }
+    # The service's own access log (service.accesslog), where uvicorn's went: stdout.
+    config["loggers"]["service.access"] = {
+        "handlers": ["access"],
+        "level": level.upper(),
+        "propagate": False,
+    }
     return config
 
 
@@ -120,12 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from service.metrics import MULTIPROC_ENV
+    from service.server import protocol_class
 
     loop, http = server_stack(settings)
     log.info("server stack: uvicorn with the %s event loop and the %s HTTP parser", loop, http)
     common: dict[str, Any] = {
         "loop": loop,
-        "http": http,
         # The service has no WebSocket route; "auto" would import a WebSocket library
         # into every worker for nothing.
         "ws": "none",
@@ -133,7 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "port": settings.port,
         "log_level": settings.log_level,
         "log_config": log_config(settings.log_level),
-        "access_log": settings.access_log,
+        # The app writes the access log itself, off the event loop (service.accesslog).
+        "access_log": False,
+        # uvicorn's protocol with the service's header and time limits (service/server.py).
+        "http": protocol_class(http),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
         # On SIGTERM uvicorn stops accepting, lets running requests finish for up to this
         # long, then shuts the app down.
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,

@@ -428,44 +428,54 @@ class DataPlane:
             labels = class_labels(inputs.labels, matrix.classes, len(probabilities), "scores")
             targets = [MulticlassTarget(None, labels, probabilities)]
             return MulticlassEvaluation("scores", targets, matrix, margin)
-        models = self._multiclass_models(inputs.models, matrix)
-        if inputs.instances is None:
+        models = self.multiclass_models(
+            inputs.models, matrix, inputs.models_field, inputs.matrix_field
+        )
+        instances = inputs.instances
+        if instances is None:
             if inputs.labels is not None:
                 raise InvalidInputError("labels: given without instances or scores to go with them")
             targets = [held_out_multiclass(model) for model in models]
             return MulticlassEvaluation("held_out", targets, matrix, margin)
-        if not isinstance(inputs.instances, list) or not inputs.instances:
+        if not isinstance(instances, np.ndarray | list) or not len(instances):
             raise InvalidInputError("instances: expected a non-empty list of instances")
-        labels = class_labels(inputs.labels, matrix.classes, len(inputs.instances), "instances")
+        labels = class_labels(inputs.labels, matrix.classes, len(instances), "instances")
         targets = []
         for model in models:
-            x = instances_to_matrix(inputs.instances, model.card.features, "instances")
+            x = _rows_for(model, instances)
             # No value from probabilities that are not finite numbers in [0, 1], as for a
             # prediction (422 non_finite_score).
-            raw = self._score(model, x, lambda index: f"instances[{index}]")
+            raw = self._score(model, x, inputs.name_row)
             targets.append(MulticlassTarget(model, labels, normalised(raw)))
-        return MulticlassEvaluation("instances", targets, matrix, margin)
+        return MulticlassEvaluation(inputs.instances_source, targets, matrix, margin)
 
-    def _multiclass_models(
-        self, names: Sequence[str] | None, matrix: ValueMatrix
+    def multiclass_models(
+        self,
+        names: Sequence[str] | None,
+        matrix: ValueMatrix,
+        field: str = "models",
+        matrix_field: str = "cost_matrix",
     ) -> list[LoadedModel]:
-        models = self.select_models(names)
+        """The named models (each multiclass, with the matrix's classes), or every loaded
+        multiclass model with the matrix's classes; errors name ``field`` (the models)
+        and ``matrix_field`` (the matrix)."""
+        models = self.select_models(names, field)
         if names is None:
             models = [m for m in models if m.multiclass and tuple(m.card.classes) == matrix.classes]
             if not models:
                 raise InvalidInputError(
-                    f"cost_matrix.classes: no loaded multiclass model has the classes "
+                    f"{matrix_field}.classes: no loaded multiclass model has the classes "
                     f"{list(matrix.classes)}"
                 )
         for index, model in enumerate(models):
             if not model.multiclass:
                 raise InvalidInputError(
-                    f"models[{index}]: model {model.name!r} is binary; post a cost matrix "
+                    f"{field}[{index}]: model {model.name!r} is binary; post a cost matrix "
                     "with tp, fp, tn and fn"
                 )
             if tuple(model.card.classes) != matrix.classes:
                 raise InvalidInputError(
-                    f"cost_matrix.classes: {list(matrix.classes)} does not match the classes "
+                    f"{matrix_field}.classes: {list(matrix.classes)} does not match the classes "
                     f"of model {model.name!r} {model.card.classes} (same names, same order)"
                 )
         return models
@@ -548,18 +558,24 @@ class DataPlane:
         for model in models:
             features = tuple(model.card.features)
             if features not in matrices:
-                if isinstance(instances, np.ndarray):
-                    if instances.shape[1] != len(features):
-                        raise InvalidInputError(
-                            f"body: model {model.name!r} takes {len(features)} features, "
-                            f"the rows have {instances.shape[1]}"
-                        )
-                    matrices[features] = instances
-                else:
-                    matrices[features] = instances_to_matrix(instances, features, "instances")
+                matrices[features] = _rows_for(model, instances)
             scores = self._score(model, matrices[features], inputs.name_row)
             targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
         return targets
+
+
+def _rows_for(model: LoadedModel, instances: np.ndarray | list[Any]) -> np.ndarray:
+    """Posted instances as ``model``'s float matrix: decoded CSV rows (already a matrix)
+    must have its width; a JSON list is checked and ordered by its features."""
+    features = model.card.features
+    if isinstance(instances, np.ndarray):
+        if instances.shape[1] != len(features):
+            raise InvalidInputError(
+                f"body: model {model.name!r} takes {len(features)} features, "
+                f"the rows have {instances.shape[1]}"
+            )
+        return instances
+    return instances_to_matrix(instances, features, "instances")
 
 
 # Up to this many instances, the checks run on Python floats; more go to numpy at once.
@@ -692,11 +708,20 @@ class MulticlassEvaluateInputs:
 
     matrix: ValueMatrix
     models: list[str] | None = None
-    instances: list[Any] | None = None
+    instances: np.ndarray | list[Any] | None = None
     scores: list[Any] | None = None
     labels: list[Any] | None = None
     threshold: float | None = None
     margin: float | None = None
+    # As for EvaluateInputs: how errors name the models, the matrix and the rows, and
+    # what the rows were.
+    models_field: str = "models"
+    matrix_field: str = "cost_matrix"
+    instances_source: EvaluationSource = "instances"
+    row_name: Callable[[int], str] | None = None
+
+    def name_row(self, index: int) -> str:
+        return f"instances[{index}]" if self.row_name is None else self.row_name(index)
 
 
 @dataclass(frozen=True)

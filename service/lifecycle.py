@@ -56,9 +56,11 @@ from service.registry import (
     ModelFiles,
     ModelRefusedError,
     ModelRegistry,
+    ReadLimits,
     build_model,
     model_folders,
     read_model_files,
+    unexpected_refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -148,8 +150,9 @@ class SharedGenerations:
     worker should serve), ``snapshots/`` (the validated files they load them from) and
     ``locks/`` (one ``flock`` per model name, and one for the generation file)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limits: ReadLimits | None = None) -> None:
         self.root = root
+        self.limits = limits or ReadLimits()
         self.snapshots = root / "snapshots"
         self.locks = root / "locks"
         self.snapshots.mkdir(parents=True, exist_ok=True)
@@ -237,7 +240,7 @@ class SharedGenerations:
 
     def files(self, entry: dict[str, Any]) -> ModelFiles:
         """The published files of an entry, checked again (card, sha256) as they are read."""
-        files = read_model_files(self.snapshots / entry["snapshot"])
+        files = read_model_files(self.snapshots / entry["snapshot"], self.limits)
         return dataclasses.replace(files, folder=Path(entry["folder"]))
 
 
@@ -276,13 +279,14 @@ class ModelLifecycle:
         options: ort.SessionOptions,
         lifecycle_dir: Path | None = None,
         poll_seconds: float = 0,
+        limits: ReadLimits | None = None,
     ) -> ModelLifecycle:
         """Load the models: from ``model_dir``, or, when other workers already did, the
         generation they serve."""
         if lifecycle_dir is None:
-            registry = ModelRegistry.load(model_dir, default_name, options, _warm)
+            registry = ModelRegistry.load(model_dir, default_name, options, _warm, limits)
             return cls(registry, options, poll_seconds=poll_seconds)
-        shared = SharedGenerations(lifecycle_dir)
+        shared = SharedGenerations(lifecycle_dir, limits)
         with shared.locked(".generation"):
             state = shared.read()
             if state is None:
@@ -292,15 +296,17 @@ class ModelLifecycle:
                     _warm(files, model)
                     accepted.setdefault(model.name, files)
 
-                registry = ModelRegistry.load(model_dir, default_name, options, keep)
+                registry = ModelRegistry.load(model_dir, default_name, options, keep, limits)
                 files = {name: accepted[name] for name in registry.models}
                 generation = shared.initialise(registry, files)
             else:
-                registry = ModelRegistry(model_dir=model_dir, default_name=default_name)
+                registry = ModelRegistry(
+                    model_dir=model_dir, default_name=default_name, limits=shared.limits
+                )
                 for name, entry in state["models"].items():
                     try:
                         registry.install(_build(shared.files(entry), options))
-                    except ModelRefusedError as exc:  # only if the copy was damaged
+                    except Exception as exc:  # only if the copy was damaged
                         log.error("cannot serve %s as the other workers do: %s", name, exc)
                 registry.refused = dict(state["refused"])
                 generation = state["generation"]
@@ -368,6 +374,11 @@ class ModelLifecycle:
                 except ServiceError as exc:
                     self._failed(name, folder, exc.detail)
                     raise
+                except Exception as exc:  # a surprise refuses this load, nothing else
+                    reason = unexpected_refusal(folder, exc)
+                    log.exception("model %s: %s", name, reason)
+                    self._failed(name, folder, reason)
+                    raise ModelLoadError(reason) from None
             finally:
                 self.loading.discard(name)
             current = self.registry.models.get(name)
@@ -401,7 +412,7 @@ class ModelLifecycle:
         publish. Returns the model and the generation it was published at (None with one
         worker: the event loop numbers the change when it makes it)."""
         with self.shared.locked(name) if self.shared else contextlib.nullcontext():
-            files = read_model_files(folder)
+            files = read_model_files(folder, self.registry.limits, self.registry.model_dir)
             if files.card.name != name:
                 raise ModelRefusedError(
                     f"{folder / CARD_FILENAME}: the card names the model "

@@ -17,7 +17,8 @@ service's error shape.
 
 Metrics: every other HTTP request is timed; the endpoint label is the matched route's path
 template (bounded cardinality), the model label whatever the route put in the scope's
-``state``.
+``state``. Each request, the 413 refusals too, is also handed to the access log
+(service.accesslog), which only queues it here.
 
 Direct routes: ``POST /predict`` and ``POST /invocations`` with no ``root_path`` go
 straight to their endpoints (``service.routes.common.direct_endpoint``) instead of through
@@ -36,14 +37,20 @@ import functools
 import time
 from collections.abc import Iterable, Mapping
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.accesslog import AccessLog
 from service.auth import KeyRing
 from service.errors import PayloadTooLargeError, ServiceError, error_body
 from service.metrics import UNMATCHED, Metrics
 from service.routes.common import DirectEndpoint
-from service.routes.errors import service_error_response, unexpected_error_response
+from service.routes.errors import (
+    client_disconnected_response,
+    service_error_response,
+    unexpected_error_response,
+)
 
 _HTTP1 = frozenset({"1.0", "1.1"})
 
@@ -56,10 +63,12 @@ class ServiceMiddleware:
         metrics: Metrics,
         direct: Mapping[tuple[str, str], DirectEndpoint] | None = None,
         keys: KeyRing | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.access_log = access_log
         self.direct = dict(direct or {})
         self.keys = keys if keys is not None and keys.guards_requests else None
 
@@ -94,13 +103,15 @@ class ServiceMiddleware:
             if refusal is not None:
                 start = time.perf_counter()
                 await service_error_response(refusal)(scope, receive, send)
-                self.metrics.observe_request(
-                    UNMATCHED, "", refusal.status, time.perf_counter() - start
-                )
+                self._observe(scope, UNMATCHED, "", refusal.status, start)
                 return
         declared, chunked = _body_framing(scope["headers"])
         if declared is not None and declared > self.max_body_bytes:
+            start = time.perf_counter()
             await self._refuse(send, self._error(f"of {declared} bytes (Content-Length)"))
+            # Not in the request metrics (see above), but in the access log.
+            if self.access_log is not None:
+                self.access_log.record(scope, 413, time.perf_counter() - start, "")
             return
         if not chunked and (declared is not None or scope.get("http_version") in _HTTP1):
             # The HTTP server holds a body to its declared length, and an HTTP/1 request
@@ -166,12 +177,15 @@ class ServiceMiddleware:
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or UNMATCHED
-            self.metrics.observe_request(
-                endpoint,
-                str(scope.setdefault("state", {}).get("model", "")),
-                status,
-                time.perf_counter() - start,
-            )
+            model = str(scope.setdefault("state", {}).get("model", ""))
+            self._observe(scope, endpoint, model, status, start)
+
+    def _observe(self, scope: Scope, endpoint: str, model: str, status: int, start: float) -> None:
+        """A finished request: its metric samples and its access-log line."""
+        seconds = time.perf_counter() - start
+        self.metrics.observe_request(endpoint, model, status, seconds)
+        if self.access_log is not None:
+            self.access_log.record(scope, status, seconds, model)
 
     async def _direct(
         self, endpoint: DirectEndpoint, scope: Scope, receive: Receive, send: Send, start: float
@@ -183,6 +197,8 @@ class ServiceMiddleware:
                 body, media_type = await endpoint(scope, receive)
             except ServiceError as exc:
                 response = service_error_response(exc)
+            except ClientDisconnect:
+                response = client_disconnected_response(scope["method"], scope["path"])
             except Exception as exc:
                 # As Starlette's error middleware: the app's 500, then the exception goes
                 # on to the server.
@@ -207,9 +223,7 @@ class ServiceMiddleware:
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            self.metrics.observe_request(
-                scope["path"], str(state.get("model", "")), status, time.perf_counter() - start
-            )
+            self._observe(scope, scope["path"], str(state.get("model", "")), status, start)
 
 
 @functools.cache

@@ -17,6 +17,7 @@ list as long as the instances) is stated in the operation's description.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,12 +74,14 @@ INVOCATIONS_RULES = (
 EVALUATE_RULES = (
     " Rules JSON Schema cannot state: `labels` has one label per score or instance; a "
     "per-instance cost list has one value per instance (for the held-out split, per "
-    "held-out instance); with a text/csv or empty body the query holds the options and "
-    "the cost matrix (binary models; tp, fp, tn and fn all required), beside a JSON body "
-    "a query option overrides the body's field (tp, fp, tn and fn: the entries of its "
-    "binary cost matrix; with a value matrix they are refused), and `models` in the "
-    "query goes with posted instances or the held-out split, not posted scores; a "
-    "figure (plot, or "
+    "held-out instance); with a text/csv or empty body the query holds the options: "
+    "for binary models tp, fp, tn and fn (all required) with the other options, for "
+    "multiclass models `value_matrix` with `models` and no other option (no plot); a "
+    "text/csv body has the rows of the models so chosen (a multiclass row's label is a "
+    "class name or index); beside a JSON body a query option overrides the body's field "
+    "(tp, fp, tn and fn: the entries of its binary cost matrix, refused beside a value "
+    "matrix; `value_matrix`: its cost_matrix), and `models` in the query goes with posted "
+    "instances or the held-out split, not posted scores; a figure (plot, or "
     "Accept: image/png) needs exactly one binary model; `prevalence` needs both classes "
     "among the labels. With a value matrix: `values` is K x K for its K classes, each row "
     "of `scores` has K probabilities summing to 1 (within 1e-6) and each label is one of "
@@ -119,6 +122,28 @@ def _per_width(
         "description": description,
         "anyOf": [_rows_schema(row(n), f"rows of {n} values") for n in widths],
     }
+
+
+def labelled_csv_schema(widths: Sequence[int], multiclass: Sequence[ModelGroup]) -> dict[str, Any]:
+    """/evaluate's text/csv body: rows of a binary model (``widths``: 0/1 label, for tp,
+    fp, tn and fn in the query) or of a multiclass group (its class names or indices as
+    labels, for value_matrix in the query)."""
+    binary = csv_schema(widths, labelled=True)
+    if not multiclass:
+        return binary
+    rows = [binary] if widths else []
+    for group in multiclass:
+        assert group.classes is not None
+        names, n = group.classes, len(group.features)
+        label = "|".join([*(re.escape(name) for name in names), f"[0-{len(names) - 1}]"])
+        rows.append(
+            _rows_schema(
+                f"(?:{label}),{_NUMBER}(?:,{_NUMBER}){{{n - 1}}}",
+                f"rows of {', '.join(group.names)} (with value_matrix in the query): the "
+                f"label, a class name or index, then the {n} features",
+            )
+        )
+    return {"description": "Headerless CSV, one labelled instance per line", "anyOf": rows}
 
 
 def csv_schema(widths: Sequence[int], *, labelled: bool = False) -> dict[str, Any]:
@@ -654,11 +679,12 @@ def _evaluate(document: dict[str, Any], build: _Builder, groups: Sequence[ModelG
     operation = _operation(document, "/evaluate", "post")
     operation["description"] = operation.get("description", "") + EVALUATE_RULES
     widths = sorted({len(group.features) for group in binary})
+    multiclass = [group for group in groups if group.multiclass]
     operation["requestBody"] = {
         "required": False,
         "content": {
             JSON: {"schema": {"oneOf": variants}},
-            CSV: {"schema": csv_schema(widths, labelled=True)},
+            CSV: {"schema": labelled_csv_schema(widths, multiclass)},
         },
     }
     _set_responses(
@@ -685,12 +711,27 @@ def _evaluate(document: dict[str, Any], build: _Builder, groups: Sequence[ModelG
         elif parameter["name"] in ("threshold", "margin", "prevalence"):
             parameter["schema"] = UNIT_INTERVAL
         elif parameter["name"] == "models":
-            # Only with a text/csv or empty body, which evaluate binary models.
+            # Only with a text/csv or empty body: binary models, or multiclass ones with
+            # value_matrix.
             parameter["schema"] = {
                 "type": "array",
-                "items": model_name_schema(binary_names),
+                "items": model_name_schema(
+                    [*binary_names, *(name for group in multiclass for name in group.names)]
+                ),
                 "uniqueItems": True,
             }
+        elif parameter["name"] == "value_matrix":
+            # JSON text in the query: the value matrix of a multiclass group's classes.
+            matrices = _unique(build.value_matrix(group) for group in multiclass)
+            del parameter["schema"]
+            parameter["content"] = {
+                JSON: {"schema": matrices[0] if len(matrices) == 1 else {"anyOf": matrices}}
+            }
+    if not multiclass:
+        # No multiclass model is served: no value matrix can be valued.
+        operation["parameters"] = [
+            p for p in operation.get("parameters", []) if p["name"] != "value_matrix"
+        ]
 
 
 def _admin(document: dict[str, Any], examples: Sequence[str]) -> None:
@@ -703,6 +744,14 @@ def _admin(document: dict[str, Any], examples: Sequence[str]) -> None:
                 parameter["schema"] = {"type": "string", "pattern": MODEL_NAME_PATTERN}
                 if examples:
                     parameter["example"] = examples[0]
+
+
+def _unique(schemas: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for schema in schemas:
+        if schema not in out:
+            out.append(schema)
+    return out
 
 
 def _class_index(k: int) -> dict[str, Any]:

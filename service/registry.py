@@ -2,7 +2,13 @@
 
 A folder is refused (one log line, the others still served) when its card is missing or
 malformed, its ``model.onnx`` does not match the card's sha256, or the graph's input and
-output do not match the card's ``features`` and ONNX names.
+output do not match the card's ``features`` and ONNX names; and whatever else goes wrong
+with one folder refuses that folder, never the start-up.
+
+Reading a folder is confined: the folder must resolve (links followed) inside the model
+directory; its card and graph must be regular files directly in it, not links, within
+:class:`ReadLimits` (costaware.card.read_folder_file), and the graph must keep no tensor
+data in external files (service.onnxproto). Nothing else is ever opened.
 
 The registry is read on every request and changed only by :mod:`service.lifecycle`
 (load, replace, unload while serving). A change replaces ``models`` with a new dict
@@ -16,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,15 +32,34 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from costaware.card import CARD_FILENAME, AnyCard, CardError, MulticlassCard, parse_card
+from costaware.card import (
+    CARD_FILENAME,
+    MAX_CARD_BYTES,
+    MAX_MODEL_BYTES,
+    AnyCard,
+    CardError,
+    MulticlassCard,
+    parse_card,
+    read_folder_file,
+)
 from costaware.decision import snap_rounding
 from service.errors import NotFoundError, NotReadyError
+from service.onnxproto import MalformedGraphError, external_tensors
 
 log = logging.getLogger(__name__)
 
 
 class ModelRefusedError(Exception):
     """A model folder that cannot be served; the message names the folder and the reason."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """The most bytes a model folder's card and graph may hold
+    (``COSTAWARE_MAX_CARD_BYTES``, ``COSTAWARE_MAX_MODEL_BYTES``)."""
+
+    card_bytes: int = MAX_CARD_BYTES
+    model_bytes: int = MAX_MODEL_BYTES
 
 
 @dataclass(frozen=True)
@@ -154,35 +180,57 @@ def _check_signature(card: AnyCard, session: ort.InferenceSession, path: Path) -
             )
 
 
-def read_model_files(folder: Path) -> ModelFiles:
-    """Read a folder's card and graph, checking the card and the graph's sha256; raise
-    :class:`ModelRefusedError` saying why not."""
-    path = folder / CARD_FILENAME
+def read_model_files(
+    folder: Path, limits: ReadLimits | None = None, inside: Path | None = None
+) -> ModelFiles:
+    """Read a folder's card and graph, checking the card, the graph's sha256 and that the
+    graph is self-contained; with ``inside`` (the model directory), the folder must resolve
+    into it. Raise :class:`ModelRefusedError` saying why not."""
+    limits = limits or ReadLimits()
+    # Read from where the folder resolved to, not through the link again.
+    source = folder if inside is None else confine(folder, inside)
+    path = source / CARD_FILENAME
     try:
-        card_bytes = path.read_bytes()
+        card_bytes = read_folder_file(source, CARD_FILENAME, limits.card_bytes, "model card")
         card = parse_card(card_bytes, path)
-    except FileNotFoundError:
-        raise ModelRefusedError(f"{path}: no model card") from None
-    except OSError as exc:
-        raise ModelRefusedError(f"{path}: unreadable model card ({exc})") from exc
+        what = "model file named by the card"
+        onnx_bytes = read_folder_file(source, card.onnx.file, limits.model_bytes, what)
     except CardError as exc:
-        raise ModelRefusedError(str(exc)) from exc
-    model_path = folder / card.onnx.file
-    try:
-        onnx_bytes = model_path.read_bytes()
-    except FileNotFoundError:
-        raise ModelRefusedError(
-            f"{model_path}: model file named by the card does not exist"
-        ) from None
-    except OSError as exc:
-        raise ModelRefusedError(f"{model_path}: unreadable ({exc})") from exc
+        raise ModelRefusedError(str(exc)) from None
+    model_path = source / card.onnx.file
     actual = hashlib.sha256(onnx_bytes).hexdigest()
     if actual != card.onnx.sha256:
         raise ModelRefusedError(
             f"{model_path}: sha256 {actual[:12]}… does not match the card's "
             f"{card.onnx.sha256[:12]}…"
         )
+    try:
+        external = external_tensors(onnx_bytes)
+    except MalformedGraphError as exc:
+        raise ModelRefusedError(
+            f"{model_path}: not an ONNX protobuf ({exc}), so onnxruntime cannot load it"
+        ) from None
+    if external:
+        shown = ", ".join(repr(name[:80]) for name in external[:3])
+        raise ModelRefusedError(
+            f"{model_path}: {len(external)} tensors ({shown}) keep their data in external "
+            "files; the service serves self-contained graphs only (save the graph without "
+            "external data)"
+        )
     return ModelFiles(folder=folder, card=card, card_bytes=card_bytes, onnx_bytes=onnx_bytes)
+
+
+def confine(folder: Path, model_dir: Path) -> Path:
+    """Where ``folder`` resolves to (links followed), refused when outside ``model_dir``;
+    a link to a sibling folder (a version swapped in by renaming a link) is inside. The
+    target of a refused link is not named: it may be anywhere on the host."""
+    root = os.path.realpath(model_dir)
+    target = os.path.realpath(folder)
+    if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
+        raise ModelRefusedError(
+            f"{folder}: the model folder is a link to a place outside the model directory"
+        )
+    return Path(target)
 
 
 def build_model(files: ModelFiles, options: ort.SessionOptions) -> LoadedModel:
@@ -201,9 +249,18 @@ def build_model(files: ModelFiles, options: ort.SessionOptions) -> LoadedModel:
     )
 
 
-def load_model(folder: Path, options: ort.SessionOptions) -> LoadedModel:
+def load_model(
+    folder: Path, options: ort.SessionOptions, limits: ReadLimits | None = None
+) -> LoadedModel:
     """Load one model folder, or raise :class:`ModelRefusedError` saying why not."""
-    return build_model(read_model_files(folder), options)
+    return build_model(read_model_files(folder, limits), options)
+
+
+def unexpected_refusal(folder: Path, exc: BaseException) -> str:
+    """The reason a folder is refused for a failure no check foresaw (the traceback goes
+    to the log, not to the answer)."""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{folder}: cannot be loaded ({type(exc).__name__}{': ' + first if first else ''})"
 
 
 def model_folders(model_dir: Path) -> list[Path]:
@@ -224,6 +281,7 @@ class ModelRegistry:
     default_name: str
     models: dict[str, LoadedModel] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    limits: ReadLimits = field(default_factory=ReadLimits)
 
     @classmethod
     def load(
@@ -232,25 +290,38 @@ class ModelRegistry:
         default_name: str,
         options: ort.SessionOptions | None = None,
         accept: Callable[[ModelFiles, LoadedModel], None] | None = None,
+        limits: ReadLimits | None = None,
     ) -> ModelRegistry:
         """Load every model folder under ``model_dir``; ``accept`` is called with each
         model's files and session before it is served (service.lifecycle warms it up
         there and keeps a copy for the other workers) and may refuse it."""
         registry = cls(model_dir=model_dir, default_name=default_name)
+        registry.limits = limits or ReadLimits()
         if not model_dir.is_dir():
             registry.refused = {str(model_dir): "model directory does not exist"}
             log.error("model directory %s does not exist; no model is served", model_dir)
             return registry
         options = options or session_options()
-        for folder in model_folders(model_dir):
+        try:
+            folders = model_folders(model_dir)
+        except OSError as exc:
+            registry.refused = {str(model_dir): f"model directory unreadable ({exc.strerror})"}
+            log.error("model directory %s cannot be listed: %s", model_dir, exc)
+            return registry
+        for folder in folders:
             try:
-                files = read_model_files(folder)
+                files = read_model_files(folder, registry.limits, model_dir)
                 model = build_model(files, options)
                 if accept is not None:
                     accept(files, model)
             except ModelRefusedError as exc:
                 registry.refused = {**registry.refused, str(folder): str(exc)}
                 log.warning("refused model folder %s: %s", folder, exc)
+                continue
+            except Exception as exc:  # one folder's surprise must not stop the others
+                reason = unexpected_refusal(folder, exc)
+                registry.refused = {**registry.refused, str(folder): reason}
+                log.exception("refused model folder %s: %s", folder, reason)
                 continue
             if model.name in registry.models:
                 reason = f"{folder}: a model named {model.name!r} is already loaded"

@@ -210,7 +210,7 @@ class MulticlassEvaluateResponse(BaseModel):
     """The evaluation under a multiclass value matrix (no threshold, no best threshold)."""
 
     model_config = ConfigDict(extra="allow")
-    data: Literal["held_out", "instances", "scores"]
+    data: Literal["held_out", "instances", "scores", "csv"]
     note: str
     cost_matrix: dict[str, Any] = Field(description="classes, values and their orientation")
     margin: float = Field(description="dollars per instance")

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from costaware.card import CARD_FILENAME
+from costaware.card import CARD_FILENAME, MAX_CARD_BYTES, MAX_MODEL_BYTES
 from costaware.decision import MODEL_NAME_PATTERN
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         ),
     )
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    # A request's line and headers in all (service/server.py): over it, 431 and the
+    # connection is closed. 64 KiB is eight times what common proxies accept by default.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Connection time limits (service/server.py). Keep-alive: a connection with no request
+    # in progress (before the first one too) is closed after this long. A request head
+    # must arrive within header_timeout of its first byte, a body within body_timeout of
+    # the end of its head (a 6 MB body in 30 s is 200 kB/s), else 408 and close.
+    keep_alive_timeout_seconds: float = Field(default=5, gt=0, le=3600)
+    header_timeout_seconds: float = Field(default=10, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30, gt=0, le=3600)
     log_level: LogLevel = "info"
     access_log: bool = True
     # The server stack: auto is uvloop and httptools (uvicorn[standard], installed with the
@@ -101,6 +111,10 @@ class Settings(BaseSettings):
     admin_keys: Keys = Field(default_factory=list)
     admin_keys_file: Path | None = None
     metrics_auth: bool = False
+    # What one model folder's files may hold (service/registry.py): more is refused before
+    # it is read, so a card naming a huge file (or /dev/zero) costs nothing.
+    max_card_bytes: int = Field(default=MAX_CARD_BYTES, ge=1024)
+    max_model_bytes: int = Field(default=MAX_MODEL_BYTES, ge=1024)
 
     @field_validator("log_level", "loop", "http", mode="before")
     @classmethod

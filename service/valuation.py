@@ -282,6 +282,7 @@ MULTICLASS_NOTES = {
     "its card (data it was not trained on)",
     "instances": "posted instances, scored here by each model",
     "scores": "posted class probabilities produced elsewhere; no model is involved",
+    "csv": "posted text/csv instances (label in the first column), scored here by each model",
 }
 
 

@@ -30,9 +30,11 @@ from training.options import (
     PROG,
     OneLineParser,
     OptionError,
+    add_replace_argument,
     fraction,
     parse_cost_matrix,
     positive_int,
+    refuse_existing_models,
 )
 from training.subsample import SubsampleError
 from training.subsample_cli import add_training_arguments, subsample_training_rows
@@ -206,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the HTML report and its PNG figures go (default %(default)s)",
     )
     output.add_argument("--no-report", action="store_true", help="skip the report")
+    add_replace_argument(output)
     for hook in TRAIN_ARGUMENT_HOOKS:
         hook(parser)
     return parser
@@ -227,6 +230,8 @@ def run_training(args: argparse.Namespace) -> int:
 
     specs = variants_from_args(args)
     costs = parse_cost_matrix(args.cost_matrix) if args.cost_matrix else None
+    # after the options are checked, before the data is read and anything is trained
+    refuse_existing_models(args.models_dir, [s.name for s in specs], replace=args.replace)
     dataset = load_data(args.data, label=args.label)
     data = make_split(dataset, test_size=args.test_size, seed=args.split_seed)
     stderr_progress(

@@ -93,6 +93,14 @@ def read_text(path: Path) -> str:
         raise DataError(f"cannot read ({exc.strerror})", source=str(path)) from None
 
 
+def headerless_column_name(column: int | None) -> str | None:
+    """The name a file without a header gives its 1-based ``column`` (SageMaker convention:
+    ``label`` first, then ``feature_1``, ...): the card's feature names and error messages."""
+    if column is None:
+        return None
+    return "label" if column == 1 else f"feature_{column - 1}"
+
+
 def parse_labelled_csv(text: str, *, source: str, label: str | None) -> Dataset:
     """Parse CSV text: label column named ``label`` (header required) or, with
     ``label=None``, the SageMaker convention (label first, no header)."""
@@ -104,7 +112,7 @@ def parse_labelled_csv(text: str, *, source: str, label: str | None) -> Dataset:
             source=exc.source,
             row=exc.row,
             column=exc.column,
-            column_name=exc.column_name,
+            column_name=exc.column_name or headerless_column_name(exc.column),
         ) from None
     if names is not None:
         if label not in names:
@@ -114,7 +122,7 @@ def parse_labelled_csv(text: str, *, source: str, label: str | None) -> Dataset:
         feature_names = [n for i, n in enumerate(names) if i != label_index]
     else:
         label_index = 0
-        feature_names = [f"feature_{i}" for i in range(1, table.shape[1])]
+        feature_names = [headerless_column_name(c) for c in range(2, table.shape[1] + 1)]
     if table.shape[1] < 2:
         raise DataError(
             f"needs a label column and at least one feature column, found {table.shape[1]} column",

@@ -42,8 +42,15 @@ from costaware.card import (
     sha256_file,
     write_card,
 )
-from costaware.multiclass import ValueMatrix, decide, default_margin, realised_values
-from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
+from costaware.economics import EconomicsError
+from costaware.multiclass import (
+    ValueMatrix,
+    class_labels_from_text,
+    decide,
+    default_margin,
+    realised_values,
+)
+from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv, take_text_column
 from training.data import MIN_ROWS, DataError, Split, data_sha256, read_text
 from training.export import (
     PARITY_TOLERANCE,
@@ -137,33 +144,44 @@ def load_wine() -> MulticlassData:
 
 
 def load_multiclass_csv(path: Path, label: str, classes: Sequence[str]) -> MulticlassData:
-    """A CSV with a header; column ``label`` holds class indices 0..K-1 in ``classes`` order."""
+    """A CSV with a header; column ``label`` holds each row's class, as a class name or an
+    index 0..K-1 in ``classes`` order (the rule of ``/evaluate``'s labels)."""
     source = str(path)
     text = read_text(path)
     try:
-        names, table = parse_numeric_csv(text, source=source, header=True)
+        numeric, cells = take_text_column(text, label, source=source)
+        names, table = parse_numeric_csv(numeric, source=source, header=True)
     except TabularError as exc:
-        raise DataError(exc.message, source=exc.source, row=exc.row, column=exc.column) from None
-    assert names is not None
-    if label not in names:
-        raise DataError(f"no column named {label!r}", source=source, row=1)
-    j = names.index(label)
-    raw = table[:, j]
-    k = len(classes)
-    bad = np.flatnonzero((raw != np.round(raw)) | (raw < 0) | (raw >= k))
-    if bad.size:
         raise DataError(
-            f"label {raw[bad[0]]:g} is not a class index 0..{k - 1} (classes {list(classes)})",
-            source=source,
-            row=data_line_numbers(text, header=True)[int(bad[0])],
-            column=j + 1,
-            column_name=label,
-        )
-    if len(raw) < MIN_ROWS:
-        raise DataError(f"{len(raw)} data rows; training needs at least {MIN_ROWS}", source=source)
+            exc.message,
+            source=exc.source,
+            row=exc.row,
+            column=exc.column,
+            column_name=exc.column_name,
+        ) from None
+    assert names is not None
+    j = names.index(label)
+    try:
+        y = class_labels_from_text(cells, classes)
+    except EconomicsError:
+        rows = data_line_numbers(text, header=True)
+        for index, cell in enumerate(cells):  # the first bad label, for its row
+            try:
+                class_labels_from_text([cell], classes)
+            except EconomicsError as exc:
+                raise DataError(
+                    f"label {exc.message}",
+                    source=source,
+                    row=rows[index],
+                    column=j + 1,
+                    column_name=label,
+                ) from None
+        raise
+    if len(y) < MIN_ROWS:
+        raise DataError(f"{len(y)} data rows; training needs at least {MIN_ROWS}", source=source)
     return MulticlassData(
         x=np.delete(table, j, axis=1),
-        y=raw.astype(np.int64),
+        y=y,
         classes=tuple(classes),
         feature_names=[n for i, n in enumerate(names) if i != j],
         source=source,

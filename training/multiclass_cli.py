@@ -33,8 +33,10 @@ from training.multiclass import (
 from training.options import (
     PROG,
     OptionError,
+    add_replace_argument,
     fraction,
     positive_int,
+    refuse_existing_models,
     run_reporting_errors,
 )
 from training.variants import DEFAULT_SEED, VariantError
@@ -57,15 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, metavar="CSV", help="CSV with a header (needs --label, --value-matrix)"
     )
     parser.add_argument(
-        "--label", metavar="COLUMN", help="column of class indices 0..K-1 (value-matrix order)"
+        "--label",
+        metavar="COLUMN",
+        help="column of the classes: class names, or indices 0..K-1 in the value matrix's order",
     )
     parser.add_argument(
         "--value-matrix",
-        type=Path,
-        metavar="JSON",
-        help='{"classes": [...], "values": [[...], ...]}: values[i][j] = value of deciding '
-        "class j when the truth is class i (row = truth, column = decision), dollars per "
-        "instance. Default with the wine data: an illustrative matrix",
+        metavar="JSON|FILE",
+        help='{"classes": [...], "values": [[...], ...]} inline, or a JSON file holding it (or '
+        "a multiclass model card): values[i][j] = value of deciding class j when the truth is "
+        "class i (row = truth, column = decision), dollars per instance. A value starting "
+        "with '{' or '[' is inline JSON, anything else a file. Default with the wine data: an "
+        "illustrative matrix",
     )
     parser.add_argument(
         "--loss",
@@ -91,19 +96,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="close-decision margin in dollars per instance (default 5%% of the largest regret)",
     )
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    add_replace_argument(parser)
 
 
-def read_value_matrix(path: Path) -> ValueMatrix:
+def read_value_matrix(text: str) -> ValueMatrix:
+    """``--value-matrix``: inline JSON when ``text`` starts with ``{`` or ``[``, otherwise
+    the path of a JSON file (a matrix, or a multiclass card's ``value_matrix``). Every
+    error says which of the two it read, so a mistyped inline matrix is not reported as a
+    missing file."""
+    option = "--value-matrix"
+    if text.lstrip().startswith(("{", "[")):
+        where = f"{option} (inline JSON)"
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise OptionError(f"{where}: not valid JSON ({exc})") from None
+    else:
+        path = Path(text)
+        where = f"{option} file {path}"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise OptionError(
+                f"{where}: no such file (inline JSON must start with '{{' or '[')"
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise OptionError(f"{where}: not a readable JSON file ({exc})") from None
+    if isinstance(raw, dict) and isinstance(raw.get("value_matrix"), dict):
+        raw = {k: v for k, v in raw["value_matrix"].items() if k in ("classes", "values")}
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise OptionError(f"--value-matrix: {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OptionError(f"--value-matrix: {path}: not a readable JSON file ({exc})") from None
-    if isinstance(raw, dict) and "value_matrix" in raw:
-        raw = {k: raw["value_matrix"][k] for k in ("classes", "values")}
-    try:
-        return ValueMatrix.from_mapping(raw, prefix=f"--value-matrix {path}")
+        return ValueMatrix.from_mapping(raw, prefix=where)
     except EconomicsError as exc:
         raise OptionError(str(exc)) from None
 
@@ -134,20 +156,24 @@ def _run(args: argparse.Namespace) -> int:
     import logging
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if args.data is not None and (args.label is None or args.value_matrix is None):
+        raise OptionError("--data needs --label and --value-matrix")
+    given = read_value_matrix(args.value_matrix) if args.value_matrix else None
+    if args.margin is not None and not (np.isfinite(args.margin) and args.margin >= 0):
+        raise OptionError(f"--margin {args.margin}: must be a finite number >= 0 (dollars)")
+    # after the options are checked, before the data is read and anything is trained
+    refuse_existing_models(args.models_dir, [args.name], replace=args.replace)
     if args.data is not None:
-        if args.label is None or args.value_matrix is None:
-            raise OptionError("--data needs --label and --value-matrix")
-        matrix = read_value_matrix(args.value_matrix)
+        assert given is not None
+        matrix = given
         data = load_multiclass_csv(args.data, args.label, matrix.classes)
         illustrative, note = False, ""
     else:
         data = load_wine()
-        matrix = read_value_matrix(args.value_matrix) if args.value_matrix else WINE_VALUES
+        matrix = WINE_VALUES if given is None else given
         matrix.check_classes(data.classes, "--value-matrix classes")
-        illustrative = args.value_matrix is None
+        illustrative = given is None
         note = WINE_NOTE if illustrative else ""
-    if args.margin is not None and not (np.isfinite(args.margin) and args.margin >= 0):
-        raise OptionError(f"--margin {args.margin}: must be a finite number >= 0 (dollars)")
     split = split_multiclass(data, test_size=args.test_size, seed=args.split_seed)
     stderr_progress(
         f"multiclass: {data.source}: {len(data.y)} rows, {len(data.feature_names)} features, "

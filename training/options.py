@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -92,6 +92,36 @@ def parse_cost_matrix(text: str, option: str = "--cost-matrix") -> CostMatrix:
     if costs.per_instance:
         raise OptionError(f"{option} {path}: needs one value per outcome, not lists")
     return costs
+
+
+REPLACE_HELP = (
+    "overwrite the model folder of the same name if it already exists (default: refuse, "
+    "before any training)"
+)
+
+
+def add_replace_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--replace``, for every command that writes a model folder."""
+    parser.add_argument("--replace", action="store_true", help=REPLACE_HELP)
+
+
+def refuse_existing_models(
+    models_dir: Path, names: Iterable[str], *, replace: bool, how: str = "pass --replace"
+) -> None:
+    """Refuse to write into a model folder that already holds something unless ``replace``.
+
+    Called before the data is loaded, so a refusal costs no training time. ``how`` says
+    how this command asks for the overwrite (a flag, or the SageMaker hyperparameter).
+    An empty folder is not a model, so writing into it needs no permission.
+    """
+    if replace:
+        return
+    for name in names:
+        folder = models_dir / name
+        if folder.exists() and not (folder.is_dir() and not any(folder.iterdir())):
+            raise OptionError(
+                f"{folder} already exists: {how} to overwrite it, or choose another model name"
+            )
 
 
 def describe_cost_matrix(costs: CostMatrix) -> str:

@@ -7,7 +7,8 @@ SageMaker runs ``train`` with this layout under ``<base>`` (``/opt/ml``, or
   strings: ``loss_function_type`` (``builtin`` | ``custom``, default ``builtin``),
   ``fn_cost`` and ``fp_cost`` (required for ``custom``), and optional ``epochs``
   (default 50), ``seed`` (default 1; also the hold-out split's seed) and ``name``
-  (default ``builtin`` or ``custom-<fn>to<fp>``). Keys starting with
+  (default ``builtin`` or ``custom-<fn>to<fp>``), ``replace`` (``true`` | ``false``,
+  default ``false``: see below). Keys starting with
   ``sagemaker_`` are SageMaker's own and ignored; any other key is an error.
 - ``input/data/train/``: every non-hidden file is a CSV with the label (0/1) in
   the first column and no header; files are read in name order and concatenated.
@@ -18,6 +19,11 @@ folder under its model dir), so the unpacked ``model.tar.gz`` is servable as is;
 and the HTML report under ``output/data/report/`` (SageMaker uploads
 ``output/data``). SageMaker holds out no test split, so 25% of the rows are held
 out (seeded) for the card's metrics; the model is fitted on the other 75%.
+
+SageMaker hands the job an empty ``model/``, so on SageMaker the folder never exists. Run
+locally (``COSTAWARE_SAGEMAKER_BASE``, the compose ``trainer`` whose ``model/`` is the
+service's models volume), ``model/<name>/`` may already hold a model: the job refuses it,
+before reading the data, unless ``replace`` is ``true``.
 
 On failure it writes the reason to ``output/failure`` (which SageMaker shows as
 the job's failure reason) and exits 1 (2 for bad input or hyperparameters).
@@ -36,13 +42,15 @@ from costaware.tabular import TabularError
 from training.data import DEFAULT_TEST_SIZE
 from training.export import ExportError
 from training.fit import stderr_progress
+from training.options import OptionError, refuse_existing_models
 from training.variants import DEFAULT_EPOCHS, DEFAULT_SEED, VariantError, VariantSpec
 
 BASE_ENV = "COSTAWARE_SAGEMAKER_BASE"
 DEFAULT_BASE = Path("/opt/ml")
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-_KNOWN = {"loss_function_type", "fn_cost", "fp_cost", "epochs", "seed", "name"}
+_KNOWN = {"loss_function_type", "fn_cost", "fp_cost", "epochs", "seed", "name", "replace"}
+_FLAGS = {"true": True, "false": False}
 
 
 class HyperparameterError(ValueError):
@@ -127,14 +135,23 @@ def variant_from_hyperparameters(raw: object) -> VariantSpec:
         raise HyperparameterError(f"hyperparameters: {exc}") from None
 
 
-def read_hyperparameters(path: Path) -> VariantSpec:
+def replace_from_hyperparameters(raw: Mapping[str, object]) -> bool:
+    """The ``replace`` hyperparameter: may the job overwrite an existing model folder?"""
+    value = str(raw.get("replace", "false")).strip().lower()
+    if value not in _FLAGS:
+        raise HyperparameterError(
+            f"hyperparameter replace: {raw['replace']!r} must be 'true' or 'false'"
+        )
+    return _FLAGS[value]
+
+
+def load_hyperparameters(path: Path) -> object:
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HyperparameterError(f"{path}: no hyperparameters file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HyperparameterError(f"{path}: unreadable ({exc})") from None
-    return variant_from_hyperparameters(raw)
 
 
 def training_files(channel: Path) -> list[Path]:
@@ -151,7 +168,15 @@ def train(layout: Layout) -> Path:
     from training.pipeline import load_data, make_split, train_variant
     from training.report import write_report
 
-    spec = read_hyperparameters(layout.hyperparameters)
+    raw = load_hyperparameters(layout.hyperparameters)
+    spec = variant_from_hyperparameters(raw)
+    assert isinstance(raw, dict)  # variant_from_hyperparameters refuses anything else
+    refuse_existing_models(
+        layout.model_dir,
+        [spec.name],
+        replace=replace_from_hyperparameters(raw),
+        how="set the hyperparameter replace to 'true'",
+    )
     dataset = load_data(training_files(layout.train_channel), label=None)
     data = make_split(dataset, test_size=DEFAULT_TEST_SIZE, seed=spec.seed)
     result = train_variant(spec, dataset, data, layout.model_dir)
@@ -178,7 +203,7 @@ def main() -> int:
     layout = Layout(base_dir())
     try:
         folder = train(layout)
-    except (HyperparameterError, TabularError) as exc:
+    except (HyperparameterError, TabularError, OptionError) as exc:
         return _fail(layout, str(exc), EXIT_BAD_INPUT)
     except (ExportError, OSError) as exc:
         return _fail(layout, str(exc), EXIT_FAILED)

@@ -32,9 +32,11 @@ from training.options import (
     PROG,
     REFERENCE_MATRIX_TEXT,
     OptionError,
+    add_replace_argument,
     fraction,
     parse_cost_matrix,
     positive_int,
+    refuse_existing_models,
     run_reporting_errors,
 )
 from training.report import STYLE, escape, html_table, money
@@ -119,6 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=DEFAULT_NAME, help="model name (default %(default)s)")
     parser.add_argument("--margin", type=fraction, default=DEFAULT_MARGIN)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    add_replace_argument(parser)
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-report", action="store_true")
     cluster = parser.add_mutually_exclusive_group()
@@ -515,6 +518,7 @@ def _run(args: argparse.Namespace) -> int:
         stderr_progress(f"warning: {warning}")
     grid = parse_grid(args.grid, costs) if args.grid else default_grid(costs)
     rules = parse_rules(args.thresholds, costs) if args.thresholds else default_rules(costs)
+    refuse_existing_models(args.models_dir, [args.name], replace=args.replace)
     dataset = load_data(args.data, label=args.label)
     data = make_split(dataset, test_size=args.test_size, seed=args.split_seed)
     check_k(data.y_train, args.k)

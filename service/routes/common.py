@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
@@ -16,15 +16,35 @@ from starlette.types import Receive, Scope
 
 from service.codecs import ENCODERS
 from service.dataplane import DataPlane
-from service.errors import NotReadyError
+from service.errors import NotReadyError, ServiceError
 from service.inference import Overrides, decode_inputs, run_pipeline
 from service.metrics import Metrics
 from service.registry import ModelRegistry, registry_of
 from service.settings import Settings
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 # Below this size decoding and scoring take less time than a hop to the thread pool; above
 # it they run there, so a multi-MB CSV does not stall /ping on the event loop.
 INLINE_BODY_BYTES = 64 * 1024
+
+
+async def in_threadpool(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """``run_in_threadpool``, with a refusal raised here without its thread-side traceback.
+
+    A ServiceError comes back through anyio's future, and the frame awaiting that future
+    is in the error's traceback while the future holds the error: a reference cycle that
+    keeps every frame of the refused call (the body, every line a decoder parsed) until a
+    full collection, which a busy process may not run before the next such request. A
+    refusal's traceback is never shown (it is answered, not logged), so it is dropped and
+    the frames go as soon as the answer is sent. Any other exception keeps its traceback
+    for the 500's log line.
+    """
+    try:
+        return await run_in_threadpool(func, *args, **kwargs)
+    except ServiceError as refusal:
+        raise refusal.with_traceback(None)  # noqa: B904 - the same exception, re-raised
 
 
 def dataplane_of(state: Any) -> DataPlane:
@@ -176,7 +196,7 @@ async def predicted(
     """Decode ``body``, run it through the data plane and encode the answer; the encoded
     answer and the model that answered (for the request metrics)."""
     if len(body) > INLINE_BODY_BYTES:
-        encoded, predictions = await run_in_threadpool(
+        encoded, predictions = await in_threadpool(
             run_pipeline, dataplane, body, request_format, response_format, overrides
         )
     else:

@@ -15,6 +15,7 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from service.errors import ServiceError, error_body
@@ -88,8 +89,25 @@ def unexpected_error_response(method: str, path: str, exc: Exception) -> Respons
     return error_response(500, "internal_error", f"{type(exc).__name__} (see the server log)")
 
 
+# nginx's "client closed request": what the request metrics count such a request as.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_disconnected_response(method: str, path: str) -> Response:
+    """The client went away before its whole body arrived: nobody to answer and nothing
+    wrong with the service, so one debug line (it was two tracebacks at error level); the
+    app's handler and the direct routes (service.middleware) both answer with this."""
+    log.debug("client disconnected before its whole request body arrived: %s %s", method, path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+async def _client_disconnect(request: Request, _exc: Exception) -> Response:
+    return client_disconnected_response(request.method, request.url.path)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected)

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from costaware import figures
@@ -50,7 +49,7 @@ from service.errors import (
     MalformedRequestError,
     UnsupportedMediaTypeError,
 )
-from service.routes.common import DataPlaneDep
+from service.routes.common import DataPlaneDep, in_threadpool
 from service.schemas import EvaluateRequest, translate_validation_error
 
 router = APIRouter(tags=["economics"])
@@ -70,6 +69,7 @@ class EvaluateOptions:
     margin: float | None
     prevalence: float | None = None
     curve: bool | None = None
+    value_matrix: str | None = None  # JSON text, as the JSON body's cost_matrix
 
 
 def _option(value: Any, field: str) -> float | None:
@@ -184,6 +184,107 @@ def _csv_inputs(body: bytes, query: EvaluateOptions, dataplane: DataPlane) -> Ev
     )
 
 
+MATRIX_FIELD = "query.value_matrix"
+
+
+def _query_value_matrix(query: EvaluateOptions) -> ValueMatrix:
+    """``value_matrix`` from the query string: the JSON body's ``cost_matrix`` object, as
+    JSON text; errors name ``query.value_matrix`` and the cell. The binary options do not
+    go with it (the margin is in dollars for a value matrix: post it in a JSON body)."""
+    binary = [key for key in ("tp", "fp", "tn", "fn") if query.costs[key] is not None]
+    binary += [
+        key
+        for key in ("threshold", "margin", "prevalence", "curve")
+        if getattr(query, key) is not None
+    ]
+    if binary:
+        raise InvalidInputError(
+            f"query.{binary[0]}: not with query.value_matrix (a multiclass value matrix takes "
+            "no tp, fp, tn, fn, threshold, prevalence or curve; a margin, in dollars, goes in "
+            "a JSON body)"
+        )
+    try:
+        parsed = json.loads(query.value_matrix or "", parse_constant=float)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"query.value_matrix: not JSON (column {exc.colno}: {exc.msg}); expected "
+            '{"classes": [...], "values": [[...], ...]}'
+        ) from None
+    except RecursionError:
+        raise InvalidInputError("query.value_matrix: JSON nested too deeply") from None
+    try:
+        return ValueMatrix.from_mapping(parsed, prefix=MATRIX_FIELD)
+    except EconomicsError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def _not_a_class(row: int, cell: str, classes: tuple[str, ...]) -> InvalidInputError:
+    return InvalidInputError(
+        f"body, row {row}, column 1 (label): {cell} is not a class name "
+        f"({', '.join(classes)}) nor a class index 0..{len(classes) - 1}"
+    )
+
+
+def _class_labels_to_indices(body: bytes, classes: tuple[str, ...]) -> bytes:
+    """A labelled CSV body with each first cell that is a class name replaced by the
+    class's index, so that the numeric parser reads the rows (a label is a class name or
+    an index 0..K-1; a name that looks like a number is a name)."""
+    names = {name.encode(): str(index).encode() for index, name in enumerate(classes)}
+    lines = body.split(b"\n")
+    for number, line in enumerate(lines):
+        cell, comma, rest = line.partition(b",")
+        label = cell.strip()
+        index = names.get(label)
+        if index is not None:
+            lines[number] = index + comma + rest
+        elif label and not _is_number(label):
+            shown = repr(label.decode("utf-8", "replace"))
+            raise _not_a_class(number + 1, shown, classes)
+    return b"\n".join(lines)
+
+
+def _is_number(cell: bytes) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _multiclass_query_inputs(
+    body: bytes | None, query: EvaluateOptions, dataplane: DataPlane
+) -> MulticlassEvaluateInputs:
+    """A text/csv body (label first: a class name or index) or no body (each card's
+    held-out split), valued under ``query.value_matrix``."""
+    matrix = _query_value_matrix(query)
+    if body is None:
+        return MulticlassEvaluateInputs(
+            matrix=matrix,
+            models=query.models,
+            models_field="query.models",
+            matrix_field=MATRIX_FIELD,
+        )
+    models = dataplane.multiclass_models(query.models, matrix, "query.models", MATRIX_FIELD)
+    rows = decode_csv(
+        _class_labels_to_indices(body, matrix.classes), ["label", *models[0].card.features]
+    )
+    labels = rows[:, 0]
+    bad = (labels != np.round(labels)) | (labels < 0) | (labels >= matrix.k)
+    if bad.any():
+        row = _csv_row_number(body, int(np.argmax(bad)))
+        raise _not_a_class(row, f"{labels[bad][0]:g}", matrix.classes)
+    return MulticlassEvaluateInputs(
+        matrix=matrix,
+        models=[model.name for model in models],
+        instances=rows[:, 1:],
+        labels=labels.astype(np.int64).tolist(),
+        models_field="query.models",
+        matrix_field=MATRIX_FIELD,
+        instances_source="csv",
+        row_name=lambda index: f"body, row {_csv_row_number(body, index)}",
+    )
+
+
 def _csv_row_number(body: bytes, index: int) -> int:
     """The 1-based line of data row ``index`` (blank lines are skipped by the parser)."""
     return data_line_numbers(body.decode("utf-8"))[index]
@@ -193,6 +294,8 @@ def _decode(
     body: bytes, content_type: str | None, query: EvaluateOptions, dataplane: DataPlane
 ) -> EvaluateInputs | MulticlassEvaluateInputs:
     media, _ = parse_media_type(content_type)
+    if query.value_matrix is not None and (media == CSV or not body.strip()):
+        return _multiclass_query_inputs(body if media == CSV else None, query, dataplane)
     if media == CSV:
         return _csv_inputs(body, query, dataplane)
     if not body.strip():
@@ -219,8 +322,11 @@ def _decode(
 def _with_query_options(payload: dict[str, Any], query: EvaluateOptions) -> dict[str, Any]:
     """Query options beside a JSON body override the body's fields of the same name, as
     the SageMaker headers override a /invocations body; tp, fp, tn and fn override those
-    entries of the body's binary cost matrix (a value matrix has none: refused)."""
+    entries of the body's binary cost matrix (a value matrix has none: refused), and
+    ``value_matrix`` the body's cost_matrix (checked as beside a CSV body)."""
     merged = dict(payload)
+    if query.value_matrix is not None:
+        merged["cost_matrix"] = _query_value_matrix(query).to_dict()
     for key in ("models", "threshold", "margin", "prevalence", "curve"):
         value = getattr(query, key)
         if value is not None:
@@ -297,10 +403,13 @@ JSON body: `{"models": [...], "cost_matrix": {"tp": .., "fp": .., "tn": .., "fn"
 "instances": [...], "labels": [...], "threshold": 0.5, "margin": 0.1}`; or `scores` with
 `labels` instead of `instances`; or neither, for each card's held-out split. Each cost
 entry may be a list with one value per instance. A `text/csv` body (label first, features
-after) or an empty body takes the cost matrix and options from the query string; beside a
+after) or an empty body takes the cost matrix and options from the query string: tp, fp,
+tn and fn for binary models, or for multiclass models `value_matrix`, the JSON body's
+value matrix as JSON text (`{"classes": [...], "values": [[...], ...]}`, URL-encoded),
+with `models` and no other option; a CSV label is then a class name or index. Beside a
 JSON body, a query option overrides the body's field of the same name (tp, fp, tn and fn
-the entries of its binary cost matrix), as the SageMaker headers override an
-/invocations body.
+the entries of its binary cost matrix, `value_matrix` its cost_matrix), as the SageMaker
+headers override an /invocations body.
 `Accept: image/png` with one model returns the close-confusion figure, or with
 `plot=value` the expected value by threshold. `prevalence` values the decisions at another
 share of positives; `curve: true` adds each model's expected value by threshold."""
@@ -340,6 +449,13 @@ async def evaluate(
         bool | None,
         Query(description="add each model's expected value by threshold"),
     ] = None,
+    value_matrix: Annotated[
+        str | None,
+        Query(
+            description="CSV/empty body, multiclass models: the value matrix as JSON, "
+            '{"classes": [...], "values": [[...], ...]} (row = truth, column = decision)'
+        ),
+    ] = None,
 ) -> Response:
     query = EvaluateOptions(
         plot=plot,
@@ -349,9 +465,10 @@ async def evaluate(
         margin=_option(margin, "query.margin"),
         prevalence=_option(prevalence, "query.prevalence"),
         curve=curve,
+        value_matrix=value_matrix,
     )
     body = await request.body()
-    return await run_in_threadpool(
+    return await in_threadpool(
         _respond,
         body,
         request.headers.get("content-type"),
@@ -382,7 +499,7 @@ async def distribution(
     (target,) = held_out_targets(
         [model], _option(threshold, "threshold"), _option(margin, "margin")
     )
-    image = await run_in_threadpool(
+    image = await in_threadpool(
         figures.distribution_png,
         target.labels,
         target.scores,

@@ -33,9 +33,22 @@ def server_stack(request: Request) -> dict[str, str]:
 
 
 @router.get("/health/ready", responses={503: {"description": "No model loaded"}})
-async def ready(registry: RegistryDep) -> dict[str, Any]:
-    """At least one model is loaded; lists them and any refused model folders."""
+async def ready(registry: RegistryDep, request: Request) -> dict[str, Any]:
+    """At least one model is loaded: how many are served and how many folders were
+    refused; which, and why, only to a caller who may read ``GET /models`` (a valid key
+    when API keys are configured): the reasons name files on the host."""
+    counts = {"models": len(registry.models), "refused": len(registry.refused)}
+    details = request.app.state.keys.shows_details(request.scope["headers"])
     if not registry.ready:
+        if not details:
+            raise NotReadyError(f"no model loaded ({counts['refused']} model folders refused)")
         reasons = "; ".join(registry.refused.values()) or "the directory holds no model folder"
         raise NotReadyError(f"no model loaded from {registry.model_dir}: {reasons}")
-    return {"status": "ready", "models": registry.names(), "refused": registry.refused}
+    if not details:
+        return {"status": "ready", "counts": counts}
+    return {
+        "status": "ready",
+        "counts": counts,
+        "models": registry.names(),
+        "refused": registry.refused,
+    }

@@ -31,10 +31,11 @@ router = APIRouter(tags=["sagemaker"], route_class=DirectRoute)
 
 @router.get("/ping", responses={503: {"description": "No model loaded"}})
 async def ping(registry: RegistryDep) -> Response:
-    """200 with an empty body once a model is loaded, else 503."""
+    """200 with an empty body once a model is loaded, else 503 (open to anyone, so it names
+    no path; ``/health/ready`` and ``GET /models`` say why, to a caller with a key)."""
     if registry.ready:
         return Response(status_code=200)
-    return error_response(503, "not_ready", f"no model loaded from {registry.model_dir}")
+    return error_response(503, "not_ready", "no model loaded")
 
 
 @router.get("/execution-parameters", response_model=ExecutionParameters)

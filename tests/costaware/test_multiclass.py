@@ -10,6 +10,7 @@ from costaware.multiclass import (
     ValueMatrixError,
     as_class_labels,
     as_probabilities,
+    class_labels_from_text,
     decide,
     evaluate,
 )
@@ -70,14 +71,20 @@ def test_two_classes_equal_the_binary_rule(seed):
         np.testing.assert_array_equal(multi.close[edge], (np.abs(s - t) < 0.1)[edge])
 
 
-@pytest.mark.parametrize("per_instance", [False, True])
-def test_evaluate_equals_a_direct_numpy_computation(per_instance):
-    rng = np.random.default_rng(7)
-    k, n = 4, 300
+def evaluated_case(seed, k, n, per_instance, margin):
+    """A random case, its evaluation, and its values as N x K x K."""
+    rng = np.random.default_rng(seed)
     matrix, p = random_case(rng, k, n, per_instance)
     y = rng.integers(0, k, n)
-    got = evaluate(y, p, matrix, margin=40.0)
+    got = evaluate(y, p, matrix, margin=margin)
     v = matrix.values if per_instance else np.broadcast_to(matrix.values, (n, k, k))
+    return matrix, p, y, got, v
+
+
+@pytest.mark.parametrize("per_instance", [False, True])
+def test_evaluate_equals_a_direct_numpy_computation(per_instance):
+    k, n = 4, 300
+    matrix, p, y, got, v = evaluated_case(7, k, n, per_instance, 40.0)
     ev = np.einsum("ni,nij->nj", p, v)
     decided = ev.argmax(axis=1)
     realised = v[np.arange(n), y, decided]
@@ -111,6 +118,32 @@ def test_evaluate_equals_a_direct_numpy_computation(per_instance):
         np.take_along_axis(ev, decided[:, None], 1).sum()
         >= np.take_along_axis(ev, argmax[:, None], 1).sum()
     )
+
+
+@pytest.mark.parametrize("per_instance", [False, True])
+def test_confusion_dollars_and_best_single_class_equal_direct_sums(per_instance):
+    k, n = 3, 200
+    matrix, p, y, got, v = evaluated_case(11, k, n, per_instance, 10.0)
+    decided = np.einsum("ni,nij->nj", p, v).argmax(axis=1)
+    dollars = np.zeros((k, k))
+    for index in range(n):  # plain loop: each instance's value into its cell
+        dollars[y[index], decided[index]] += v[index, y[index], decided[index]]
+    np.testing.assert_allclose(got["confusion"]["value"], dollars, rtol=1e-12, atol=1e-9)
+    assert np.sum(got["confusion"]["value"]) == pytest.approx(got["total_value"])
+    always = [v[np.arange(n), y, j].mean() for j in range(k)]
+    best = int(np.argmax(always))
+    assert got["best_single_class"] == {
+        "class": matrix.classes[best],
+        "expected_value": pytest.approx(always[best]),
+        "total_value": pytest.approx(always[best] * n),
+    }
+
+
+def test_best_single_class_ties_go_to_the_earlier_class():
+    matrix = ValueMatrix(("a", "b", "c"), [[1, 5, 5], [0, 2, 2], [0, 1, 1]])
+    got = evaluate(np.array([0, 1, 2]), np.full((3, 3), 1 / 3), matrix, margin=0.0)
+    assert got["always"]["b"] == got["always"]["c"]
+    assert got["best_single_class"]["class"] == "b"
 
 
 @pytest.mark.parametrize(
@@ -172,3 +205,22 @@ def test_labels_as_names_or_indices():
         with pytest.raises(EconomicsError) as info:
             as_class_labels(bad, classes)
         assert info.value.field == field
+
+
+def test_labels_read_as_text_follow_the_same_rule():
+    classes = ["low", "mid", "high"]
+    np.testing.assert_array_equal(
+        class_labels_from_text(["high", "0", "mid", "2.0"], classes), [2, 0, 1, 2]
+    )
+    # names first: classes named by numbers are those names, not indices
+    np.testing.assert_array_equal(class_labels_from_text(["1", "3"], ["3", "2", "1"]), [2, 0])
+    for bad, message in (
+        (["plane"], "'plane' is not one of the classes ['low', 'mid', 'high']"),
+        (["3"], "3 is not a class index 0..2 nor a class name"),
+        (["1.5"], "1.5 is not a class name or index"),
+        (["nan"], "nan is not a class name or index"),
+        ([" low"], "' low' is not one of the classes"),  # the reader strips cells
+    ):
+        with pytest.raises(EconomicsError) as info:
+            class_labels_from_text(bad, classes)
+        assert info.value.field == "labels[0]" and message in info.value.message

@@ -4,7 +4,7 @@ import io
 import numpy as np
 import pytest
 
-from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
+from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv, take_text_column
 
 
 @pytest.fixture
@@ -123,3 +123,23 @@ def test_data_line_numbers_skip_blanks_and_header():
     text = "a,b\r\n\r\n1,2\n  \n3,4\n"
     assert data_line_numbers(text, header=True) == [3, 5]
     assert data_line_numbers(text) == [1, 3, 5]
+
+
+def test_a_text_column_is_taken_out_and_rows_and_columns_keep_their_numbers():
+    text = 'a, "kind" ,b\r\n1,car,2\r\n\r\n3, "bus" ,4\n5,car,x\n'
+    numeric, cells = take_text_column(text, "kind", source="t.csv")
+    assert cells == ["car", "bus", "car"]
+    with pytest.raises(TabularError) as info:
+        parse_numeric_csv(numeric, source="t.csv", header=True)
+    # the blank line still counts, and column 3 is still b
+    assert str(info.value) == "t.csv, row 5, column 3 (b): 'x' is not a number"
+
+
+def test_take_text_column_leaves_ragged_rows_and_missing_columns_to_the_caller():
+    numeric, cells = take_text_column("a,kind\n1,car\n2\n", "kind", source="t.csv")
+    assert cells == ["car"]
+    with pytest.raises(TabularError, match=r"t\.csv, row 3: expected 2 columns, found 1$"):
+        parse_numeric_csv(numeric, source="t.csv", header=True)
+    with pytest.raises(TabularError, match=r"row 1: no column named 'mode' \(columns: a, kind\)"):
+        take_text_column("a,kind\n1,car\n", "mode", source="t.csv")
+    assert take_text_column("\n\n", "kind", source="t.csv") == ("\n\n", [])

@@ -16,11 +16,14 @@ What is configured, and why:
   CSV or JSON-lines rows); on ``/evaluate`` labels as long as the data, per-instance costs
   as long as the data, query options only with a CSV or empty body, one model for a
   figure, both classes among the labels to reweight to a prevalence, and with a value
-  matrix K x K values, rows of K probabilities summing to 1 and labels among the classes.
+  matrix K x K values, rows of K probabilities summing to 1 and labels among the classes;
+  in the query, ``value_matrix`` alone (with ``models`` of its classes) and with the rows
+  of a multiclass model, tp, fp, tn and fn with a binary model's rows.
   It draws figures of the held-out split only (see the hook). Negative cases are left as
   generated. Posted cost matrices stay in the generated cases.
-- :func:`scored_model` records which model answered each 200 JSON prediction, so that a
-  test can require that every kind of model was scored.
+- :func:`scored_model` records which model answered each 200 JSON prediction, and what
+  data and kind of matrix each 200 evaluation valued, so that a test can require that
+  every kind of model was scored and valued.
 """
 
 from __future__ import annotations
@@ -101,12 +104,19 @@ _SCORED: collections.Counter = collections.Counter()
 def scored_model(ctx: Any, response: Any, case: Any) -> None:
     """Records which model answered each 200 JSON prediction (it checks nothing: the
     tests assert on what it saw, e.g. that the multiclass model was scored)."""
-    if response.status_code != 200 or case.path not in ("/predict", "/invocations"):
+    if response.status_code != 200 or case.path not in ("/predict", "/invocations", "/evaluate"):
         return
     try:
         answer = json.loads(response.content)
     except ValueError:
-        return  # CSV or JSON lines
+        return  # CSV, JSON lines or a figure
+    if case.path == "/evaluate":
+        # (path, source of the data, kind of matrix): e.g. a text/csv body of a multiclass
+        # model valued under value_matrix in the query is ("/evaluate", "csv", "multiclass").
+        if isinstance(answer, dict) and isinstance(answer.get("cost_matrix"), dict):
+            kind = "multiclass" if "classes" in answer["cost_matrix"] else "binary"
+            _SCORED[(case.path, answer.get("data"), kind)] += 1
+        return
     if isinstance(answer, dict) and isinstance(answer.get("model"), str):
         # cost_matrix: "request" (posted), "card" (multiclass default), absent (threshold)
         _SCORED[(case.path, answer["model"], answer.get("cost_matrix"))] += 1
@@ -143,6 +153,7 @@ class Served:
     multiclass: frozenset[str]
     default: str
     held_out_sizes: dict[str, int]
+    value_matrices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, folder: Path, default: str = "medical") -> Served:
@@ -155,6 +166,11 @@ class Served:
                 name: len(card.held_out.labels)
                 for name, card in cards.items()
                 if not isinstance(card, MulticlassCard)
+            },
+            value_matrices={
+                name: {"classes": card.classes, "values": card.value_matrix.values}
+                for name, card in cards.items()
+                if isinstance(card, MulticlassCard)
             },
         )
 
@@ -196,6 +212,8 @@ def install_rules(schema: Any, served: Served) -> None:
             _fit_value_matrix(body)
             return case
         query = dict(case.query or {})
+        if not isinstance(body, dict) and _fit_multiclass_query(case, query, served):
+            return case
         plot = query.get("plot")
         posted = isinstance(body, str) or (
             isinstance(body, dict) and (body.get("instances") or body.get("scores"))
@@ -214,20 +232,71 @@ def install_rules(schema: Any, served: Served) -> None:
             # Query options beside a JSON body override its fields: fold them in, fit the
             # body, and send the options as the fitted body has them.
             options = {key: value for key, value in query.items() if key != "plot"}
+            # A binary body: no multiclass matrix or model from the query beside it, and
+            # posted scores come without models.
+            options.pop("value_matrix", None)
             if body.get("scores") is not None:
-                options.pop("models", None)  # posted scores come without models
+                options.pop("models", None)
+            if options.get("models"):
+                names = options["models"]
+                names = [n for n in (names if isinstance(names, list) else [names])]
+                options["models"] = [n for n in names if n not in served.multiclass]
+                if not options["models"]:
+                    del options["models"]
             _fold_options(body, options)
             _fit_body(body, served.held_out_sizes, one_model=plot is not None)
             case.query = _options_of(body, options) | ({"plot": plot} if plot is not None else {})
         else:
             for key in ("tp", "fp", "tn", "fn"):
                 query.setdefault(key, 0)
+            if query.get("models"):
+                # Binary options value binary models; no models left means all of them.
+                names = query["models"] if isinstance(query["models"], list) else [query["models"]]
+                names = [name for name in names if name not in served.multiclass]
+                if names:
+                    query["models"] = names
+                else:
+                    del query["models"]
             _fit_lists(query, None)
             if plot is not None:
                 models = query.get("models") or sorted(served.held_out_sizes)
                 query["models"] = models[:1] if isinstance(models, list) else [models]
             case.query = query
         return case
+
+
+def _fit_multiclass_query(case: Any, query: dict[str, Any], served: Served) -> bool:
+    """/evaluate with a text/csv or empty body values multiclass models when the query has
+    ``value_matrix`` and the CSV rows (if any) are a multiclass model's: then the query is
+    the matrix and models of those classes, nothing else (True). A CSV body of a binary
+    width drops ``value_matrix`` (False: the binary rules follow)."""
+    body = case.body if isinstance(case.body, str) else None
+    width = None
+    if body is not None and body.strip():
+        width = body.strip().splitlines()[0].count(",")
+    fits = [name for name in sorted(served.multiclass) if len(served.features[name]) == width]
+    matrix = query.pop("value_matrix", None)
+    if (body is not None and not fits) or (body is None and matrix is None):
+        return False
+    if isinstance(matrix, str):
+        try:
+            matrix = json.loads(matrix)
+        except ValueError:
+            matrix = None
+    if not isinstance(matrix, dict) or "classes" not in matrix:
+        matrix = served.value_matrices[(fits or sorted(served.multiclass))[0]]
+    fitted = {"cost_matrix": json.loads(json.dumps(matrix))}
+    _fit_value_matrix(fitted)
+    classes = list(fitted["cost_matrix"]["classes"])
+    same = [name for name, m in served.value_matrices.items() if list(m["classes"]) == classes]
+    asked = query.get("models") or []
+    asked = [name for name in (asked if isinstance(asked, list) else [asked]) if name in same]
+    if body is not None:
+        asked = [name for name in asked if name in fits]
+    # Query parameters reach map_case serialized: the matrix as JSON text.
+    matrix_text = json.dumps(fitted["cost_matrix"])
+    case.query = {"value_matrix": matrix_text, **({"models": asked} if asked else {})}
+    return True
 
 
 def _fit_body(body: dict[str, Any], held_out_sizes: dict[str, int], *, one_model: bool) -> None:

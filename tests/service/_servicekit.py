@@ -207,13 +207,15 @@ def serve_command() -> list[str]:
     return [str(SERVE)] if SERVE.exists() else [sys.executable, "-m", "service"]
 
 
-def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_for_ping(
+    base: str, process: subprocess.Popen, timeout: float = 30.0, probe: str = "/ping"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"serve exited early: {process.communicate()[1]}")
         try:
-            if httpx.get(f"{base}/ping", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{probe}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -223,10 +225,11 @@ def wait_for_ping(base: str, process: subprocess.Popen, timeout: float = 30.0) -
 
 @contextmanager
 def running_serve(
-    model_dir: Path, cwd: Path, *args: str, **settings: str
+    model_dir: Path, cwd: Path, *args: str, probe: str = "/ping", **settings: str
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """The real ``serve`` process on a free port (``settings``: extra environment), its
-    base URL once it answers /ping; killed on the way out if still running."""
+    base URL once it answers ``probe`` (``/health/live`` for a server that serves no
+    model) with 200; killed on the way out if still running."""
     port = free_port()
     env = {
         **os.environ,
@@ -250,7 +253,7 @@ def running_serve(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_ping(base, process)
+        wait_for_ping(base, process, probe=probe)
         yield base, process
     finally:
         # Workers hold the output pipes too: stop the whole group, not just the parent

@@ -62,6 +62,10 @@ def test_schemathesis_in_process_finds_nothing():
         install_rules(schema, SERVED)
         outcome = run(schema)
     assert_found_nothing(outcome, min_cases=2000)
+    # The multiclass model was valued under value_matrix in the query too, on a text/csv
+    # body of its rows and on its held-out split.
+    evaluated = {(data, kind) for path, data, kind in outcome.scored if path == "/evaluate"}
+    assert {("csv", "multiclass"), ("held_out", "multiclass")} <= evaluated, evaluated
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,12 @@ operations tried from the page send it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
 from _servicekit import CHROMIUM, CHROMIUM_ARGS, SHIPPED, running_serve
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 KEY = "docs-browser-key-4471"
 
@@ -43,9 +44,12 @@ def try_list_models(page: Page) -> str:
         if not operation.locator(".try-out__btn").count():
             operation.locator(".opblock-summary").click()
         operation.locator(".try-out__btn").click()
-    operation.locator(".execute").click()
+    # Wait for this click's answer and for the page to show it: the table may still hold
+    # the previous run's row (a 401) for a moment after the click.
+    with page.expect_response(lambda response: response.url.endswith("/models")) as answered:
+        operation.locator(".execute").click()
     status = operation.locator(".live-responses-table tbody .response-col_status").first
-    status.wait_for(timeout=15_000)
+    expect(status).to_have_text(re.compile(rf"^\s*{answered.value.status}"), timeout=15_000)
     return status.inner_text().strip()
 
 

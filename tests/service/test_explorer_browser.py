@@ -7,11 +7,12 @@ matrix and data, sent by the test itself over HTTP. Screenshots go to ``test-art
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import numpy as np
@@ -140,8 +141,10 @@ def dollars(text: str) -> float:
     return float(match.group(2).replace(",", "")) * (-1 if match.group(1) else 1)
 
 
-def evaluate(base: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{base}/evaluate", json=body, timeout=30)
+def evaluate(
+    base: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    response = httpx.post(f"{base}/evaluate", json=body, headers=headers, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -222,9 +225,11 @@ def test_root_leads_to_the_page_which_loads_offline_without_errors(watched):
     listed = httpx.get(f"{watched.base}/models").json()["models"]
     binary = [m["name"] for m in listed if m["task"] == "binary"]
     assert binary == ["builtin", "custom-5to1", "medical", "tuned"]
-    assert page.eval_on_selector_all("#model option", "os => os.map(o => o.value)") == binary
-    # The multiclass wine model takes a value matrix per class, not tp/fp/tn/fn: named aside.
-    assert "wine (multiclass)" in page.text_content("#model-note")
+    names = [m["name"] for m in listed]
+    assert page.eval_on_selector_all("#model option", "os => os.map(o => o.value)") == names
+    # The multiclass wine model is listed as such; it is valued on its own (a value matrix).
+    assert page.text_content("#model option[value=wine]") == "wine (multiclass)"
+    assert not page.is_visible("#value-matrix") and not page.is_visible("#multiclass")
     assert page.locator("#models-table tbody tr").count() == 4
     assert page.locator("#chart svg polyline").count() == 4
     watched.screenshot("explorer-held-out")
@@ -521,10 +526,208 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it_in_the_tab(browser, ke
         context.close()
 
 
-@pytest.mark.parametrize(("model", "why"), [("wine", "is multiclass"), ("nope", "is not served")])
-def test_a_link_to_a_model_the_page_cannot_show_says_why(watched, model, why):
-    watched.open(f"/explorer?model={model}")
+def test_a_link_to_a_model_the_page_cannot_show_says_why(watched):
+    watched.open("/explorer?model=nope")
     assert watched.page.input_value("#model") == "medical"
-    assert f'model "{model}" {why}; showing medical' in watched.page.text_content("#error")
+    assert 'model "nope" is not served; showing medical' in watched.page.text_content("#error")
     assert watched.query()["model"] == "medical"
     watched.assert_clean()
+
+
+# ---------------------------------------------------------------------------
+# A multiclass model: the value matrix editor, the confusion in counts and dollars, the
+# decision rule against argmax and the best single class
+
+
+def wine_matrix(base: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    card = httpx.get(f"{base}/models/wine", headers=headers).json()
+    return {"classes": card["value_matrix"]["classes"], "values": card["value_matrix"]["values"]}
+
+
+def wine_body(matrix: dict[str, Any]) -> dict[str, Any]:
+    """The request the page sends for the held-out split of wine."""
+    return {"cost_matrix": matrix, "models": ["wine"]}
+
+
+def choose(watched: Watched, model: str) -> None:
+    before = watched.renders()
+    watched.page.select_option("#model", model)
+    watched.wait_ready(before)
+
+
+def multiclass_shown(page: Page) -> dict[str, Any]:
+    return page.evaluate(
+        """() => ({
+            rows: Object.fromEntries([...document.querySelectorAll('#mc-table tbody tr')]
+                .map(tr => [tr.dataset.point, {
+                    value: Number(tr.dataset.value), total: Number(tr.dataset.total),
+                    text: tr.querySelector('.ev').textContent,
+                    total_text: tr.querySelector('.total').textContent}])),
+            cells: [...document.querySelectorAll('#mc-confusion-table td')].map(td => ({
+                truth: td.dataset.truth, decided: td.dataset.decided,
+                count: Number(td.dataset.count), value: Number(td.dataset.value),
+                text: td.querySelector('small').textContent})),
+            matrix: [...document.querySelectorAll('#vm-table tbody tr')]
+                .map(tr => [...tr.querySelectorAll('input')].map(input => input.value)),
+        })"""
+    )
+
+
+def assert_multiclass_equals_service(page: Page, answer: dict[str, Any]) -> None:
+    (entry,) = answer["results"]
+    best = entry["best_single_class"]
+    expected = {
+        "rule": entry,
+        "argmax": entry["argmax_probability"],
+        "best_single": best,
+        **{f"always:{c}": entry["always"][c] for c in entry["classes"] if c != best["class"]},
+    }
+    shown = multiclass_shown(page)
+    assert set(shown["rows"]) == set(expected)
+    for point, row in shown["rows"].items():
+        want = expected[point]
+        assert row["value"] == want["expected_value"], point
+        assert row["total"] == want["total_value"], point
+        assert abs(dollars(row["text"]) - want["expected_value"]) <= 0.005 + 1e-9, point
+        assert abs(dollars(row["total_text"]) - want["total_value"]) <= 0.005 + 1e-9, point
+    classes = entry["classes"]
+    assert len(shown["cells"]) == len(classes) ** 2
+    for cell in shown["cells"]:
+        i, j = classes.index(cell["truth"]), classes.index(cell["decided"])
+        assert cell["count"] == entry["confusion"]["counts"][i][j]
+        assert cell["value"] == entry["confusion"]["value"][i][j]
+        assert abs(dollars(cell["text"]) - entry["confusion"]["value"][i][j]) <= 0.005 + 1e-9
+    text = page.text_content("#mc-table")
+    assert f"always {best['class']}" in text
+
+
+def test_choosing_wine_shows_its_matrix_and_changing_a_cell_changes_the_dollars(watched):
+    watched.open()
+    page = watched.page
+    base = watched.base
+    choose(watched, "wine")
+    matrix = wine_matrix(base)
+    # The editor is seeded from the card's matrix; the binary controls make way for it.
+    shown = multiclass_shown(page)
+    assert [[float(v) for v in row] for row in shown["matrix"]] == matrix["values"]
+    assert page.is_visible("#value-matrix") and page.is_visible("#multiclass")
+    assert not page.is_visible("#values") and not page.is_visible("#threshold")
+    assert not page.is_visible("#summary") and not page.is_visible("#curve")
+    before = evaluate(base, wine_body(matrix))
+    assert before["data"] == "held_out"
+    assert_multiclass_equals_service(page, before)
+    watched.screenshot("explorer-multiclass")
+
+    # truth class_1, decided class_2: the cell where the held-out split has confusions.
+    watched.change("#vm-1-2", "-200")
+    changed = {**matrix, "values": [list(row) for row in matrix["values"]]}
+    changed["values"][1][2] = -200.0
+    after = evaluate(base, wine_body(changed))
+    assert_multiclass_equals_service(page, after)
+    figures = [(r["expected_value"], r["confusion"]["value"]) for r in after["results"]]
+    assert figures != [(r["expected_value"], r["confusion"]["value"]) for r in before["results"]]
+    # The view is a link: model and matrix in the query string.
+    query = watched.query()
+    assert query["model"] == "wine"
+    assert json.loads(query["value_matrix"]) == changed
+    watched.screenshot("explorer-multiclass-changed")
+
+    # Back to a binary model: its table again.
+    choose(watched, "medical")
+    assert page.is_visible("#summary") and not page.is_visible("#multiclass")
+    assert page.locator("#models-table tbody tr").count() == 4
+    watched.assert_clean()
+
+
+def test_a_link_opens_the_multiclass_view_with_its_matrix(watched):
+    matrix = wine_matrix(watched.base)
+    linked = {**matrix, "values": [[v + 1 for v in row] for row in matrix["values"]]}
+    watched.open("/explorer?" + urlencode({"model": "wine", "value_matrix": json.dumps(linked)}))
+    shown = multiclass_shown(watched.page)
+    assert [[float(v) for v in row] for row in shown["matrix"]] == linked["values"]
+    answer = evaluate(watched.base, wine_body(linked))
+    assert_multiclass_equals_service(watched.page, answer)
+    watched.assert_clean()
+
+
+@pytest.mark.parametrize("cell", ["abc", "", "1e400"])
+def test_a_bad_cell_shows_the_service_error_naming_it(watched, cell):
+    watched.open("/explorer?model=wine")
+    page = watched.page
+    matrix = wine_matrix(watched.base)
+    shown_before = multiclass_shown(page)
+    before = watched.renders()
+    page.fill("#vm-0-1", cell)
+    page.wait_for_function("document.body.dataset.state === 'error'")
+    sent = {**matrix, "values": [list(row) for row in matrix["values"]]}
+    sent["values"][0][1] = cell
+    response = httpx.post(f"{watched.base}/evaluate", json=wine_body(sent), timeout=30)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("cost_matrix.values[0][1]")
+    error = page.text_content("#error")
+    assert f"422: {detail}" in error
+    assert "dimmed, are for the last inputs it accepted" in error
+    assert page.get_attribute("#vm-0-1", "aria-invalid") == "true"
+    assert watched.renders() == before
+    assert multiclass_shown(page)["rows"] == shown_before["rows"]
+    watched.screenshot("explorer-multiclass-bad-cell")
+    # Mended, the figures come back and the mark goes.
+    page.fill("#vm-0-1", "-20")
+    watched.wait_ready(before)
+    assert page.get_attribute("#vm-0-1", "aria-invalid") is None
+    assert page.is_hidden("#error")
+    assert all("422" in line for line in watched.console), watched.console
+
+
+def test_a_dropped_csv_of_wine_rows_is_valued_by_the_service(watched):
+    from sklearn.datasets import load_wine
+
+    watched.open("/explorer?model=wine")
+    page = watched.page
+    data = load_wine()
+    classes = wine_matrix(watched.base)["classes"]
+    rows = range(0, len(data.target), 5)
+    text = "".join(
+        f"{classes[data.target[r]]},{','.join(map(repr, data.data[r].tolist()))}\n" for r in rows
+    )
+    before = watched.renders()
+    drop_file(page, "lots.csv", text)
+    watched.wait_ready(before)
+    query = urlencode({"value_matrix": json.dumps(wine_matrix(watched.base)), "models": "wine"})
+    response = httpx.post(
+        f"{watched.base}/evaluate?{query}",
+        content=text.encode(),
+        headers={"Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["data"] == "csv" and answer["results"][0]["n"] == len(rows)
+    assert_multiclass_equals_service(page, answer)
+    assert "text/csv" in page.text_content("#mc-note")
+    watched.assert_clean()
+
+
+def test_with_api_keys_the_multiclass_view_asks_for_one(browser, keyed_base_url):
+    base = keyed_base_url
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        watched = Watched(context.new_page(), base)
+        page = watched.page
+        page.goto(f"{base}/explorer?model=wine")
+        page.wait_for_selector("#key-dialog[open]")
+        page.fill("#api-key", API_KEY)
+        page.keyboard.press("Enter")
+        watched.wait_ready()
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        matrix = wine_matrix(base, headers)
+        assert_multiclass_equals_service(page, evaluate(base, wine_body(matrix), headers))
+        watched.change("#vm-2-2", "90")
+        matrix["values"][2][2] = 90.0
+        assert_multiclass_equals_service(page, evaluate(base, wine_body(matrix), headers))
+        watched.screenshot("explorer-multiclass-api-key")
+        assert all("401" in line for line in watched.console), watched.console
+        assert watched.refused == []
+    finally:
+        context.close()

@@ -145,3 +145,32 @@ def test_watch_waits_for_two_equal_scans(model_dir):
         assert "fraud" not in versions(lifecycle)
 
     asyncio.run(scenario())
+
+
+def test_an_unforeseen_failure_refuses_that_folder_only(model_dir, monkeypatch):
+    """Whatever one folder raises, beyond the checks' own refusals, is that folder's
+    refusal: at start-up the others are served, a load of it answers 422 with the reason."""
+    import service.registry
+
+    parse = service.registry.parse_card
+
+    def fragile(data: bytes, path: Path):
+        if path.parent.name == "odd":
+            raise RuntimeError("a surprise\nwith a second line")
+        return parse(data, path)
+
+    monkeypatch.setattr(service.registry, "parse_card", fragile)
+    write_version(model_dir / "odd", "odd", 3, "o1")
+    lifecycle = start(model_dir, None)
+    assert versions(lifecycle) == {"builtin": "b1", "medical": "m1"}
+    reason = f"{model_dir / 'odd'}: cannot be loaded (RuntimeError: a surprise)"
+    assert lifecycle.registry.refused == {str(model_dir / "odd"): reason}
+
+    async def scenario() -> None:
+        with pytest.raises(ModelLoadError) as refused:
+            await lifecycle.load("odd")
+        assert refused.value.detail == reason
+        assert (await lifecycle.load("builtin")).changed is False
+
+    asyncio.run(scenario())
+    assert versions(lifecycle) == {"builtin": "b1", "medical": "m1"}

@@ -193,3 +193,50 @@ def test_the_target_model_header_pattern_is_the_reading(document, header):
     else:
         served = not name or name in CARDS
     assert jsonschema.Draft202012Validator(parameter["schema"]).is_valid(header) == served
+
+
+def value_matrix_schema(document) -> jsonschema.Validator:
+    (parameter,) = [
+        p
+        for p in document["paths"]["/evaluate"]["post"]["parameters"]
+        if p["name"] == "value_matrix"
+    ]
+    schema = parameter["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+@pytest.mark.parametrize(
+    ("matrix", "label", "accepted"),
+    [
+        (VALUES, "class_1", True),
+        (VALUES, "2", True),
+        (VALUES, "3", False),
+        (VALUES, "merlot", False),
+        ({"classes": ["x", "y"], "values": [[1, 0], [0, 1]]}, "1", False),
+        ({**VALUES, "values": [[1, 0], [0, 1]]}, "1", False),
+    ],
+)
+def test_evaluate_csv_with_a_value_matrix_document_and_service_agree(
+    client, document, matrix, label, accepted
+):
+    """The value_matrix query parameter is JSON with the served classes' value matrix;
+    the text/csv body has a pattern for wine's rows, its label a class name or index."""
+    row = f"{label}," + ",".join(repr(round(value, 3)) for value in inside("wine")) + "\n"
+    documented = value_matrix_schema(document).is_valid(matrix) and body_schema(
+        document, "/evaluate", "text/csv"
+    ).is_valid(row)
+    assert documented == accepted
+    response = client.post(
+        "/evaluate",
+        params={"value_matrix": json.dumps(matrix)},
+        content=row.encode(),
+        headers={"content-type": "text/csv"},
+    )
+    assert response.status_code == (200 if accepted else 422), response.text
+
+
+def test_without_a_multiclass_model_no_value_matrix_is_documented(tmp_path):
+    (tmp_path / "medical").symlink_to(SHIPPED / "medical")
+    with TestClient(create_app(Settings(model_dir=tmp_path))) as client:
+        operation = client.get("/openapi.json").json()["paths"]["/evaluate"]["post"]
+    assert "value_matrix" not in [p["name"] for p in operation["parameters"]]

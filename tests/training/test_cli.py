@@ -1,6 +1,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,79 @@ def test_bad_cost_matrix_option_is_one_line(capsys):
     assert main(["--cost-matrix", "tp=1,fp=x,tn=0,fn=-5", "--no-report"]) == 2
     err = capsys.readouterr().err
     assert "--cost-matrix: fp='x' is not a number" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------
+# An existing model folder is never overwritten unless --replace asks for it
+
+WRITES_A_MODEL = {
+    "variants": ["--variant", "name=keep,epochs=1", "--no-report"],
+    "subsample": ["--variant", "name=keep,epochs=1", "--subsample-negatives", "5", "--no-report"],
+    "own data": ["--variant", "name=keep,epochs=1", "--data", "own.csv", "--label", "y"],
+    "tune": ["tune", "--name", "keep", "--epochs", "1", "--no-report"],
+    "multiclass": ["multiclass", "--name", "keep", "--epochs", "1"],
+    "multiclass own data": ["multiclass", "--name", "keep", "--data", "own.csv", "--label", "y",
+                            "--value-matrix", "matrix.json"],
+}  # fmt: skip
+
+
+def _refuse_to_read_data(monkeypatch):
+    """Any read of training data fails the test: the refusal must come before it (and so
+    before any training)."""
+    import training.multiclass_cli
+    import training.pipeline
+
+    def read(*args, **kwargs):
+        raise AssertionError("training data read although the model folder exists")
+
+    monkeypatch.setattr(training.pipeline, "load_data", read)
+    monkeypatch.setattr(training.multiclass_cli, "load_wine", read)
+    monkeypatch.setattr(training.multiclass_cli, "load_multiclass_csv", read)
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("argv", WRITES_A_MODEL.values(), ids=WRITES_A_MODEL.keys())
+def test_an_existing_model_folder_is_refused_before_any_training(
+    argv, tmp_path, monkeypatch, capsys
+):
+    _refuse_to_read_data(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    Path("matrix.json").write_text('{"classes": ["x", "y"], "values": [[1, 0], [0, 1]]}')
+    folder = tmp_path / "keep"
+    folder.mkdir()
+    (folder / "model-card.json").write_text('{"name": "keep"}')
+    assert main([*argv, "--models-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{folder} already exists: pass --replace to overwrite it" in err
+    assert _files(folder) == {"model-card.json": b'{"name": "keep"}'}
+
+
+def test_replace_overwrites_and_an_empty_folder_holds_no_model(tmp_path, capsys):
+    argv = ["--variant", "name=a,loss=builtin,epochs=1", "--no-report"]
+    argv += ["--models-dir", str(tmp_path)]
+    (tmp_path / "a").mkdir()
+    assert main(argv) == 0  # an empty folder is no model to lose
+    assert read_card(tmp_path / "a").name == "a"
+    (tmp_path / "a" / "model-card.json").write_text("not a card")
+    assert main(argv) == 2
+    assert (tmp_path / "a" / "model-card.json").read_text() == "not a card"
+    assert main([*argv, "--replace"]) == 0
+    assert read_card(tmp_path / "a").name == "a"
+    capsys.readouterr()
+
+
+def test_make_targets_that_retrain_the_shipped_models_pass_replace():
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        ["make", "--dry-run", "--always-make", "-f", "Makefile", "train", "train-multiclass",
+         "tune"],
+        cwd=repo, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    commands = [line for line in out.splitlines() if " -m training" in line]
+    assert len(commands) == 3, out
+    for command in commands:
+        assert "--models-dir models" in command and command.split()[-1] == "--replace", command

@@ -91,8 +91,11 @@ def test_bad_data_is_refused_naming_file_row_and_column(data_dir, name, label, m
 
 
 @pytest.mark.parametrize(("name", "label", "message"), BAD, ids=[b[0] + str(b[1]) for b in BAD])
-def test_cli_reports_bad_data_in_one_line_and_exits_2(data_dir, capsys, name, label, message):
-    argv = ["--data", str(data_dir / name), "--no-report"] + (["--label", label] if label else [])
+def test_cli_reports_bad_data_in_one_line_and_exits_2(
+    data_dir, capsys, tmp_path, name, label, message
+):
+    argv = ["--data", str(data_dir / name), "--no-report", "--models-dir", str(tmp_path)]
+    argv += ["--label", label] if label else []
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -110,3 +113,13 @@ def test_a_split_missing_a_class_is_refused(data_dir):
                 type(dataset)(dataset.x[keep], dataset.y[keep], dataset.feature_names, "d"),
                 seed=seed,
             )
+
+
+def test_a_headerless_file_names_columns_as_its_card_will(tmp_path):
+    path = tmp_path / "channel.csv"
+    path.write_text("".join(f"{i % 2},{i}.5,{i}\n" for i in range(25)) + "1,2.5,abc\n")
+    with pytest.raises(DataError) as info:
+        load_csv(path)
+    assert str(info.value) == f"{path}, row 26, column 3 (feature_2): 'abc' is not a number"
+    path.write_text("".join(f"{i % 2},{i}.5,{i}\n" for i in range(25)))
+    assert load_csv(path).feature_names == ["feature_1", "feature_2"]

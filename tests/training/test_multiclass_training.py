@@ -221,3 +221,135 @@ def test_bad_learning_rate_is_one_line(tmp_path, capsys):
     argv = ["multiclass", "--learning-rate", "-1", "--models-dir", str(tmp_path)]
     assert main(argv) == 2
     assert "learning_rate -1.0: must be a positive number" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# A new user's own data: the shipped model is safe, class names are labels
+
+TRAVEL = {"classes": ["car", "bus", "train"], "values": [[5, 0, 1], [0, 4, 1], [-2, 0, 3]]}
+
+
+def _travel_csv(path, labels=lambda c: TRAVEL["classes"][c], n=60):
+    rng = np.random.default_rng(5)
+    rows = [f"{rng.normal() + i % 3:.6f},{rng.normal():.6f},{labels(i % 3)}" for i in range(n)]
+    path.write_text("distance,price,mode\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_multiclass_without_name_leaves_the_shipped_wine_model_alone(tmp_path):
+    """The issue's command: own data, no --name, a models dir holding the shipped wine."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "wine"
+    shutil.copytree(shipped, tmp_path / "models" / "wine")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "models" / "wine").iterdir()}
+    csv = _travel_csv(tmp_path / "own.csv")
+    argv = ["multiclass", "--data", str(csv), "--label", "mode", "--value-matrix"]
+    argv += [json.dumps(TRAVEL), "--models-dir", str(tmp_path / "models")]
+    done = subprocess.run(
+        [sys.executable, "-m", "training", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    folder = tmp_path / "models" / "wine"
+    assert done.stderr == (
+        f"python -m training multiclass: error: {folder} already exists: pass --replace to "
+        "overwrite it, or choose another model name\n"
+    )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_class_names_and_class_indices_are_the_same_labels(tmp_path):
+    from training.multiclass import load_multiclass_csv
+
+    names = load_multiclass_csv(_travel_csv(tmp_path / "n.csv"), "mode", TRAVEL["classes"])
+    indices = load_multiclass_csv(
+        _travel_csv(tmp_path / "i.csv", labels=str), "mode", TRAVEL["classes"]
+    )
+    np.testing.assert_array_equal(names.y, np.arange(60) % 3)
+    np.testing.assert_array_equal(names.x, indices.x)
+    assert names.sha256 == indices.sha256 and names.feature_names == ["distance", "price"]
+
+
+def test_cli_trains_on_class_name_labels_with_an_inline_value_matrix(tmp_path, capsys):
+    argv = ["multiclass", "--data", str(_travel_csv(tmp_path / "own.csv")), "--label", "mode"]
+    argv += ["--value-matrix", json.dumps(TRAVEL), "--epochs", "1", "--no-compare"]
+    assert main([*argv, "--name", "travel", "--models-dir", str(tmp_path)]) == 0
+    card = read_any_card(tmp_path / "travel")
+    assert card.classes == TRAVEL["classes"] and card.features == ["distance", "price"]
+    assert card.value_matrix.values == TRAVEL["values"]
+    assert set(card.held_out.labels) == {0, 1, 2}
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("cells", "needle"),
+    [
+        (
+            {7: "plane"},
+            "row 9, column 3 (mode): label 'plane' is not one of the classes "
+            "['car', 'bus', 'train']",
+        ),
+        ({4: "3"}, "row 6, column 3 (mode): label 3 is not a class index 0..2"),
+        ({4: "1.5"}, "row 6, column 3 (mode): label 1.5 is not a class name or index"),
+        ({3: "car,x"}, "row 5: expected 3 columns, found 4"),
+    ],
+)
+def test_bad_labels_name_row_column_and_classes(cells, needle, tmp_path, capsys):
+    csv = _travel_csv(tmp_path / "own.csv")
+    lines = csv.read_text().splitlines()
+    for index, cell in cells.items():
+        lines[index + 1] = lines[index + 1].rsplit(",", 1)[0] + "," + cell
+    csv.write_text("\n".join(lines) + "\n")
+    argv = ["multiclass", "--data", str(csv), "--label", "mode", "--value-matrix"]
+    assert main([*argv, json.dumps(TRAVEL), "--models-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"own.csv, {needle}" in err, err
+
+
+def test_a_bad_feature_cell_names_its_column_by_the_header(tmp_path, capsys):
+    csv = _travel_csv(tmp_path / "own.csv")
+    lines = csv.read_text().splitlines()
+    lines[31] = "1.0,cheap,bus"
+    csv.write_text("\n".join(lines) + "\n")
+    argv = ["multiclass", "--data", str(csv), "--label", "mode", "--value-matrix"]
+    assert main([*argv, json.dumps(TRAVEL), "--models-dir", str(tmp_path)]) == 2
+    assert "own.csv, row 32, column 2 (price): 'cheap' is not a number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ('{"classes": ["car", "bus"],', "--value-matrix (inline JSON): not valid JSON"),
+        (
+            ' [["car", "bus"]]',
+            "--value-matrix (inline JSON): expected an object with classes and values",
+        ),
+        ("nothing-here.json", "--value-matrix file nothing-here.json: no such file"),
+        ("bad.json", "--value-matrix file bad.json: not a readable JSON file"),
+        ("short.json", "--value-matrix file short.json.values[1]: has 1 values but there are 2"),
+    ],
+)
+def test_value_matrix_is_inline_json_or_a_file_and_errors_say_which(
+    value, needle, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.json").write_text("{classes: car}")
+    (tmp_path / "short.json").write_text('{"classes": ["car", "bus"], "values": [[1, 0], [1]]}')
+    argv = ["multiclass", "--value-matrix", value, "--models-dir", str(tmp_path / "m")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+
+
+def test_value_matrix_from_a_multiclass_card():
+    from pathlib import Path
+
+    from training.multiclass_cli import read_value_matrix
+
+    card = Path(__file__).resolve().parents[2] / "models" / "wine" / "model-card.json"
+    matrix = read_value_matrix(str(card))
+    assert matrix.classes == WINE_VALUES.classes
+    np.testing.assert_array_equal(matrix.values, WINE_VALUES.values)

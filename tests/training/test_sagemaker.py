@@ -119,3 +119,31 @@ def test_missing_hyperparameters_and_channel(base):
 def test_base_defaults_to_opt_ml(monkeypatch):
     monkeypatch.delenv(sagemaker.BASE_ENV, raising=False)
     assert str(sagemaker.base_dir()) == "/opt/ml"
+
+
+def test_an_existing_model_folder_is_refused_before_the_data_is_read(base, capsys):
+    # no training files: the refusal must come first, so the job never reaches the data
+    _hyperparameters(base, name="sm")
+    folder = base / "model" / "sm"
+    folder.mkdir(parents=True)
+    (folder / "model-card.json").write_text("{}")
+    assert sagemaker.main() == 2
+    reason = f"{folder} already exists: set the hyperparameter replace to 'true' to overwrite it"
+    assert reason in (base / "output" / "failure").read_text()
+    assert capsys.readouterr().err.count("\n") == 1
+    assert (folder / "model-card.json").read_text() == "{}"
+
+
+def test_replace_true_overwrites_the_model_folder(base, reference_csv):
+    _hyperparameters(base, name="sm", epochs="1", replace="True")
+    (base / "model" / "sm").mkdir(parents=True)
+    (base / "model" / "sm" / "model-card.json").write_text("{}")
+    assert sagemaker.main() == 0
+    assert read_card(base / "model" / "sm").name == "sm"
+
+
+def test_replace_must_be_true_or_false(base):
+    _hyperparameters(base, replace="yes")
+    assert sagemaker.main() == 2
+    failure = (base / "output" / "failure").read_text()
+    assert "hyperparameter replace: 'yes' must be 'true' or 'false'" in failure

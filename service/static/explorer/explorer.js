@@ -1,6 +1,7 @@
 // The cost explorer. Every figure it shows is a field of a POST /evaluate answer: the page
-// only picks the data, asks, and formats. Two requests per change: one at each model's card
-// threshold, one at the chosen threshold with the value curve.
+// only picks the data, asks, and formats. Binary models: two requests per change, one at
+// each model's card threshold, one at the chosen threshold with the value curve. A
+// multiclass model: one request per change, under the K x K value matrix of the editor.
 "use strict";
 
 const REFERENCE = { tp: -35280, fp: -1287.67, tn: 0, fn: -252000 };
@@ -19,6 +20,11 @@ const state = {
   seq: 0,
   renders: 0,
   keyPrompt: null,
+  // Multiclass: the model whose matrix the editor holds, its card's matrix, the answer.
+  matrixFor: null,
+  cardMatrix: null,
+  linkedMatrix: null,
+  multiclass: null,
 };
 
 // ------------------------------------------------------------------ formatting
@@ -122,6 +128,12 @@ function readInputs() {
 }
 
 function writeQuery() {
+  if (isMulticlass()) {
+    const query = new URLSearchParams({ model: $("model").value });
+    if (state.matrixFor === $("model").value) query.set("value_matrix", JSON.stringify(readMatrix()));
+    history.replaceState(null, "", `${location.pathname}?${query}`);
+    return;
+  }
   const query = new URLSearchParams();
   for (const k of OUTCOMES) query.set(k, $(k).value.trim());
   query.set("model", $("model").value);
@@ -164,6 +176,7 @@ function requests(inputs) {
 }
 
 async function update() {
+  if (isMulticlass()) return updateMulticlass();
   const seq = ++state.seq;
   writeQuery();
   syncPreset();
@@ -196,7 +209,9 @@ function showError(message, stale = true) {
     message === null
       ? ""
       : `The service answered: ${message}` +
-        (stale && state.chosen ? " (the figures below, dimmed, are for the last inputs it accepted)" : "");
+        (stale && (isMulticlass() ? state.multiclass : state.chosen)
+          ? " (the figures below, dimmed, are for the last inputs it accepted)"
+          : "");
 }
 
 // ------------------------------------------------------------------ data: held out or a dropped CSV
@@ -473,10 +488,207 @@ function render() {
   const entry = byModel(state.chosen).get(selectedName());
   $("to-elkan").disabled = entry.elkan_threshold.value === null || entry.elkan_threshold.kind !== "threshold";
   $("to-best").disabled = entry.best_threshold.threshold === null;
+  rendered();
+}
+
+function rendered() {
   state.renders += 1;
   // The first full render, for bench/explorer.py (time from navigation start).
   if (state.renders === 1) performance.mark("explorer-first-render");
   document.body.dataset.renders = String(state.renders);
+}
+
+// ------------------------------------------------------------------ a multiclass model
+
+function modelEntry(name) {
+  return state.models.find((m) => m.name === name);
+}
+
+function isMulticlass() {
+  const entry = modelEntry($("model").value);
+  return entry !== undefined && entry.task === "multiclass";
+}
+
+function applyKind() {
+  document.body.dataset.kind = isMulticlass() ? "multiclass" : "binary";
+}
+
+// A cell as typed: a number when it reads as one, else the text itself, so that the
+// service refuses it and names the cell (cost_matrix.values[i][j]).
+function cellValue(raw) {
+  const text = raw.trim();
+  const number = Number(text);
+  return /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text) && Number.isFinite(number) ? number : raw;
+}
+
+function readMatrix() {
+  const classes = state.cardMatrix.classes;
+  const values = classes.map((_, i) => classes.map((_, j) => cellValue($(`vm-${i}-${j}`).value)));
+  return { classes, values };
+}
+
+function buildEditor(classes, values) {
+  const head = document.querySelector("#vm-table thead");
+  const body = document.querySelector("#vm-table tbody");
+  const corner = Object.assign(document.createElement("th"), { scope: "col", textContent: "truth \\ decided" });
+  const headRow = document.createElement("tr");
+  headRow.append(corner, ...classes.map((c) => Object.assign(document.createElement("th"), { scope: "col", textContent: c })));
+  head.replaceChildren(headRow);
+  body.replaceChildren(
+    ...classes.map((truth, i) => {
+      const tr = document.createElement("tr");
+      tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: truth }));
+      classes.forEach((decided, j) => {
+        const input = Object.assign(document.createElement("input"), {
+          id: `vm-${i}-${j}`,
+          type: "text",
+          inputMode: "decimal",
+          autocomplete: "off",
+          value: String(values[i][j]),
+        });
+        input.setAttribute("aria-label", `Value of deciding ${decided} when the truth is ${truth}`);
+        input.dataset.truth = truth;
+        input.dataset.decided = decided;
+        input.addEventListener("input", updateSoon);
+        const td = document.createElement("td");
+        td.append(input);
+        tr.append(td);
+      });
+      return tr;
+    }),
+  );
+}
+
+// The editor holds the chosen model's matrix: from a shared link once, else its card's.
+async function seedMatrix(name) {
+  if (state.matrixFor === name) return;
+  const card = await api(`models/${encodeURIComponent(name)}`);
+  const matrix = { classes: card.value_matrix.classes, values: card.value_matrix.values };
+  state.cardMatrix = matrix;
+  const linked = state.linkedMatrix;
+  state.linkedMatrix = null;
+  const fits =
+    linked &&
+    JSON.stringify(linked.classes) === JSON.stringify(matrix.classes) &&
+    Array.isArray(linked.values) &&
+    linked.values.length === matrix.classes.length &&
+    linked.values.every((row) => Array.isArray(row) && row.length === matrix.classes.length);
+  buildEditor(matrix.classes, fits ? linked.values : matrix.values);
+  state.matrixFor = name;
+}
+
+function multiclassRequest(name, matrix) {
+  const data = state.data;
+  if (data.kind === "scores") {
+    throw new Error(
+      `${data.name}: label,score rows are a binary model's scores; for ${name} drop labelled ` +
+        "instances (label first, then its features) or use the held-out split",
+    );
+  }
+  if (data.kind === "csv") {
+    const query = new URLSearchParams({ value_matrix: JSON.stringify(matrix), models: name });
+    return [`evaluate?${query}`, { method: "POST", headers: { "Content-Type": "text/csv" }, body: data.text }];
+  }
+  const body = { cost_matrix: matrix, models: [name] };
+  return ["evaluate", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }];
+}
+
+// The cell a refusal names (values[i][j]) is marked in the editor.
+function markBadCell(message) {
+  for (const input of document.querySelectorAll("#vm-table input")) input.removeAttribute("aria-invalid");
+  const match = message && /values\[(\d+)\]\[(\d+)\]/.exec(message);
+  const input = match && $(`vm-${match[1]}-${match[2]}`);
+  if (input) input.setAttribute("aria-invalid", "true");
+}
+
+async function updateMulticlass() {
+  const seq = ++state.seq;
+  document.body.dataset.state = "loading";
+  const name = $("model").value;
+  try {
+    await seedMatrix(name);
+    if (seq !== state.seq) return;
+    writeQuery();
+    const [url, init] = multiclassRequest(name, readMatrix());
+    const answer = await api(url, init);
+    if (seq !== state.seq) return;
+    state.multiclass = answer;
+    renderMulticlass();
+    markBadCell(null);
+    showError(null);
+    document.body.dataset.state = "ready";
+  } catch (error) {
+    if (seq !== state.seq) return;
+    markBadCell(error.message);
+    showError(error.message);
+    document.body.dataset.state = "error";
+  }
+}
+
+const percent = (x) => (x === null || x === undefined ? "—" : `${(100 * x).toFixed(1)}%`);
+
+function mcRow(point, label, entry, accuracy, klass) {
+  const tr = document.createElement("tr");
+  tr.dataset.point = point;
+  if (klass) tr.className = klass;
+  tr.dataset.value = String(entry.expected_value);
+  tr.dataset.total = String(entry.total_value);
+  tr.innerHTML =
+    `<td class="name">${label}</td>` +
+    `<td class="ev">${money(entry.expected_value)}</td>` +
+    `<td class="total">${money(entry.total_value)}</td>` +
+    `<td class="accuracy">${percent(accuracy)}</td>`;
+  return tr;
+}
+
+function renderMulticlass() {
+  const answer = state.multiclass;
+  const entry = answer.results.find((r) => r.model === $("model").value) || answer.results[0];
+  const best = entry.best_single_class;
+  const rows = [
+    mcRow("rule", "Decision rule: the class of highest expected value", entry, entry.accuracy, "rule"),
+    mcRow("argmax", "The most probable class (argmax)", entry.argmax_probability, entry.argmax_probability.accuracy, "baseline"),
+    mcRow("best_single", `Best single class: always ${escapeHtml(best.class)}`, best, entry.prevalence[best.class], "baseline"),
+  ];
+  for (const name of entry.classes) {
+    if (name !== best.class) {
+      rows.push(mcRow(`always:${name}`, `Always ${escapeHtml(name)}`, entry.always[name], entry.prevalence[name], ""));
+    }
+  }
+  document.querySelector("#mc-table tbody").replaceChildren(...rows);
+  $("mc-note").textContent =
+    `${entry.model}, data: ${answer.note}. n = ${entry.n}; close decisions (best two within ` +
+    `${money(answer.margin)}): ${entry.close_confusions.total}.`;
+  $("mc-warnings").replaceChildren(
+    ...answer.warnings.map((w) => Object.assign(document.createElement("li"), { textContent: w })),
+  );
+  const classes = entry.classes;
+  document.querySelector("#mc-confusion-table caption").textContent =
+    `${entry.model}, n = ${entry.n}: counts, and the dollars of each cell (its count times its value). ` +
+    "Rows: the truth; columns: the decision.";
+  const headRow = document.createElement("tr");
+  headRow.append(
+    Object.assign(document.createElement("th"), { scope: "col", textContent: "truth \\ decided" }),
+    ...classes.map((c) => Object.assign(document.createElement("th"), { scope: "col", textContent: c })),
+  );
+  document.querySelector("#mc-confusion-table thead").replaceChildren(headRow);
+  document.querySelector("#mc-confusion-table tbody").replaceChildren(
+    ...classes.map((truth, i) => {
+      const tr = document.createElement("tr");
+      tr.append(Object.assign(document.createElement("th"), { scope: "row", textContent: truth }));
+      classes.forEach((decided, j) => {
+        const td = document.createElement("td");
+        const count = entry.confusion.counts[i][j];
+        const value = entry.confusion.value[i][j];
+        Object.assign(td.dataset, { truth, decided, count: String(count), value: String(value) });
+        if (i === j) td.className = "diagonal";
+        td.innerHTML = `<strong>${count}</strong><small>${money(value)}</small>`;
+        tr.append(td);
+      });
+      return tr;
+    }),
+  );
+  rendered();
 }
 
 // ------------------------------------------------------------------ wiring
@@ -496,8 +708,19 @@ function bind() {
     update();
   });
   $("model").addEventListener("change", () => {
+    const was = document.body.dataset.kind;
+    applyKind();
+    if (isMulticlass() || was === "multiclass" || !state.chosen) {
+      update();
+      return;
+    }
     writeQuery();
-    if (state.chosen) render();
+    render();
+  });
+  $("vm-card").addEventListener("click", () => {
+    if (!state.cardMatrix) return;
+    buildEditor(state.cardMatrix.classes, state.cardMatrix.values);
+    update();
   });
   $("threshold-slider").addEventListener("input", () => {
     $("threshold").value = String(sliderToThreshold(Number($("threshold-slider").value)));
@@ -552,36 +775,49 @@ async function init() {
     document.body.dataset.state = "error";
     return;
   }
-  // The explorer prices binary decisions (tp, fp, tn, fn); multiclass models are left out.
-  const models = listing.models.filter((m) => m.task !== "multiclass");
-  const others = listing.models.filter((m) => m.task === "multiclass");
+  // Binary models are priced by tp, fp, tn and fn (all of them in one table); a multiclass
+  // model by its own K x K value matrix.
+  const models = listing.models;
   if (models.length === 0) {
-    showError("no binary model is served: the explorer states a binary cost matrix", false);
+    showError("no model is served", false);
     document.body.dataset.state = "error";
     return;
   }
   state.models = models;
   state.defaultModel = models.some((m) => m.name === listing.default) ? listing.default : models[0].name;
-  $("model-note").textContent = others.length
-    ? `Not shown: ${others.map((m) => `${m.name} (multiclass)`).join(", ")}; ` +
-      "POST /evaluate values those with a value matrix per class."
+  $("model-note").textContent = models.some((m) => m.task === "multiclass")
+    ? "A multiclass model is valued on its own, under a value matrix per class."
     : "";
   const select = $("model");
   select.replaceChildren(
-    ...models.map((m) => Object.assign(document.createElement("option"), { value: m.name, textContent: m.name })),
+    ...models.map((m) =>
+      Object.assign(document.createElement("option"), {
+        value: m.name,
+        textContent: m.task === "multiclass" ? `${m.name} (multiclass)` : m.name,
+      }),
+    ),
   );
   const wanted = query.get("model");
   const known = models.some((m) => m.name === wanted);
   select.value = known ? wanted : state.defaultModel;
+  if (query.has("value_matrix")) {
+    try {
+      state.linkedMatrix = JSON.parse(query.get("value_matrix"));
+    } catch {
+      state.linkedMatrix = null;
+    }
+  }
+  applyKind();
   const card = models.find((m) => m.name === select.value);
-  const threshold = query.has("threshold") ? query.get("threshold") : String(card.threshold);
+  const threshold = query.has("threshold")
+    ? query.get("threshold")
+    : card.threshold === null ? "" : String(card.threshold);
   $("threshold").value = threshold;
   const t = Number(threshold);
   if (threshold.trim() !== "" && Number.isFinite(t)) $("threshold-slider").value = String(thresholdToSlider(t));
   await update();
   if (wanted !== null && !known) {
-    const why = listing.models.some((m) => m.name === wanted) ? "is multiclass" : "is not served";
-    showError(`model ${JSON.stringify(wanted)} ${why}; showing ${state.defaultModel}`, false);
+    showError(`model ${JSON.stringify(wanted)} is not served; showing ${state.defaultModel}`, false);
   }
 }
 
