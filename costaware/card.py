@@ -474,7 +474,7 @@ class MulticlassCard(BaseModel):
 
     schema_version: Literal[1] = CARD_SCHEMA_VERSION
     task: Literal["multiclass"] = "multiclass"
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
     version: str
     created_at: str
     description: str = ""

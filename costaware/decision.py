@@ -18,8 +18,10 @@ from numpy.typing import ArrayLike, NDArray
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MARGIN = 0.1
 # A model's name: what a card, a model folder, the settings' default and a request use.
+# MODEL_NAME_PATTERN is for JSON Schema and pydantic, whose `$` is the end of the text;
+# Python's `$` also matches before a trailing newline, so MODEL_NAME_RE ends at `\Z`.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
+MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN.removesuffix("$") + r"\Z")
 
 
 def decide(scores: ArrayLike, threshold: float) -> NDArray[np.bool_]:

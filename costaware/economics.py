@@ -13,6 +13,7 @@ Conventions (docs/ARCHITECTURE.md): positive class = 1, ``label = score >= thres
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -45,6 +46,50 @@ class CostMatrixError(EconomicsError):
     """A cost matrix with a missing, non-numeric, non-finite or mis-sized entry."""
 
 
+def refuse_indifferent(
+    values: ArrayLike, field: str, error: type[EconomicsError] = EconomicsError
+) -> None:
+    """The one rule for a matrix of decision values (``values[..., truth, decision]``: a
+    binary cost matrix as :meth:`CostMatrix.as_value_matrix`, a multiclass value matrix,
+    either per instance): it must prefer some decision to another for some truth. One
+    under which every decision is worth the same for every truth (all zeros, say) makes
+    every decision equally right, so deciding by it is arbitrary and a loss derived from
+    it has nothing to learn; it is refused wherever a matrix comes in, naming ``field``."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size and bool((array.max(axis=-1) == array.min(axis=-1)).all()):
+        raise error(
+            field,
+            "every decision has the same value whatever the truth (binary: v_tp = v_fn and "
+            "v_tn = v_fp; multiclass: each row of values is constant), so no decision is "
+            "better than another; give the outcomes the values they have",
+        )
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it; an integer of more than 20 digits by its
+    first digits and its length (JSON integers have no size limit)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        digits = math.floor(math.log10(abs(value))) + 1
+        head = abs(value) // 10 ** (digits - 12)  # the first 12 digits
+        return f"{'-' if value < 0 else ''}{head}... ({digits} digits)"
+    return repr(value)
+
+
+def as_number(value: Any, field: str, error: type[EconomicsError] = EconomicsError) -> float:
+    """The one rule by which a number from a request, a card or a command line becomes a
+    float: a real number (a boolean is not one) within float64's range. JSON integers
+    have no size limit and ``float(10**400)`` raises OverflowError, so such an integer is
+    refused here, naming ``field``. Finiteness and narrower bounds are the caller's."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise error(field, f"{shown(value)} is not a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise error(
+            field, f"{shown(value)} is beyond the range of a number (±{sys.float_info.max:.4g})"
+        ) from None
+
+
 def _first_non_number(original: Any, array: NDArray) -> tuple[int, Any]:
     """Index and value of the first element that is not a number (for the error message)."""
     values = original if isinstance(original, Sequence) else array.tolist()
@@ -52,6 +97,15 @@ def _first_non_number(original: Any, array: NDArray) -> tuple[int, Any]:
         if isinstance(value, bool) or not isinstance(value, Real):
             return index, value
     return 0, values[0]
+
+
+def _numbers(values: Any, field: str, error: type[EconomicsError]) -> NDArray:
+    """A list numpy could not make numeric (integers past 64 bits, non-numbers): each
+    element through :func:`as_number`, which names the first one at fault."""
+    return np.array(
+        [as_number(value, f"{field}[{index}]", error) for index, value in enumerate(values)],
+        dtype=np.float64,
+    )
 
 
 def _as_float_array(values: ArrayLike, field: str, error: type[EconomicsError]) -> NDArray:
@@ -68,8 +122,7 @@ def _as_float_array(values: ArrayLike, field: str, error: type[EconomicsError]) 
     if array.dtype.kind not in "iuf":
         if array.dtype.kind == "b":
             raise error(field, "expected numbers, got booleans")
-        index, value = _first_non_number(values, array)
-        raise error(f"{field}[{index}]", f"{value!r} is not a number")
+        array = _numbers(array.tolist() if isinstance(values, np.ndarray) else values, field, error)
     array = array.astype(np.float64, copy=False)
     finite = np.isfinite(array)
     if not finite.all():
@@ -79,9 +132,7 @@ def _as_float_array(values: ArrayLike, field: str, error: type[EconomicsError]) 
 
 
 def _as_float(value: Any, field: str, error: type[EconomicsError]) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise error(field, f"{value!r} is not a number")
-    number = float(value)
+    number = as_number(value, field, error)
     if not math.isfinite(number):
         raise error(field, f"{number} is not a finite number")
     return number
@@ -155,11 +206,19 @@ class CostMatrix:
             else:
                 values[name] = _as_float(raw, field, CostMatrixError)
         try:
-            return cls(**values)
+            costs = cls(**values)
         except CostMatrixError as exc:
             if prefix == "cost_matrix":
                 raise
             raise CostMatrixError(exc.field.replace("cost_matrix", prefix, 1), exc.message) from exc
+        refuse_indifferent(costs.as_value_matrix(), prefix, CostMatrixError)
+        return costs
+
+    def as_value_matrix(self) -> NDArray[np.float64]:
+        """``[[tn, fp], [fn, tp]]`` (row = truth 0/1, column = decision 0/1), or one such
+        matrix per instance (N x 2 x 2): the multiclass value matrix of two classes."""
+        tp, fp, tn, fn = np.broadcast_arrays(*(np.asarray(getattr(self, k)) for k in OUTCOMES))
+        return np.stack([np.stack([tn, fp], -1), np.stack([fn, tp], -1)], -2).astype(np.float64)
 
     @property
     def n(self) -> int | None:
@@ -258,7 +317,10 @@ def as_labels(labels: ArrayLike, field: str = "labels") -> NDArray[np.int8]:
         return array.astype(np.int8)
     if array.dtype.kind not in "iuf":
         index, value = _first_non_number(labels, array)
-        raise EconomicsError(f"{field}[{index}]", f"{value!r} is not 0 or 1")
+        if isinstance(value, Real) and not isinstance(value, bool):
+            index = next(i for i, v in enumerate(labels) if v not in (0, 1))
+            value = labels[index]
+        raise EconomicsError(f"{field}[{index}]", f"{shown(value)} is not 0 or 1")
     ok = (array == 0) | (array == 1)
     if not ok.all():
         index = int(np.argmin(ok))

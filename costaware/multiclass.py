@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from costaware.economics import EconomicsError
+from costaware.economics import EconomicsError, as_number, refuse_indifferent, shown
 
 ORIENTATION = "values[i][j] = value of deciding class j when the truth is class i"
 PROBABILITY_TOLERANCE = 1e-6
@@ -34,10 +34,6 @@ PROBABILITY_TOLERANCE = 1e-6
 
 class ValueMatrixError(EconomicsError):
     """A malformed value matrix; ``field`` names the entry."""
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _first_bad_cell(rows: Any, field: str, k: int) -> None:
@@ -58,10 +54,9 @@ def _first_bad_cell(rows: Any, field: str, k: int) -> None:
                 f"has {len(row)} values but there are {k} classes (the matrix must be K x K)",
             )
         for j, cell in enumerate(row):
-            if not _is_number(cell):
-                raise ValueMatrixError(f"{where}[{j}]", f"{cell!r} is not a number")
-            if not np.isfinite(float(cell)):
-                raise ValueMatrixError(f"{where}[{j}]", f"{float(cell)} is not a finite number")
+            number = as_number(cell, f"{where}[{j}]", ValueMatrixError)
+            if not np.isfinite(number):
+                raise ValueMatrixError(f"{where}[{j}]", f"{number} is not a finite number")
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,12 +116,14 @@ class ValueMatrix:
             raise ValueMatrixError(f"{prefix}.classes", "expected a list of class names")
         _first_bad_cell(mapping["values"], f"{prefix}.values", len(classes))
         try:
-            return cls(tuple(classes), np.asarray(mapping["values"], dtype=np.float64))
+            matrix = cls(tuple(classes), np.asarray(mapping["values"], dtype=np.float64))
         except ValueMatrixError as exc:
             if prefix == "cost_matrix":
                 raise
             field = exc.field.replace("cost_matrix", prefix, 1)
             raise ValueMatrixError(field, exc.message) from exc
+        refuse_indifferent(matrix.values, f"{prefix}.values", ValueMatrixError)
+        return matrix
 
     @property
     def k(self) -> int:
@@ -216,8 +213,7 @@ def as_probabilities(
                     f"{field}[{r}]", f"has {len(row)} probabilities but there are {k} classes"
                 )
             for j, cell in enumerate(row):
-                if not _is_number(cell):
-                    raise EconomicsError(f"{field}[{r}][{j}]", f"{cell!r} is not a number")
+                as_number(cell, f"{field}[{r}][{j}]")
         array = np.asarray(rows, dtype=np.float64).reshape(len(rows), k)
     if array.ndim != 2 or array.shape[1] != k:
         raise EconomicsError(field, f"expected N x {k}, got shape {list(array.shape)}")
@@ -263,7 +259,7 @@ def as_class_labels(
             if not 0 <= int(label) < len(classes):
                 raise EconomicsError(
                     f"{field}[{index}]",
-                    f"{label!r} is not a class index 0..{len(classes) - 1} nor a class name",
+                    f"{shown(label)} is not a class index 0..{len(classes) - 1} nor a class name",
                 )
             out[index] = int(label)
         elif isinstance(label, float) and label.is_integer() and 0 <= label < len(classes):

@@ -9,10 +9,12 @@ No FastAPI here: these are plain functions the bench also runs in-process.
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from costaware.economics import EconomicsError, as_number
 from costaware.tabular import TabularError, parse_numeric_csv
 from service.errors import (
     InvalidInputError,
@@ -178,7 +181,10 @@ def _convert_row(row: Any, where: str, features: Sequence[str]) -> list[float]:
             raise InvalidInputError(
                 f"{where}[{c}] ({features[c]}): {describe(value)} is not a number"
             )
-        number = float(value)
+        try:
+            number = as_number(value, f"{where}[{c}] ({features[c]})")
+        except EconomicsError as exc:
+            raise InvalidInputError(str(exc)) from None
         # abs(value) for an int compares exactly: an integer a little past float32's
         # maximum rounds to it as a float.
         if not math.isfinite(number) or abs(number) > _FLOAT32_MAX or abs(value) > _FLOAT32_MAX:
@@ -212,7 +218,7 @@ def instances_to_matrix(
     if all(type(row) is list for row in instances):
         try:
             matrix = np.array(instances, dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):  # OverflowError: ints past float64
             matrix = None
         if (
             matrix is not None
@@ -265,7 +271,7 @@ def _load_json(data: str | bytes, source: str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         pass
-    text = data if isinstance(data, str) else _text(data, source)
+    text = data if isinstance(data, str) else body_text(data, source)
     try:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
@@ -280,11 +286,18 @@ def _load_json(data: str | bytes, source: str) -> Any:
         ) from None
 
 
-def _text(body: bytes, source: str) -> str:
+BOM = b"\xef\xbb\xbf"
+
+
+def body_text(body: bytes, source: str) -> str:
+    """The one rule for the text of every request body (JSON, JSON lines, CSV, on every
+    route): UTF-8, and a leading byte order mark is dropped (CSV saved by Excel as UTF-8
+    starts with one); anything else is a 400 naming the first bad byte."""
     try:
-        return body.decode("utf-8")
+        return body.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedRequestError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+        start = exc.start + (len(BOM) if body.startswith(BOM) else 0)
+        raise MalformedRequestError(f"{source}: not UTF-8 text (byte {start})") from None
 
 
 @dataclass(frozen=True)
@@ -376,7 +389,7 @@ def on_out_of_range(value: Any, source: str) -> str:
 def decode_jsonlines(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
     """One instance (array or object) per non-blank line."""
     instances, line_numbers = [], []
-    for line_no, line in enumerate(_text(body, source).splitlines(), start=1):
+    for line_no, line in enumerate(body_text(body, source).splitlines(), start=1):
         if line.strip():
             instances.append(_load_json(line, f"{source} line {line_no}"))
             line_numbers.append(line_no)
@@ -390,7 +403,9 @@ def decode_jsonlines(body: bytes, features: Sequence[str], source: str = "body")
 def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np.ndarray:
     """Headerless CSV, one instance per line, in the card's feature order."""
     try:
-        _, matrix = parse_numeric_csv(_text(body, source), source=source, n_columns=len(features))
+        _, matrix = parse_numeric_csv(
+            body_text(body, source), source=source, n_columns=len(features)
+        )
     except TabularError as exc:
         if exc.column is not None and exc.column_name is None:
             exc.column_name = features[exc.column - 1]
@@ -424,13 +439,31 @@ def _json_names(names: list[str] | None) -> str:
     return orjson.dumps(names).decode() if names else "[]"
 
 
+def csv_lines(rows: Iterable[Sequence[str]]) -> list[str]:
+    """Each row of text fields as one CSV line without its line end, by RFC 4180 through
+    Python's csv module: a field holding a comma, a double quote, CR or LF is quoted and
+    its quotes doubled; every other field is written as it is (so ordinary rows are just
+    their fields joined by commas). The one CSV writer of the service and batch engine."""
+    buffer = io.StringIO()
+    # "\r\n" as the writer's line end so that a CR in a field is quoted too; the end
+    # itself is cut off (the answers end lines with "\n").
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        lines.append(buffer.getvalue()[:-2])
+    return lines
+
+
+def csv_field(text: str) -> str:
+    """One field as :func:`csv_lines` writes it."""
+    return csv_lines([[text]])[0] if text else ""
+
+
 def _csv_names(names: list[str] | None) -> str:
-    if not names:
-        return ""
-    field = ";".join(names)
-    if any(c in field for c in ',"\r\n'):
-        field = '"' + field.replace('"', '""') + '"'
-    return field
+    return csv_field(";".join(names)) if names else ""
 
 
 def score_text(scores: np.ndarray) -> list[str]:
@@ -494,13 +527,19 @@ def encode_csv(predictions: Predictions | ValuedPredictions) -> bytes:
     ``score,decision,ev_0,ev_1,close_confusion,out_of_range`` (binary) or
     ``p_1,...,p_K,decision,ev_1,...,ev_K,close_confusion,out_of_range`` (multiclass, the
     card's class order; ``ev_j`` = expected value of deciding class j)."""
+    return ("\n".join(prediction_csv_lines(predictions)) + "\n").encode()
+
+
+def prediction_csv_lines(predictions: Predictions | ValuedPredictions) -> list[str]:
+    """:func:`encode_csv`'s lines, one per instance (a quoted field may hold a line break,
+    so the answer cannot be split at "\n")."""
     if isinstance(predictions, ValuedPredictions):
         flagged = predictions.out_of_range or {}
-        return "".join(
-            ",".join([*row, _csv_names(flagged.get(index))]) + "\n"
+        return csv_lines(
+            [*row, ";".join(flagged.get(index) or [])]
             for index, row in enumerate(predictions.csv_rows())
-        ).encode()
-    return ("\n".join(_lines(predictions, _CSV_LINE, _csv_names)) + "\n").encode()
+        )
+    return _lines(predictions, _CSV_LINE, _csv_names)
 
 
 ENCODERS = {JSON: encode_json, CSV: encode_csv, JSONLINES: encode_jsonlines}

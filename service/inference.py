@@ -24,6 +24,7 @@ from service.codecs import (
     unit_interval,
 )
 from service.dataplane import DataPlane, PredictInputs, Predictions
+from service.errors import NotFoundError
 from service.registry import ModelRegistry
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
@@ -45,12 +46,20 @@ NO_OVERRIDES = Overrides()
 
 def target_model_name(header: str | None) -> str | None:
     """A multi-model endpoint names an artefact (``prefix/medical.tar.gz``); we serve by
-    model name, so keep only the last path part without the archive suffix."""
+    model name, so keep only the last path part without the archive suffix. No header
+    (or a blank one) means the default model; a header whose last part names nothing
+    (``builtin/``, ``/``, ``.tar.gz``) is a 404 naming what was asked for, never the
+    default model."""
     if header is None or not header.strip():
         return None
     name = header.strip().rsplit("/", 1)[-1]
     for suffix in (".tar.gz", ".tgz"):
         name = name.removesuffix(suffix)
+    if not name:
+        raise NotFoundError(
+            f"{TARGET_MODEL_HEADER} {header.strip()!r} names no model (its last path part, "
+            "without .tar.gz or .tgz, is empty)"
+        )
     return name
 
 

@@ -59,8 +59,10 @@ PREDICT_RULES = (
     "rest. A binary model decides by its threshold, or by expected value under a posted "
     "`cost_matrix` (tp, fp, tn, fn; then no threshold, and `margin` is in dollars >= 0); a "
     "multiclass model decides by expected value under its card's value matrix or a "
-    "posted one with its classes (no threshold; `margin` in dollars). A rule JSON Schema "
-    "cannot state: each per-instance list of a cost matrix has one value per instance."
+    "posted one with its classes (no threshold; `margin` in dollars). Rules JSON Schema "
+    "cannot state: each per-instance list of a cost matrix has one value per instance; a "
+    "posted matrix must prefer some decision for some truth (all zeros, v_tp = v_fn with "
+    "v_tn = v_fp, or a value matrix of constant rows is refused)."
 )
 INVOCATIONS_RULES = (
     " The model is the one X-Amzn-SageMaker-Target-Model names, else `model=` in "
@@ -72,15 +74,20 @@ INVOCATIONS_RULES = (
 EVALUATE_RULES = (
     " Rules JSON Schema cannot state: `labels` has one label per score or instance; a "
     "per-instance cost list has one value per instance (for the held-out split, per "
-    "held-out instance); query parameters other than `plot` only with a text/csv or "
-    "empty body: for binary models tp, fp, tn and fn (all required) with the other "
-    "options, for multiclass models `value_matrix` with `models` and no other option "
-    "(no plot); a text/csv body has the rows of the models so chosen (a multiclass row's "
-    "label is a class name or index); a figure (plot, or "
+    "held-out instance); with a text/csv or empty body the query holds the options: "
+    "for binary models tp, fp, tn and fn (all required) with the other options, for "
+    "multiclass models `value_matrix` with `models` and no other option (no plot); a "
+    "text/csv body has the rows of the models so chosen (a multiclass row's label is a "
+    "class name or index); beside a JSON body a query option overrides the body's field "
+    "(tp, fp, tn and fn: the entries of its binary cost matrix, refused beside a value "
+    "matrix; `value_matrix`: its cost_matrix), and `models` in the query goes with posted "
+    "instances or the held-out split, not posted scores; a figure (plot, or "
     "Accept: image/png) needs exactly one binary model; `prevalence` needs both classes "
     "among the labels. With a value matrix: `values` is K x K for its K classes, each row "
     "of `scores` has K probabilities summing to 1 (within 1e-6) and each label is one of "
-    "the classes (or its index). Breaking one is a 422 naming the field."
+    "the classes (or its index). A cost or value matrix must prefer some decision for "
+    "some truth (all zeros, v_tp = v_fn with v_tn = v_fp, or constant rows are refused). "
+    "Breaking one is a 422 naming the field."
 )
 ALL_ERRORS = (400, 404, 406, 413, 415, 422, 503)
 REFUSALS_422 = (
@@ -472,14 +479,13 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         },
     }
     # As inference.target_model_name reads it: the last path part, without .tar.gz then
-    # .tgz; empty (or no header) means the default model.
+    # .tgz; a blank header (or none) means the default model, a last part that names
+    # nothing ("builtin/") is refused.
     empty = "?" if default is not None else ""
     alternatives = "|".join(name.replace(".", "[.]") for name in names)
+    named = f"(?:.*/)?(?:{alternatives})(?:\\.tgz)?(?:\\.tar\\.gz)?"
     target = (
-        {
-            "type": "string",
-            "pattern": f"^\\s*(?:.*/)?(?:{alternatives}){empty}(?:\\.tgz)?(?:\\.tar\\.gz)?\\s*$",
-        }
+        {"type": "string", "pattern": f"^\\s*(?:{named}){empty}\\s*$"}
         if names
         else {"type": "string"}
     )

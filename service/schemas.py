@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costaware.decision import MODEL_NAME_PATTERN
-from costaware.economics import MAX_OUTCOME_VALUE
+from costaware.economics import MAX_OUTCOME_VALUE, EconomicsError, as_number
 
 # The model's input is float32: a finite number within float32's range, or it is refused.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -388,6 +388,10 @@ def translate_validation_error(
     if kind in ("greater_than_equal", "less_than_equal"):
         return field, f"{value} is outside [0, 1]"
     if kind == "float_type" and name in ("threshold", "margin", "prevalence"):
+        try:
+            as_number(value, field)
+        except EconomicsError as exc:
+            return field, exc.message  # not a number, or an integer beyond float range
         return field, f"{describe(value)} is not a number"
     if kind == "bool_type":
         return field, f"expected true or false, got {describe(value)}"

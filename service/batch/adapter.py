@@ -19,7 +19,7 @@ from costaware.card import CARD_FILENAME, MODEL_FILENAME
 from costaware.decision import all_probabilities, not_probabilities
 from costaware.economics import CostMatrix
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
-from service.codecs import CSV_COLUMNS, encode_csv
+from service.codecs import CSV_COLUMNS, csv_field, prediction_csv_lines
 from service.dataplane import DataPlane, PredictInputs, Predictions, non_finite_error, summarize
 from service.errors import ServiceError
 from service.registry import LoadedModel, ModelRefusedError, ModelRegistry, load_model
@@ -38,6 +38,7 @@ __all__ = [
     "ModelRefusedError",
     "Predictions",
     "ValuedPredictions",
+    "csv_field",
     "csv_lines",
     "decode_numeric_csv",
     "load_registry",
@@ -187,7 +188,7 @@ def probabilities(model: LoadedModel, x: np.ndarray, row_name: Callable[[int], s
 
 def csv_lines(predictions: Predictions | ValuedPredictions) -> list[str]:
     """The service's text/csv answer, one line per row."""
-    return encode_csv(predictions).decode().split("\n")[: len(predictions)]
+    return prediction_csv_lines(predictions)
 
 
 # ---------------------------------------------------------------------------------------

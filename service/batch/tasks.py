@@ -156,7 +156,8 @@ class Scored:
     def csv(self) -> bytes:
         """The service's text/csv answer line for line, after the kept columns."""
         lines = adapter.csv_lines(self.predictions)
-        header = ",".join([*self.keep, *self.fields])
+        # column names hold class names, which may hold commas or quotes
+        header = ",".join(adapter.csv_field(name) for name in [*self.keep, *self.fields])
         if self.keep:
             kept = zip(*(_cells(cells) for cells in self.keep.values()), strict=True)
             lines = [",".join([*cells, line]) for cells, line in zip(kept, lines, strict=True)]
@@ -164,16 +165,10 @@ class Scored:
 
 
 def _cells(cells: Any) -> list[str]:
-    """Kept values as CSV fields (Parquet values quoted as RFC 4180 says when needed)."""
-    if isinstance(cells, list):
-        return cells  # CSV input: cells were split at commas, so they hold none
-    return [_field("" if v is None else str(v)) for v in cells.to_pylist()]
-
-
-def _field(text: str) -> str:
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
+    """Kept values as CSV fields, quoted as RFC 4180 says when needed (CSV input cells
+    were split at commas, but may hold a quote)."""
+    values = cells if isinstance(cells, list) else cells.to_pylist()
+    return [adapter.csv_field("" if v is None else str(v)) for v in values]
 
 
 @dataclass(frozen=True)

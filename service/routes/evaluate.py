@@ -29,6 +29,7 @@ from costaware.tabular import data_line_numbers
 from service.codecs import (
     CSV,
     JSON,
+    body_text,
     decode_csv,
     margin_value,
     negotiate,
@@ -58,7 +59,8 @@ PNG = "image/png"
 
 @dataclass(frozen=True)
 class EvaluateOptions:
-    """The query-string options: the plot, and the body's fields for CSV or empty bodies."""
+    """The query-string options: the plot, and the body's fields (for a CSV or empty body;
+    beside a JSON body they override the body's)."""
 
     plot: Plot | None
     models: list[str] | None
@@ -68,15 +70,6 @@ class EvaluateOptions:
     prevalence: float | None = None
     curve: bool | None = None
     value_matrix: str | None = None  # JSON text, as the JSON body's cost_matrix
-
-    def body_fields_given(self) -> list[str]:
-        given = [key for key, value in self.costs.items() if value is not None]
-        given += [
-            key
-            for key in ("models", "threshold", "margin", "prevalence", "curve", "value_matrix")
-            if getattr(self, key) is not None
-        ]
-        return given
 
 
 def _option(value: Any, field: str) -> float | None:
@@ -320,25 +313,42 @@ def _decode(
         raise UnsupportedMediaTypeError(
             f"Content-Type {content_type!r} is not supported by /evaluate; send {JSON} or {CSV}"
         )
-    given = query.body_fields_given()
-    if given:
-        raise InvalidInputError(
-            f"query.{given[0]}: with a JSON body, put the options in the body "
-            "(query parameters other than plot are for text/csv or empty bodies)"
-        )
     payload = _load_json(body)
     if not isinstance(payload, dict):
         raise InvalidInputError("body: expected a JSON object with a cost_matrix")
-    return _json_inputs(payload)
+    return _json_inputs(_with_query_options(payload, query))
+
+
+def _with_query_options(payload: dict[str, Any], query: EvaluateOptions) -> dict[str, Any]:
+    """Query options beside a JSON body override the body's fields of the same name, as
+    the SageMaker headers override a /invocations body; tp, fp, tn and fn override those
+    entries of the body's binary cost matrix (a value matrix has none: refused), and
+    ``value_matrix`` the body's cost_matrix (checked as beside a CSV body)."""
+    merged = dict(payload)
+    if query.value_matrix is not None:
+        merged["cost_matrix"] = _query_value_matrix(query).to_dict()
+    for key in ("models", "threshold", "margin", "prevalence", "curve"):
+        value = getattr(query, key)
+        if value is not None:
+            merged[key] = value
+    costs = {key: value for key, value in query.costs.items() if value is not None}
+    if costs:
+        matrix = payload.get("cost_matrix")
+        if is_value_matrix(matrix):
+            raise InvalidInputError(
+                f"query.{next(iter(costs))}: tp, fp, tn and fn are a binary cost matrix's "
+                "entries; the body's cost_matrix is a value matrix (classes, values)"
+            )
+        merged["cost_matrix"] = {**(matrix if isinstance(matrix, dict) else {}), **costs}
+    return merged
 
 
 def _load_json(body: bytes) -> Any:
     # NaN and Infinity are parsed rather than refused here, so that the economics checks
     # can name the field that holds them (``cost_matrix.tp``, ``scores[3]``).
+    text = body_text(body, "body")  # the one rule for a body's text (UTF-8, BOM)
     try:
-        return json.loads(body, parse_constant=float)
-    except UnicodeDecodeError as exc:
-        raise MalformedRequestError(f"body: not UTF-8 text (byte {exc.start})") from None
+        return json.loads(text, parse_constant=float)
     except json.JSONDecodeError as exc:
         raise MalformedRequestError(
             f"body: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -396,7 +406,10 @@ entry may be a list with one value per instance. A `text/csv` body (label first,
 after) or an empty body takes the cost matrix and options from the query string: tp, fp,
 tn and fn for binary models, or for multiclass models `value_matrix`, the JSON body's
 value matrix as JSON text (`{"classes": [...], "values": [[...], ...]}`, URL-encoded),
-with `models` and no other option; a CSV label is then a class name or index.
+with `models` and no other option; a CSV label is then a class name or index. Beside a
+JSON body, a query option overrides the body's field of the same name (tp, fp, tn and fn
+the entries of its binary cost matrix, `value_matrix` its cost_matrix), as the SageMaker
+headers override an /invocations body.
 `Accept: image/png` with one model returns the close-confusion figure, or with
 `plot=value` the expected value by threshold. `prevalence` values the decisions at another
 share of positives; `curve: true` adds each model's expected value by threshold."""
@@ -421,20 +434,20 @@ async def evaluate(
     request: Request,
     dataplane: DataPlaneDep,
     plot: Annotated[Plot | None, Query(description="figure to draw (Accept: image/png)")] = None,
-    models: Annotated[list[str] | None, Query(description="CSV/empty body: models")] = None,
-    tp: Annotated[float | None, Query(description="CSV/empty body: value of a TP")] = None,
-    fp: Annotated[float | None, Query(description="CSV/empty body: value of a FP")] = None,
-    tn: Annotated[float | None, Query(description="CSV/empty body: value of a TN")] = None,
-    fn: Annotated[float | None, Query(description="CSV/empty body: value of a FN")] = None,
-    threshold: Annotated[float | None, Query(description="CSV/empty body: threshold")] = None,
-    margin: Annotated[float | None, Query(description="CSV/empty body: margin")] = None,
+    models: Annotated[list[str] | None, Query(description="models")] = None,
+    tp: Annotated[float | None, Query(description="value of a TP")] = None,
+    fp: Annotated[float | None, Query(description="value of a FP")] = None,
+    tn: Annotated[float | None, Query(description="value of a TN")] = None,
+    fn: Annotated[float | None, Query(description="value of a FN")] = None,
+    threshold: Annotated[float | None, Query(description="threshold")] = None,
+    margin: Annotated[float | None, Query(description="margin")] = None,
     prevalence: Annotated[
         float | None,
-        Query(description="CSV/empty body: value the decisions at this share of positives"),
+        Query(description="value the decisions at this share of positives"),
     ] = None,
     curve: Annotated[
         bool | None,
-        Query(description="CSV/empty body: add each model's expected value by threshold"),
+        Query(description="add each model's expected value by threshold"),
     ] = None,
     value_matrix: Annotated[
         str | None,

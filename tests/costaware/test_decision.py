@@ -64,3 +64,12 @@ def test_snapping_leaves_what_is_not_rounding_to_be_refused(bad):
 def test_snapping_returns_valid_scores_untouched():
     scores = np.array([[0.2, 0.8], [1.0, 0.0]], dtype=np.float32)
     assert decision.snap_rounding(scores) is scores
+
+
+@pytest.mark.parametrize("name", ["medical\n", "wine\n", "a\n"])
+def test_a_trailing_newline_is_not_part_of_a_model_name(name):
+    # Python's `$` matches before a trailing newline; the name check must not.
+    from costaware.decision import MODEL_NAME_RE
+
+    assert MODEL_NAME_RE.match(name) is None
+    assert MODEL_NAME_RE.match(name.strip()) is not None

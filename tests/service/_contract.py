@@ -40,7 +40,7 @@ from schemathesis.engine import events, from_schema
 from schemathesis.engine.statistic import Statistic
 
 from costaware.card import MulticlassCard, read_any_card
-from costaware.economics import OUTCOMES
+from costaware.economics import OUTCOMES, CostMatrix, EconomicsError
 from service.errors import ServiceError
 from service.inference import (
     CUSTOM_ATTRIBUTES_HEADER,
@@ -201,6 +201,7 @@ def install_rules(schema: Any, served: Served) -> None:
                 # Each per-instance list has one value per instance.
                 n = len(body.get("instances") or [None])
                 _fit_lists(body["cost_matrix"], n)
+                _prefer_values(body["cost_matrix"])
             return case
         if case.path != "/evaluate":
             return case
@@ -228,8 +229,23 @@ def install_rules(schema: Any, served: Served) -> None:
             # reweighted to another prevalence.
             query.pop("prevalence", None)
         if isinstance(body, dict):
-            case.query = {"plot": plot} if plot is not None else {}
+            # Query options beside a JSON body override its fields: fold them in, fit the
+            # body, and send the options as the fitted body has them.
+            options = {key: value for key, value in query.items() if key != "plot"}
+            # A binary body: no multiclass matrix or model from the query beside it, and
+            # posted scores come without models.
+            options.pop("value_matrix", None)
+            if body.get("scores") is not None:
+                options.pop("models", None)
+            if options.get("models"):
+                names = options["models"]
+                names = [n for n in (names if isinstance(names, list) else [names])]
+                options["models"] = [n for n in names if n not in served.multiclass]
+                if not options["models"]:
+                    del options["models"]
+            _fold_options(body, options)
             _fit_body(body, served.held_out_sizes, one_model=plot is not None)
+            case.query = _options_of(body, options) | ({"plot": plot} if plot is not None else {})
         else:
             for key in ("tp", "fp", "tn", "fn"):
                 query.setdefault(key, 0)
@@ -241,6 +257,7 @@ def install_rules(schema: Any, served: Served) -> None:
                     query["models"] = names
                 else:
                     del query["models"]
+            _fit_lists(query, None)
             if plot is not None:
                 models = query.get("models") or sorted(served.held_out_sizes)
                 query["models"] = models[:1] if isinstance(models, list) else [models]
@@ -306,6 +323,34 @@ def _fit_body(body: dict[str, Any], held_out_sizes: dict[str, int], *, one_model
     _fit_lists(body.get("cost_matrix") or {}, n)
 
 
+def _fold_options(body: dict[str, Any], options: dict[str, Any]) -> None:
+    """What the service does with query options beside a JSON body: each overrides the
+    body's field (tp, fp, tn and fn: the entries of its binary cost matrix)."""
+    for key, value in options.items():
+        if key == "models":
+            names = value if isinstance(value, list) else [value]
+            body["models"] = [
+                n.strip() for item in names for n in str(item).split(",") if n.strip()
+            ]
+        elif key == "curve":
+            body["curve"] = value if isinstance(value, bool) else str(value).lower() == "true"
+        elif key in OUTCOMES:
+            body.setdefault("cost_matrix", {})[key] = float(value)
+        else:
+            body[key] = float(value)  # the query's strings, as FastAPI reads them
+
+
+def _options_of(body: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The query options with the values the fitted body holds (dropped where it dropped
+    them)."""
+    out = {}
+    for key in options:
+        value = body.get("cost_matrix", {}).get(key) if key in OUTCOMES else body.get(key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _fit_target(case: Any, served: Served) -> None:
     """/invocations: the SageMaker headers choose the model, which OpenAPI cannot tie to
     the body; point them at a model the body fits (its ``model``, or one of its width)."""
@@ -351,6 +396,29 @@ def _fit_lists(costs: dict[str, Any], n: int | None) -> None:
     for key, value in list(costs.items()):
         if key in OUTCOMES and isinstance(value, list):
             costs[key] = (value * n)[:n] if n else value[0]
+    if set(OUTCOMES) <= set(costs):
+        # A matrix must prefer some decision for some truth: nudge v_tn off v_fp.
+        def number(value: Any) -> Any:
+            return [float(v) for v in value] if isinstance(value, list) else float(value)
+
+        try:
+            CostMatrix.from_mapping({key: number(costs[key]) for key in OUTCOMES})
+        except (EconomicsError, TypeError, ValueError) as exc:
+            if "the same value" in str(exc):
+                tn, fp = number(costs["tn"]), number(costs["fp"])
+                other = fp[0] if isinstance(fp, list) else fp
+                moved = other - 1 if other > 0 else other + 1
+                costs["tn"] = [moved, *tn[1:]] if isinstance(tn, list) else moved
+
+
+def _prefer_values(matrix: dict[str, Any]) -> None:
+    """A value matrix must prefer some decision for some truth: nudge one cell."""
+    values = matrix.get("values")
+    rows = values if isinstance(values, list) and values else []
+    if all(isinstance(row, list) and len(row) > 1 and len(set(row)) == 1 for row in rows):
+        first = rows[0] if rows else None
+        if first:
+            first[0] = first[1] - 1 if first[1] > 0 else first[1] + 1
 
 
 def _fit_value_matrix(body: dict[str, Any]) -> None:
@@ -361,6 +429,7 @@ def _fit_value_matrix(body: dict[str, Any]) -> None:
     k = len(classes)
     cells = [value for row in matrix["values"] for value in row] or [0]
     matrix["values"] = [[cells[(i * k + j) % len(cells)] for j in range(k)] for i in range(k)]
+    _prefer_values(matrix)
     if body.get("scores") is not None:
         rows = []
         for row in body["scores"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from costaware.card import (
+    CARD_FILENAME,
     MODEL_FILENAME,
     ClassReport,
     ConfusionCounts,
@@ -320,3 +322,18 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def write_wine_with_classes(folder: Path, classes: list[str]) -> None:
+    """The shipped multiclass model (its real ONNX graph and card) in ``folder``, its
+    classes renamed to ``classes`` (say, names with commas and quotes)."""
+    import shutil
+
+    shutil.copytree(SHIPPED / "wine", folder)
+    card_path = folder / CARD_FILENAME
+    text = card_path.read_text(encoding="utf-8")
+    for index, name in enumerate(classes):
+        text = text.replace(f'"class_{index}"', json.dumps(name))
+    card = json.loads(text)
+    card["name"] = folder.name
+    card_path.write_text(json.dumps(card), encoding="utf-8")

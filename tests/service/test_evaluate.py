@@ -332,10 +332,35 @@ def test_bad_csv_requests(client, query, csv, status, field):
     assert response.json()["detail"].startswith(field), response.json()["detail"]
 
 
-def test_query_options_with_a_json_body_are_refused(client):
-    response = client.post("/evaluate?tp=1", json=payload("evaluate_reference.json"))
-    assert response.status_code == 422
-    assert response.json()["detail"].startswith("query.tp:")
+def test_query_options_beside_a_json_body_override_its_fields(client):
+    # The document allows the query options beside any body: they override the body's
+    # fields of the same name (as the SageMaker headers override an /invocations body).
+    body = payload("evaluate_reference.json")
+    moved = {
+        **body,
+        "cost_matrix": {**body["cost_matrix"], "tp": 1.0},
+        "models": ["medical", "tuned"],
+        "threshold": 0.25,
+        "margin": 0.05,
+        "prevalence": 0.1,
+        "curve": True,
+    }
+    query = "tp=1&models=medical,tuned&threshold=0.25&margin=0.05&prevalence=0.1&curve=true"
+    by_query = client.post(f"/evaluate?{query}", json={**body, "threshold": 0.9})
+    by_body = client.post("/evaluate", json=moved)
+    assert by_query.status_code == 200, by_query.text
+    assert by_query.json() == by_body.json()
+    assert by_query.json()["cost_matrix"]["tp"] == 1.0
+
+
+def test_binary_query_costs_beside_a_value_matrix_are_refused(client):
+    matrix = {
+        "classes": ["class_0", "class_1", "class_2"],
+        "values": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+    }
+    response = client.post("/evaluate?fn=-5", json={"cost_matrix": matrix})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith("query.fn: tp, fp, tn and fn are a binary")
 
 
 # ---------------------------------------------------------------------------

@@ -154,12 +154,15 @@ def test_an_unknown_model_in_the_query_is_a_404_naming_it(client):
     assert response.json()["detail"].startswith("query.models"), response.json()
 
 
-def test_with_a_json_body_the_value_matrix_belongs_in_the_body(client):
-    response = client.post(
-        "/evaluate", params={"value_matrix": json.dumps(MATRIX)}, json={"cost_matrix": MATRIX}
+def test_beside_a_json_body_the_query_value_matrix_overrides_its_cost_matrix(client):
+    # As every query option beside a JSON body (issue 22 item 11).
+    identity = {"classes": CLASSES, "values": np.eye(3).tolist()}
+    by_query = client.post(
+        "/evaluate", params={"value_matrix": json.dumps(MATRIX)}, json={"cost_matrix": identity}
     )
-    assert response.status_code == 422
-    assert response.json()["detail"].startswith("query.value_matrix: with a JSON body")
+    by_body = client.post("/evaluate", json={"cost_matrix": MATRIX})
+    assert by_query.status_code == 200, by_query.text
+    assert by_query.json() == by_body.json()
 
 
 def test_binary_csv_without_a_value_matrix_is_unchanged(client):

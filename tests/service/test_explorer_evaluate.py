@@ -133,10 +133,12 @@ def test_bad_query_options_are_named(client, query, detail):
     assert detail in response.json()["detail"]
 
 
-def test_with_a_json_body_the_options_belong_in_the_body(client):
-    response = client.post("/evaluate?curve=true", json={"cost_matrix": QALY})
-    assert response.status_code == 422
-    assert response.json()["detail"].startswith("query.curve: with a JSON body")
+def test_beside_a_json_body_a_query_option_overrides_the_body(client):
+    by_query = client.post("/evaluate?curve=true", json={"cost_matrix": QALY, "curve": False})
+    by_body = client.post("/evaluate", json={"cost_matrix": QALY, "curve": True})
+    assert by_query.status_code == 200, by_query.text
+    assert by_query.json() == by_body.json()
+    assert all("curve" in result for result in by_query.json()["results"])
 
 
 def test_openapi_documents_the_options_in_body_and_query(client):

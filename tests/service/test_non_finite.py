@@ -147,7 +147,8 @@ ODD_BUT_VALID = [
     ("/predict", JSON, {"instances": [[5e-324] * 30], "threshold": 1, "margin": 0}),
     ("/predict", JSON, [[1.7e38] + [0.0] * 29]),
     ("/evaluate", JSON, {"cost_matrix": {"tp": 1e15, "fp": -1e15, "tn": 1e15, "fn": -1e15}}),
-    ("/evaluate", JSON, {"cost_matrix": {"tp": 0, "fp": 0, "tn": 0, "fn": 0}}),
+    # all zeros is refused (no decision preferred); the least preference there is:
+    ("/evaluate", JSON, {"cost_matrix": {"tp": 0, "fp": 0, "tn": 5e-324, "fn": 0}}),
     (
         "/evaluate",
         JSON,

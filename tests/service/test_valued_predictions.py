@@ -391,3 +391,38 @@ def test_batch_evaluation_leaves_the_multiclass_model_out():
     assert "wine" not in [model.name for model in _evaluated_models(SHIPPED, None)]
     with pytest.raises(BatchInputError, match="'wine' is a multiclass model"):
         _evaluated_models(SHIPPED, ["wine"])
+
+
+ODD_CLASSES = ["bus, coach", 'car "rental"', "walk"]
+
+
+def test_csv_answers_quote_class_names_as_rfc_4180_says(tmp_path, wine_rows):
+    from _servicekit import write_wine_with_classes
+
+    write_wine_with_classes(tmp_path / "travel", ODD_CLASSES)
+    rows = wine_rows[0][:12]
+    headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+    body = "".join(",".join(map(repr, row)) + "\n" for row in rows)
+    with TestClient(create_app(Settings(model_dir=tmp_path, default_model="travel"))) as odd:
+        answer = odd.post("/invocations", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        by_json = odd.post("/predict", json={"instances": rows}).json()["predictions"]
+    lines = list(csv.reader(io.StringIO(answer.text)))
+    # p_1..p_K, decision, ev_1..ev_K, close_confusion, out_of_range
+    assert [len(line) for line in lines] == [9] * len(rows)
+    assert [line[3] for line in lines] == [p["decision"] for p in by_json]
+    assert set(ODD_CLASSES[:2]) & {line[3] for line in lines}  # an odd name was decided
+
+
+def test_csv_answers_for_ordinary_class_names_are_their_fields_joined(client, wine_rows):
+    rows = wine_rows[0]
+    headers = {
+        "Content-Type": "text/csv",
+        "Accept": "text/csv",
+        "X-Amzn-SageMaker-Target-Model": "wine",
+    }
+    body = "".join(",".join(map(repr, row)) + "\n" for row in rows)
+    answer = client.post("/invocations", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    lines = list(csv.reader(io.StringIO(answer.text)))
+    assert answer.text == "".join(",".join(line) + "\n" for line in lines)

@@ -152,6 +152,17 @@ def test_variants_priced_with_different_matrices_are_told_apart(tmp_path, capsys
     assert read_card(tmp_path / "ce").cost_matrix is None
 
 
+@pytest.mark.parametrize("costs", ["tp=0,fp=0,tn=0,fn=0", "tp=-5,fp=-2,tn=-2,fn=-5"])
+def test_a_cost_matrix_without_preference_is_refused_before_training(costs, tmp_path, capsys):
+    # v_tp = v_fn and v_tn = v_fp: every decision is worth the same, nothing to train for.
+    argv = ["--cost-matrix", costs, "--no-report", "--epochs", "1"]
+    assert main([*argv, "--models-dir", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())
+    err = capsys.readouterr().err
+    assert "--cost-matrix: every decision has the same value whatever the truth" in err
+    assert err.count("\n") == 1
+
+
 def test_bad_cost_matrix_option_is_one_line(capsys):
     assert main(["--cost-matrix", "tp=1,fp=x,tn=0,fn=-5", "--no-report"]) == 2
     err = capsys.readouterr().err

@@ -155,17 +155,30 @@ def test_cli_with_own_csv_and_matrix(tmp_path, capsys):
         ),
         ({"classes": ["class_0", "class_1", "class_2"], "values": [[1, 2, 3]] * 2}, "has 2 rows"),
         (
-            {"classes": ["a", "b", "c"], "values": [[0] * 3] * 3},
+            {"classes": ["a", "b", "c"], "values": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
             "does not match the model's classes",
+        ),
+        (
+            {"classes": ["class_0", "class_1", "class_2"], "values": [[0] * 3] * 3},
+            "values: every decision has the same value whatever the truth",
+        ),
+        (
+            {"classes": ["class_0", "class_1", "class_2"], "values": [[1] * 3, [2] * 3, [0] * 3]},
+            "values: every decision has the same value whatever the truth",
         ),
     ],
 )
-def test_bad_value_matrix_is_one_line(matrix, needle, tmp_path, capsys):
+@pytest.mark.parametrize("loss", ["cross_entropy", "expected_cost"])
+def test_bad_value_matrix_is_one_line(matrix, needle, loss, tmp_path, capsys):
+    # Refused before any training, whichever loss (a matrix without preference used to
+    # train with cross-entropy, and be refused by the expected-cost loss after its fit).
     path = tmp_path / "m.json"
     path.write_text(json.dumps(matrix))
-    status = main(["multiclass", "--value-matrix", str(path), "--models-dir", str(tmp_path)])
+    argv = ["multiclass", "--value-matrix", str(path), "--loss", loss, "--epochs", "1"]
+    status = main([*argv, "--models-dir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and needle in err[0], err
+    assert not any(tmp_path.iterdir()) or [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
 def test_label_outside_the_classes_names_the_row(tmp_path, capsys):

@@ -225,3 +225,41 @@ def test_a_multiclass_model_gets_its_decision_column(cluster, tmp_path, output_f
     decisions = table.column("decision").to_pylist()
     assert decisions == [classes[d] for d in served.decisions]
     assert len(set(decisions)) == 3
+
+
+def test_csv_output_quotes_class_names_as_rfc_4180_says(cluster, tmp_path):
+    """A multiclass model whose classes hold a comma and quotes: every line of the part
+    files (the header's p_/ev_ columns too) has the header's number of fields."""
+    import csv
+
+    from _servicekit import write_wine_with_classes
+    from sklearn.datasets import load_wine
+
+    classes = ["bus, coach", 'car "rental"', "walk"]
+    models = tmp_path / "models"
+    write_wine_with_classes(models / "travel", classes)
+    x = load_wine().data[::4]
+    path = tmp_path / "travel.csv"
+    path.write_text(
+        "".join(f"{i},{','.join(map(repr, row))}\n" for i, row in enumerate(x.tolist()))
+    )
+    card = read_any_card(models / "travel")
+    path.write_text(",".join(["id", *card.features]) + "\n" + path.read_text())
+    out = tmp_path / "out"
+    inputs = Inputs([str(path)], model_dir=models, partition_bytes=4_000)
+    score_files(cluster, inputs, str(out), model="travel", keep=["id"], output_format="csv")
+    lines = []
+    for part in sorted(out.glob("part-*.csv")):
+        header, *body = list(csv.reader(part.open(newline="")))
+        assert header == [
+            "id",
+            *(f"p_{c}" for c in classes),
+            "decision",
+            *(f"ev_{c}" for c in classes),
+            "close_confusion",
+            "out_of_range",
+        ]
+        lines.extend(body)
+    assert len(lines) == len(x) and {len(line) for line in lines} == {10}
+    assert {line[4] for line in lines} <= set(classes)
+    assert {line[4] for line in lines} & set(classes[:2])
