@@ -251,6 +251,10 @@ class ModelSummary(BaseModel):
         "best two actions' expected values differ by less)"
     )
     features: list[str]
+    calibrated: bool = Field(
+        description="The graph outputs a calibrated probability (card `calibration`); false: "
+        "the scores are not probabilities the model has earned, and every answer says so."
+    )
 
 
 class WorkerState(BaseModel):
