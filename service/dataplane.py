@@ -146,6 +146,13 @@ class Predictions:
     # Names of the features outside the training [min, max], by instance index, for the
     # instances that have any; None when the model's card records no training ranges.
     out_of_range: OutOfRange | None
+    # The graph's calibrated ``probability`` output (1-D float32); None for a model without
+    # a calibration map, whose answers say ``"calibrated": false``.
+    probability: np.ndarray | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self.probability is not None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -311,20 +318,28 @@ class DataPlane:
         job = self.prepare(inputs)
         return self.decide(job, self.scorer.score_now(job.model, job.x))
 
-    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions | ValuedPredictions:
-        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
-        NonFiniteScoreError when any score is not a finite number in [0, 1]."""
-        # The rule of costaware.decision (a finite number in [0, 1]); for a few binary
-        # scores on the Python floats, where each numpy call costs more than the comparisons.
-        decidable = (
-            all(is_probability(value) for value in scores.tolist())
-            if scores.ndim == 1 and len(scores) <= _FEW_ROWS
-            else all_probabilities(scores)
-        )
-        if not decidable:
-            raise self.refuse_non_finite(job.model.name, scores, job.row_name)
+    def decide(self, job: ScoringJob, outputs: np.ndarray) -> Predictions | ValuedPredictions:
+        """Label the scores in ``outputs`` (the job's model's ``outputs`` for ``job.x``: raw,
+        and calibrated when it has a map) and count them; NonFiniteScoreError when any
+        score or probability is not a finite number in [0, 1]."""
+        scores, probability = job.model.split(outputs)
+        for found in (scores, probability):
+            # The rule of costaware.decision (a finite number in [0, 1]); for a few binary
+            # scores on the Python floats, where each numpy call costs more than the
+            # comparisons.
+            if found is None:
+                continue
+            decidable = (
+                all(is_probability(value) for value in found.tolist())
+                if found.ndim == 1 and len(found) <= _FEW_ROWS
+                else all_probabilities(found)
+            )
+            if not decidable:
+                raise self.refuse_non_finite(job.model.name, found, job.row_name)
         if job.valued is not None:
-            return self.decide_by_value(job, scores)
+            return self.decide_by_value(job, scores, probability)
+        # The threshold decision stays on the raw score (the card's threshold was chosen on
+        # it); the probability is stated beside it.
         values = scores.tolist()
         predictions = Predictions(
             model=job.model.name,
@@ -335,6 +350,7 @@ class DataPlane:
             labels=decide_each(values, job.threshold),
             close=close_each(values, job.threshold, job.margin),
             out_of_range=job.out_of_range,
+            probability=probability,
         )
         if self.metrics is not None:
             self.metrics.observe_predictions(
@@ -342,19 +358,24 @@ class DataPlane:
             )
         return predictions
 
-    def decide_by_value(self, job: ScoringJob, outputs: np.ndarray) -> ValuedPredictions:
-        """The action with the highest expected value for each instance (service.valuation)."""
+    def decide_by_value(
+        self, job: ScoringJob, outputs: np.ndarray, calibrated: np.ndarray | None = None
+    ) -> ValuedPredictions:
+        """The action with the highest expected value for each instance (service.valuation),
+        taken on the model's calibrated probabilities when it has them."""
         model = job.model
         valued = job.valued
         assert valued is not None
-        if model.multiclass:
-            predictions = value_multiclass(
-                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
-            )
-        else:
-            predictions = value_binary(
-                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
-            )
+        value = value_multiclass if model.multiclass else value_binary
+        predictions = value(
+            model,
+            outputs,
+            valued.matrix,
+            valued.margin,
+            valued.margin_field,
+            job.out_of_range,
+            calibrated,
+        )
         if self.metrics is not None:
             self.metrics.observe_predictions(
                 predictions.model, predictions.labels, predictions.close

@@ -1,17 +1,21 @@
 """Calibrated models in the real ``serve`` process: a folder whose card and graph disagree
 about the calibration is refused with the reason at start-up and on an admin load, while
-the other folders serve."""
+the other folders serve; decisions under a cost matrix are taken on the graph's
+probability."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
-from _calibrated import SIGMOID, write_calibrated
+from _calibrated import SIGMOID, graph_outputs, write_calibrated
 from _servicekit import SHIPPED, running_serve
+from sklearn.datasets import load_breast_cancer
 
 ADMIN_KEY = "calibrated-admin-7d41"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -77,3 +81,23 @@ def test_an_admin_load_of_a_disagreeing_folder_is_refused_and_the_old_one_serves
     finally:
         shutil.rmtree(root / "medical")
         shutil.copytree(keep, root / "medical")
+
+
+def test_predict_with_a_cost_matrix_equals_the_oracle_on_the_graphs_probability(served):
+    """The acceptance of issue 23 in the real process: decisions and expected values on the
+    calibrated medical equal numpy on the graph's own ``probability`` output (1e-6)."""
+    base, root = served
+    rows = load_breast_cancer().data[::4]
+    matrix = json.loads((root / "medical" / "model-card.json").read_bytes())["cost_matrix"]
+    p = graph_outputs(root / "medical", rows)["probability"].astype(np.float64).reshape(-1)
+    ev_not = p * matrix["fn"] + (1 - p) * matrix["tn"]
+    ev_treat = p * matrix["tp"] + (1 - p) * matrix["fp"]
+    answer = httpx.post(
+        f"{base}/predict",
+        json={"model": "medical", "instances": rows.tolist(), "cost_matrix": matrix},
+    ).json()
+    got = answer["predictions"]
+    assert answer["calibrated"] is True
+    assert np.allclose([r["expected_values"]["0"] for r in got], ev_not, rtol=1e-6, atol=1e-6)
+    assert np.allclose([r["expected_values"]["1"] for r in got], ev_treat, rtol=1e-6, atol=1e-6)
+    assert [r["decision"] for r in got] == (ev_treat >= ev_not).astype(int).tolist()
