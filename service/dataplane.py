@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from costaware import economics, figures
-from costaware.card import ModelCard
+from costaware.card import HeldOut, ModelCard
 from costaware.decision import (
     DEFAULT_MARGIN,
     DEFAULT_THRESHOLD,
@@ -463,8 +463,12 @@ class DataPlane:
             x = instances_to_matrix(inputs.instances, model.card.features, "instances")
             # No value from probabilities that are not finite numbers in [0, 1], as for a
             # prediction (422 non_finite_score).
-            raw = self._score(model, x, lambda index: f"instances[{index}]")
-            targets.append(MulticlassTarget(model, labels, normalised(raw)))
+            raw, calibrated = self._score(model, x, lambda index: f"instances[{index}]")
+            targets.append(
+                MulticlassTarget(
+                    model, labels, normalised(raw if calibrated is None else calibrated)
+                )
+            )
         return MulticlassEvaluation("instances", targets, matrix, margin)
 
     def _multiclass_models(
@@ -530,13 +534,16 @@ class DataPlane:
 
     def _score(
         self, model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's raw and calibrated outputs for ``x`` (one session call), float64."""
         # The rule of a prediction: no decision, and so no value, from a score that is not
         # a finite number in [0, 1].
-        raw = model.raw_scores(x)
-        if not all_probabilities(raw):
-            raise self.refuse_non_finite(model.name, raw, row_name)
-        return raw.astype(np.float64)
+        outputs = model.split(model.outputs(x))
+        for found in outputs:
+            if found is not None and not all_probabilities(found):
+                raise self.refuse_non_finite(model.name, found, row_name)
+        raw, calibrated = outputs
+        return raw.astype(np.float64), None if calibrated is None else calibrated.astype(np.float64)
 
     def refuse_non_finite(
         self, model: str, scores: np.ndarray, row_name: Callable[[int], str]
@@ -578,8 +585,10 @@ class DataPlane:
                     matrices[features] = instances
                 else:
                     matrices[features] = instances_to_matrix(instances, features, "instances")
-            scores = self._score(model, matrices[features], inputs.name_row)
-            targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
+            scores, probabilities = self._score(model, matrices[features], inputs.name_row)
+            targets.append(
+                _target(model, labels, scores, inputs.threshold, inputs.margin, probabilities)
+            )
         return targets
 
 
@@ -729,6 +738,11 @@ class Target:
     scores: np.ndarray
     threshold: float
     margin: float
+    # The calibrated P(positive) of each instance (a calibrated model's ``probability``:
+    # its card's held-out probabilities, or its graph's output for posted instances); None
+    # for posted scores (the user's own numbers, taken as probabilities as given) and for
+    # a model without a map (its scores taken as probabilities, and the entry says so).
+    probabilities: np.ndarray | None = None
 
     @property
     def name(self) -> str | None:
@@ -812,7 +826,13 @@ class Evaluation:
             best = economics.best_threshold(target.labels, target.scores, costs, self.prevalence)
         except EconomicsError as exc:
             raise _invalid(exc) from None
-        elkan = None if costs.per_instance else economics.elkan_threshold(costs)
+        # Elkan's t* is a probability; the curve's axis is the score, so t* is marked on
+        # it only when the scores are taken as probabilities (no calibration map).
+        elkan = (
+            None
+            if costs.per_instance or target.probabilities is not None
+            else economics.elkan_threshold(costs)
+        )
         return figures.value_curve_png(
             sweep,
             None if elkan is None else elkan.value,
@@ -857,16 +877,22 @@ def held_out_targets(
     models: list[LoadedModel], threshold: float | None, margin: float | None
 ) -> list[Target]:
     """Each model's held-out split (labels and scores stored in its card)."""
-    return [
-        _target(
-            model,
-            np.asarray(model.card.held_out.labels, dtype=np.int8),
-            np.asarray(model.card.held_out.scores, dtype=np.float64),
-            threshold,
-            margin,
+    targets = []
+    for model in models:
+        held_out = model.card.held_out
+        assert isinstance(held_out, HeldOut)
+        probabilities = held_out.probabilities
+        targets.append(
+            _target(
+                model,
+                np.asarray(held_out.labels, dtype=np.int8),
+                np.asarray(held_out.scores, dtype=np.float64),
+                threshold,
+                margin,
+                None if probabilities is None else np.asarray(probabilities, dtype=np.float64),
+            )
         )
-        for model in models
-    ]
+    return targets
 
 
 def _target(
@@ -875,6 +901,7 @@ def _target(
     scores: np.ndarray,
     threshold: float | None,
     margin: float | None,
+    probabilities: np.ndarray | None = None,
 ) -> Target:
     return Target(
         model=model,
@@ -882,6 +909,7 @@ def _target(
         scores=scores,
         threshold=model.card.threshold if threshold is None else threshold,
         margin=model.card.margin if margin is None else margin,
+        probabilities=probabilities,
     )
 
 
@@ -947,6 +975,7 @@ def _entry(
             prevalence=prevalence,
             curve=curve,
             curve_marks=marks,
+            probabilities=target.probabilities,
         )
     except EconomicsError as exc:
         raise _invalid(exc) from None
@@ -954,4 +983,11 @@ def _entry(
     head: dict[str, Any] = {"model": target.name}
     if target.model is not None:
         head["version"] = target.model.card.version
-    return head | result
+    return head | calibration_head(target.model) | result
+
+
+def calibration_head(model: LoadedModel | None) -> dict[str, bool | None]:
+    """What an evaluation entry says of its probabilities: ``calibrated`` true (Elkan's
+    threshold and the per-instance decisions on the model's calibrated probability), false
+    (a model without a map: on its raw score), or null (posted numbers, taken as given)."""
+    return {"calibrated": None if model is None else model.calibrated}

@@ -352,6 +352,9 @@ class MulticlassEvaluation:
             head: dict[str, Any] = {"model": target.name}
             if target.model is not None:
                 head["version"] = target.model.card.version
+            # Decided on calibrated probabilities (true), a model's raw output (false), or
+            # posted probabilities as given (null).
+            head["calibrated"] = None if target.model is None else target.model.calibrated
             result = evaluate(target.labels, target.probabilities, self.matrix, margin=self.margin)
             result.pop("warnings")
             entries.append(head | result)
@@ -406,12 +409,16 @@ def class_labels(raw: Any, classes: Sequence[str], n: int, what: str) -> np.ndar
 
 
 def held_out_multiclass(model: LoadedModel) -> MulticlassTarget:
+    """The card's held-out split: its calibrated probabilities when it has a map."""
     card = model.card
     assert isinstance(card, MulticlassCard)
+    calibrated = card.held_out.calibrated_probabilities
     return MulticlassTarget(
         model=model,
         labels=np.asarray(card.held_out.labels, dtype=np.int64),
-        probabilities=np.asarray(card.held_out.probabilities, dtype=np.float64),
+        probabilities=np.asarray(
+            card.held_out.probabilities if calibrated is None else calibrated, dtype=np.float64
+        ),
     )
 
 

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +186,29 @@ def graph_outputs(folder: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     )
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {"features": x.astype(np.float32)}), strict=True))
+
+
+# A matrix whose Elkan threshold is 0.5: the calibrated probabilities (well below the
+# medical scores) and the raw scores decide many rows differently.
+EVEN = {"tp": 0.0, "fp": -100.0, "tn": 0.0, "fn": -100.0}
+
+
+def model_dir(root: Path, *calibrated: str) -> Path:
+    """``root`` with calibrated copies of the shipped ``calibrated`` models and the shipped
+    (uncalibrated) ``builtin`` as it is."""
+    for name in calibrated:
+        write_calibrated(root / name, name)
+    shutil.copytree(SHIPPED / "builtin", root / "builtin")
+    return root
+
+
+@contextmanager
+def client_of(root: Path) -> Iterator[Any]:
+    """The app over ``root`` (default model: medical), in-process."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    with TestClient(create_app(Settings(model_dir=root, default_model="medical"))) as client:
+        yield client

@@ -11,37 +11,25 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from _calibrated import graph_outputs, write_calibrated
-from _servicekit import SHIPPED, csv_body
-from fastapi.testclient import TestClient
+from _calibrated import EVEN, client_of, graph_outputs, model_dir
+from _servicekit import csv_body
 from sklearn.datasets import load_breast_cancer, load_wine
-
-from service.app import create_app
-from service.settings import Settings
-
-# A matrix whose Elkan threshold is 0.5: the calibrated probabilities (well below the
-# medical scores) and the raw scores decide many rows differently.
-EVEN = {"tp": 0.0, "fp": -100.0, "tn": 0.0, "fn": -100.0}
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    write_calibrated(root / "medical")
-    write_calibrated(root / "wine", "wine")
-    shutil.copytree(SHIPPED / "builtin", root / "builtin")
-    return root
+    return model_dir(tmp_path_factory.mktemp("models"), "medical", "wine")
 
 
 @pytest.fixture(scope="module")
-def client(models) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(model_dir=models, default_model="medical"))) as c:
+def client(models) -> Iterator[Any]:
+    with client_of(models) as c:
         yield c
 
 
