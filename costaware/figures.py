@@ -1,4 +1,5 @@
-"""PNG figures for the report and the service: close confusions, value by threshold, ROC.
+"""PNG figures for the report and the service: close confusions, value by threshold, ROC,
+reliability (calibration).
 
 Matplotlib is imported inside each function, so importing this module (and serving
 requests that draw nothing) costs nothing. Figures are built with ``matplotlib.figure.Figure``
@@ -18,6 +19,8 @@ from costaware import economics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from costaware.card import Calibration
 
 CORRECT = "#1f77b4"  # blue
 WRONG = "#ff7f0e"  # orange
@@ -154,3 +157,46 @@ def roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str = "ROC
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     ax.set_title(title)
     return to_png(figure)
+
+
+def calibration_figure(calibration: Calibration, name: str) -> Figure:
+    """The reliability diagram of a card's ``calibration`` section, before (the raw score)
+    and after (the calibrated probability) on the held-out split: per equal-mass bin the
+    observed rate against the mean probability, the diagonal a calibrated model lies on,
+    and below, each bin's count at its mean probability (binary: the positive class;
+    multiclass: the top label)."""
+    figure, (ax, counts) = new_figure(6.5, 6.5, rows=2)
+    figure.get_layout_engine().set(h_pad=0.1)
+    ax.plot([0, 1], [0, 1], color=BAND, linestyle="--", linewidth=1, label="calibrated")
+    held_out = calibration.held_out
+    for label, quality, colour, marker in (
+        ("before (raw score)", held_out.before, WRONG, "s"),
+        ("after (probability)", held_out.after, CORRECT, "o"),
+    ):
+        bins = quality.reliability
+        mean = [item.mean_probability for item in bins]
+        ax.plot(
+            mean,
+            [item.observed_rate for item in bins],
+            color=colour,
+            marker=marker,
+            label=f"{label}: ECE {quality.ece:.3f}, Brier {quality.brier:.3f}",
+        )
+        counts.plot(mean, [item.count for item in bins], color=colour, marker=marker, ls="none")
+        for x, item in zip(mean, bins, strict=True):
+            counts.vlines(x, 0, item.count, color=colour, alpha=0.5)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("observed rate")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.grid(True, alpha=0.3)
+    method = calibration.map.method
+    where = f"{calibration.rows} rows, {calibration.fitted_on.replace('_', ' ')}"
+    ax.set_title(
+        f"{name}\nreliability on the held-out split ({method} map fitted on {where})", fontsize=10
+    )
+    counts.set_xlabel("mean predicted probability of the bin (equal-mass bins)")
+    counts.set_ylabel("rows in the bin")
+    counts.set_ylim(0, None)
+    counts.grid(True, alpha=0.3)
+    return figure
