@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +198,3 @@ def model_dir(root: Path, *calibrated: str) -> Path:
         write_calibrated(root / name, name)
     shutil.copytree(SHIPPED / "builtin", root / "builtin")
     return root
-
-
-@contextmanager
-def client_of(root: Path) -> Iterator[Any]:
-    """The app over ``root`` (default model: medical), in-process."""
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-    from service.settings import Settings
-
-    with TestClient(create_app(Settings(model_dir=root, default_model="medical"))) as client:
-        yield client

@@ -5,28 +5,14 @@ instances), the threshold figures stay on the score; posted scores are taken as 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from _calibrated import EVEN, client_of, graph_outputs, model_dir
+from _calibrated import EVEN, graph_outputs
 from sklearn.datasets import load_breast_cancer
 
 from costaware import economics
 from costaware.economics import CostMatrix
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    return model_dir(tmp_path_factory.mktemp("models"), "medical")
-
-
-@pytest.fixture(scope="module")
-def client(models) -> Iterator[Any]:
-    with client_of(models) as c:
-        yield c
 
 
 def value_of(labels: np.ndarray, treat: np.ndarray, m: dict[str, float]) -> float:
@@ -41,12 +27,14 @@ def entry(answer: dict, name: str) -> dict:
     return next(r for r in answer["results"] if r["model"] == name)
 
 
-def test_held_out_elkan_row_is_decided_on_the_cards_probabilities(client, models):
-    card = json.loads((models / "medical" / "model-card.json").read_bytes())
+def test_held_out_elkan_row_is_decided_on_the_cards_probabilities(
+    calibrated_client, calibrated_dir
+):
+    card = json.loads((calibrated_dir / "medical" / "model-card.json").read_bytes())
     labels = np.asarray(card["held_out"]["labels"])
     p = np.asarray(card["held_out"]["probabilities"])
     s = np.asarray(card["held_out"]["scores"])
-    answer = client.post("/evaluate", json={"cost_matrix": EVEN}).json()
+    answer = calibrated_client.post("/evaluate", json={"cost_matrix": EVEN}).json()
     medical, builtin = entry(answer, "medical"), entry(answer, "builtin")
     assert medical["calibrated"] is True and builtin["calibrated"] is False
     assert medical["elkan_threshold"]["applied_to"] == "probability"
@@ -60,13 +48,13 @@ def test_held_out_elkan_row_is_decided_on_the_cards_probabilities(client, models
     assert medical["best_threshold"] == single["best_threshold"]
 
 
-def test_posted_instances_are_decided_on_the_graphs_probability(client, models):
+def test_posted_instances_are_decided_on_the_graphs_probability(calibrated_client, calibrated_dir):
     data = load_breast_cancer()
     x, labels = data.data[::3], (data.target[::3] == 0).astype(int)
-    out = graph_outputs(models / "medical", x)
+    out = graph_outputs(calibrated_dir / "medical", x)
     p = out["probability"].astype(np.float64).reshape(-1)
     per_instance = {**EVEN, "fn": np.linspace(-50, -200, len(x)).tolist()}
-    answer = client.post(
+    answer = calibrated_client.post(
         "/evaluate",
         json={
             "models": ["medical"],
@@ -83,9 +71,9 @@ def test_posted_instances_are_decided_on_the_graphs_probability(client, models):
     assert (oracle != (s * 0.0 + (1 - s) * -100.0 >= s * fn)).sum() >= 3
 
 
-def test_posted_scores_are_taken_as_given(client):
+def test_posted_scores_are_taken_as_given(calibrated_client):
     scores, labels = [0.1, 0.4, 0.6, 0.9], [0, 1, 0, 1]
-    answer = client.post(
+    answer = calibrated_client.post(
         "/evaluate", json={"scores": scores, "labels": labels, "cost_matrix": EVEN}
     ).json()
     (result,) = answer["results"]
@@ -95,7 +83,9 @@ def test_posted_scores_are_taken_as_given(client):
     assert result["elkan_threshold"]["expected_value"] == pytest.approx(expected)
 
 
-def test_batch_evaluate_decides_elkans_row_on_the_probability(cluster, models, client, tmp_path):
+def test_batch_evaluate_decides_elkans_row_on_the_probability(
+    cluster, calibrated_dir, calibrated_client, tmp_path
+):
     from service.batch.jobs import EvaluateOptions, Inputs, evaluate_files
 
     data = load_breast_cancer()
@@ -104,18 +94,18 @@ def test_batch_evaluate_decides_elkans_row_on_the_probability(cluster, models, c
     path = tmp_path / "plain.csv"  # as /evaluate takes it: no header, the label first
     path.write_text("\n".join(lines) + "\n")
     with_header = tmp_path / "labeled.csv"  # as the batch takes it: named columns
-    features = json.loads((models / "medical" / "model-card.json").read_bytes())["features"]
+    features = json.loads((calibrated_dir / "medical" / "model-card.json").read_bytes())["features"]
     with_header.write_text("\n".join([",".join(["label", *features]), *lines]) + "\n")
     costs = CostMatrix.from_mapping(EVEN)
-    inputs = Inputs([str(with_header)], model_dir=models, partition_bytes=20_000)
+    inputs = Inputs([str(with_header)], model_dir=calibrated_dir, partition_bytes=20_000)
     batch = evaluate_files(cluster, inputs, costs, EvaluateOptions(models=["medical"]))
     (result,) = batch["results"]
-    p = graph_outputs(models / "medical", x)["probability"].astype(np.float64).reshape(-1)
+    p = graph_outputs(calibrated_dir / "medical", x)["probability"].astype(np.float64).reshape(-1)
     assert result["calibrated"] is True
     assert result["elkan_threshold"]["applied_to"] == "probability"
     expected = value_of(labels, p >= 0.5, EVEN)
     assert result["elkan_threshold"]["expected_value"] == pytest.approx(expected, abs=1e-9)
-    single = client.post(
+    single = calibrated_client.post(
         "/evaluate?models=medical&" + "&".join(f"{k}={v}" for k, v in EVEN.items()),
         content=path.read_bytes(),
         headers={"content-type": "text/csv"},
@@ -124,20 +114,20 @@ def test_batch_evaluate_decides_elkans_row_on_the_probability(cluster, models, c
 
 
 @pytest.mark.parametrize("output_format", ["parquet", "csv"])
-def test_batch_part_files_carry_the_probability(cluster, models, tmp_path, output_format):
+def test_batch_part_files_carry_the_probability(cluster, calibrated_dir, tmp_path, output_format):
     import pyarrow.parquet as pq
 
     from service.batch.jobs import Inputs, score_files
 
     x = load_breast_cancer().data[::2]
-    features = json.loads((models / "medical" / "model-card.json").read_bytes())["features"]
+    features = json.loads((calibrated_dir / "medical" / "model-card.json").read_bytes())["features"]
     source = tmp_path / "rows.csv"
     rows = [",".join(map(repr, row.tolist())) for row in x]
     source.write_text("\n".join([",".join(features), *rows]) + "\n")
     out = tmp_path / "out"
-    inputs = Inputs([str(source)], model_dir=models, partition_bytes=20_000)
+    inputs = Inputs([str(source)], model_dir=calibrated_dir, partition_bytes=20_000)
     score_files(cluster, inputs, str(out), model="medical", output_format=output_format)
-    expected = graph_outputs(models / "medical", x)["probability"].reshape(-1)
+    expected = graph_outputs(calibrated_dir / "medical", x)["probability"].reshape(-1)
     if output_format == "parquet":
         parts = [pq.read_table(p) for p in sorted(out.glob("part-*.parquet"))]
         assert all(part.column_names[-1] == "probability" for part in parts)

@@ -3,40 +3,27 @@ card, before and after, with the bin counts; a clear 409 for a model without a m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
-from _calibrated import client_of, model_dir
 from _servicekit import SHIPPED
+from fastapi.testclient import TestClient
 
 from costaware.card import read_any_card
 from costaware.figures import calibration_figure
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    return model_dir(tmp_path_factory.mktemp("models"), "medical", "wine")
-
-
-@pytest.fixture(scope="module")
-def client(models) -> Iterator[Any]:
-    with client_of(models) as c:
-        yield c
+from service.app import create_app
+from service.settings import Settings
 
 
 @pytest.mark.parametrize("name", ["medical", "wine"])
-def test_a_calibrated_model_has_its_reliability_diagram(client, name):
-    response = client.get(f"/models/{name}/calibration.png")
+def test_a_calibrated_model_has_its_reliability_diagram(calibrated_client, name):
+    response = calibrated_client.get(f"/models/{name}/calibration.png")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
 
 
 @pytest.mark.parametrize("name", ["medical", "wine"])
-def test_the_figure_draws_the_cards_bins_and_counts(models, name):
-    calibration = read_any_card(models / name).calibration
+def test_the_figure_draws_the_cards_bins_and_counts(calibrated_dir, name):
+    calibration = read_any_card(calibrated_dir / name).calibration
     assert calibration is not None
     top, bottom = calibration_figure(calibration, name).axes
     for quality in (calibration.held_out.before, calibration.held_out.after):
@@ -49,18 +36,21 @@ def test_the_figure_draws_the_cards_bins_and_counts(models, name):
         assert any(list(line.get_ydata()) == counts for line in bottom.lines)
 
 
-def test_an_uncalibrated_model_gets_a_clear_conflict(client):
-    response = client.get("/models/builtin/calibration.png")
+def test_an_uncalibrated_model_gets_a_clear_conflict(calibrated_client):
+    response = calibrated_client.get("/models/builtin/calibration.png")
     assert response.status_code == 409
     assert response.json()["error"] == "conflict"
     assert "no calibration map" in response.json()["detail"]
-    assert client.get("/models/nobody/calibration.png").status_code == 404
+    assert calibrated_client.get("/models/nobody/calibration.png").status_code == 404
 
 
-def test_the_document_names_the_calibrated_models_only(client):
-    operation = client.get("/openapi.json").json()["paths"]["/models/{name}/calibration.png"]
+def test_the_document_names_the_calibrated_models_only(calibrated_client):
+    operation = calibrated_client.get("/openapi.json").json()["paths"][
+        "/models/{name}/calibration.png"
+    ]
     (parameter,) = operation["get"]["parameters"]
     assert parameter["schema"]["enum"] == ["medical", "wine"]
     assert set(operation["get"]["responses"]) == {"200", "404", "409", "503"}
-    with client_of(SHIPPED) as plain:  # no calibrated model: no name to take
+    # No calibrated model loaded: the operation has no name to take.
+    with TestClient(create_app(Settings(model_dir=SHIPPED))) as plain:
         assert "/models/{name}/calibration.png" not in plain.get("/openapi.json").json()["paths"]

@@ -11,26 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from _calibrated import EVEN, client_of, graph_outputs, model_dir
+from _calibrated import EVEN, graph_outputs
 from _servicekit import csv_body
 from sklearn.datasets import load_breast_cancer, load_wine
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
-    return model_dir(tmp_path_factory.mktemp("models"), "medical", "wine")
-
-
-@pytest.fixture(scope="module")
-def client(models) -> Iterator[Any]:
-    with client_of(models) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +41,21 @@ def shown(values: np.ndarray) -> list:
     return np.asarray(values, dtype=np.float32).astype(str).astype(np.float64).tolist()
 
 
-def graph(models: Path, rows: np.ndarray, name: str = "medical") -> dict[str, np.ndarray]:
-    return {k: v.astype(np.float64) for k, v in graph_outputs(models / name, rows).items()}
+def graph(root: Path, rows: np.ndarray, name: str = "medical") -> dict[str, np.ndarray]:
+    return {k: v.astype(np.float64) for k, v in graph_outputs(root / name, rows).items()}
 
 
 @pytest.mark.parametrize("name", ["EVEN", "card"])
-def test_decisions_under_a_matrix_come_from_the_graphs_probability(client, models, rows, name):
-    card = json.loads((models / "medical" / "model-card.json").read_bytes())
+def test_decisions_under_a_matrix_come_from_the_graphs_probability(
+    calibrated_client, calibrated_dir, rows, name
+):
+    card = json.loads((calibrated_dir / "medical" / "model-card.json").read_bytes())
     matrix = EVEN if name == "EVEN" else card["cost_matrix"]
-    out = graph(models, rows)
+    out = graph(calibrated_dir, rows)
     p, s = out["probability"].reshape(-1), out["score"].reshape(-1)
     evs, decisions = oracle(p, matrix)
     score_evs, score_decisions = oracle(s, matrix)
-    answer = client.post(
+    answer = calibrated_client.post(
         "/predict", json={"model": "medical", "instances": rows.tolist(), "cost_matrix": matrix}
     ).json()
     assert answer["calibrated"] is True
@@ -83,9 +72,9 @@ def test_decisions_under_a_matrix_come_from_the_graphs_probability(client, model
         assert (decisions != score_decisions).sum() >= 5
 
 
-def test_the_threshold_decision_stays_on_the_score(client, models, rows):
-    out = graph(models, rows)
-    answer = client.post("/predict", json={"instances": rows.tolist()}).json()
+def test_the_threshold_decision_stays_on_the_score(calibrated_client, calibrated_dir, rows):
+    out = graph(calibrated_dir, rows)
+    answer = calibrated_client.post("/predict", json={"instances": rows.tolist()}).json()
     threshold = answer["threshold"]
     got = answer["predictions"]
     assert answer["calibrated"] is True
@@ -93,16 +82,16 @@ def test_the_threshold_decision_stays_on_the_score(client, models, rows):
     assert [r["probability"] for r in got] == shown(out["probability"].reshape(-1))
 
 
-def test_every_format_carries_the_probability(client, models, rows):
-    out = graph(models, rows)
+def test_every_format_carries_the_probability(calibrated_client, calibrated_dir, rows):
+    out = graph(calibrated_dir, rows)
     p = shown(out["probability"].reshape(-1))
     body = csv_body(rows)
     as_csv = {"content-type": "text/csv", "accept": "text/csv"}
-    answer = client.post("/invocations", content=body, headers=as_csv)
+    answer = calibrated_client.post("/invocations", content=body, headers=as_csv)
     lines = list(csv.reader(io.StringIO(answer.text)))
     assert all(len(line) == 5 for line in lines)  # score,label,close,out_of_range,probability
     assert [float(line[4]) for line in lines] == p
-    answer = client.post(
+    answer = calibrated_client.post(
         "/invocations",
         content=body,
         headers={
@@ -114,7 +103,7 @@ def test_every_format_carries_the_probability(client, models, rows):
     records = [json.loads(line) for line in answer.text.splitlines()]
     assert [r["probability"] for r in records] == p
     assert all(r["calibrated"] is True for r in records)
-    answer = client.post(
+    answer = calibrated_client.post(
         "/invocations",
         json={"instances": rows.tolist(), "cost_matrix": EVEN},
         headers={"accept": "text/csv"},
@@ -126,33 +115,41 @@ def test_every_format_carries_the_probability(client, models, rows):
     assert [int(line[1]) for line in lines] == oracle(np.array(p), EVEN)[1].tolist()
 
 
-def test_an_uncalibrated_model_says_so_and_keeps_its_csv_columns(client, rows):
-    answer = client.post("/predict", json={"model": "builtin", "instances": rows.tolist()}).json()
+def test_an_uncalibrated_model_says_so_and_keeps_its_csv_columns(calibrated_client, rows):
+    answer = calibrated_client.post(
+        "/predict", json={"model": "builtin", "instances": rows.tolist()}
+    ).json()
     assert answer["calibrated"] is False
     assert all(r["probability"] is None for r in answer["predictions"])
-    valued = client.post(
+    valued = calibrated_client.post(
         "/predict", json={"model": "builtin", "instances": rows.tolist(), "cost_matrix": EVEN}
     ).json()
     assert valued["calibrated"] is False
     assert all(r["probability"] is None for r in valued["predictions"])
-    csv_answer = client.post(
+    csv_answer = calibrated_client.post(
         "/invocations",
         content=csv_body(rows),
         headers={"content-type": "text/csv", "accept": "text/csv", **target("builtin")},
     )
     assert all(len(line) == 4 for line in csv.reader(io.StringIO(csv_answer.text)))
-    listing = {m["name"]: m["calibrated"] for m in client.get("/models").json()["models"]}
+    listing = {
+        m["name"]: m["calibrated"] for m in calibrated_client.get("/models").json()["models"]
+    }
     assert listing == {"builtin": False, "medical": True, "wine": True}
 
 
-def test_a_calibrated_multiclass_model_decides_on_its_calibrated_probabilities(client, models):
+def test_a_calibrated_multiclass_model_decides_on_its_calibrated_probabilities(
+    calibrated_client, calibrated_dir
+):
     x = load_wine().data[::6]
-    out = graph(models, x, "wine")
-    card = json.loads((models / "wine" / "model-card.json").read_bytes())
+    out = graph(calibrated_dir, x, "wine")
+    card = json.loads((calibrated_dir / "wine" / "model-card.json").read_bytes())
     values = np.asarray(card["value_matrix"]["values"])
     classes = card["classes"]
     evs = out["probabilities"] @ values
-    answer = client.post("/predict", json={"model": "wine", "instances": x.tolist()}).json()
+    answer = calibrated_client.post(
+        "/predict", json={"model": "wine", "instances": x.tolist()}
+    ).json()
     assert answer["calibrated"] is True
     got = answer["predictions"]
     got_evs = np.array([[r["expected_values"][c] for c in classes] for r in got])
@@ -164,7 +161,7 @@ def test_a_calibrated_multiclass_model_decides_on_its_calibrated_probabilities(c
     lines = list(
         csv.reader(
             io.StringIO(
-                client.post(
+                calibrated_client.post(
                     "/invocations",
                     content=csv_body(x),
                     headers={"content-type": "text/csv", "accept": "text/csv", **target("wine")},
