@@ -4,6 +4,7 @@ the reason while the other folders serve."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from _calibrated import SIGMOID, TEMPERATURE, graph_outputs, write_calibrated
 from _servicekit import SHIPPED
 from sklearn.datasets import load_breast_cancer
 
+from service.batching import BatchScorer
 from service.lifecycle import warm_up
 from service.registry import ModelRefusedError, ModelRegistry, load_model, session_options
 
@@ -97,3 +99,24 @@ def test_at_start_up_the_refused_folders_say_why_and_the_others_serve(tmp_path):
     assert registry.get("medical").calibrated and not registry.get("builtin").calibrated
     assert "no output named 'probability'" in registry.refused[str(tmp_path / "missing")]
     assert "disagrees with the card's sigmoid" in registry.refused[str(tmp_path / "wrong")]
+
+
+def test_batched_requests_get_their_own_rows_of_both_outputs(tmp_path):
+    folder = tmp_path / "medical"
+    write_calibrated(folder)
+    model = loaded(folder)
+    x = load_breast_cancer().data[:9]
+    calls: list[int] = []
+    scorer = BatchScorer(observe_call=lambda name, rows: calls.append(rows))
+    scorer._company = True  # every request waits for the turn's company
+
+    async def together() -> list[np.ndarray]:
+        parts = [x[0:2], x[2:3], x[3:9]]
+        return await asyncio.gather(*(scorer.score(model, part) for part in parts))
+
+    results = asyncio.run(together())
+    assert calls == [9]  # one session call for the three requests
+    expected = graph_outputs(folder, x)
+    raw, probability = model.split(np.concatenate(results))
+    assert np.array_equal(raw, expected["score"].reshape(-1))
+    assert np.array_equal(probability, expected["probability"].reshape(-1))
