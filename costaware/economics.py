@@ -824,8 +824,15 @@ def evaluate(
     prevalence: float | None = None,
     curve: bool = False,
     curve_marks: Sequence[float] = (),
+    probabilities: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Everything one ``/evaluate`` result entry shows, JSON-ready (no numpy types).
+
+    ``probabilities``: the calibrated P(positive) of each instance (a calibrated model's
+    ``probability`` output); Elkan's threshold and the per-instance optimal decisions, which
+    treat a number as a probability, are taken on them, while everything about a threshold
+    on the score (confusion, best threshold, curve) stays on ``scores``. None: the scores
+    are taken as probabilities.
 
     ``prevalence``: value the decisions as if the positives were that share of the data
     (:func:`prevalence_weights`); counts, rates and AUC stay those of the data as given.
@@ -843,6 +850,7 @@ def evaluate(
         return values if weights is None else values * weights
 
     n = len(y)
+    p = s if probabilities is None else _inputs(labels, probabilities)[1]
     predicted = decide(s, threshold)
     counts = _count(y, predicted)
     values = weighted_values(predicted)
@@ -863,7 +871,7 @@ def evaluate(
     }
     marks = [threshold, *curve_marks]
     if costs.per_instance:
-        decisions = optimal_decisions(s, costs)
+        decisions = optimal_decisions(p, costs)
         optimal = _value_entry(weighted_values(decisions))
         result["elkan_threshold"] = {
             "value": None,
@@ -873,7 +881,8 @@ def evaluate(
             **optimal,
         }
         result["optimal_decision"] = {
-            "rule": "treat when s*v_tp + (1-s)*v_fp >= s*v_fn + (1-s)*v_tn",
+            "rule": "treat when p*v_tp + (1-p)*v_fp >= p*v_fn + (1-p)*v_tn"
+            + (" (p = the score)" if probabilities is None else " (p = the probability)"),
             "n_treated": int(decisions.sum()),
             "decisions": decisions.astype(int).tolist(),
             **optimal,
@@ -882,9 +891,12 @@ def evaluate(
         elkan = elkan_threshold(costs)
         result["elkan_threshold"] = {
             **elkan.to_dict(),
-            **_value_entry(weighted_values(elkan.decide(s))),
+            "applied_to": "score" if probabilities is None else "probability",
+            **_value_entry(weighted_values(elkan.decide(p))),
         }
-        if elkan.kind in ("threshold", "always_positive"):
+        # The curve's axis is the score: t* is a point on it only when scores are taken as
+        # probabilities.
+        if probabilities is None and elkan.kind in ("threshold", "always_positive"):
             marks.append(elkan.value)
     best = _best_threshold(y, s, costs, weights)
     result["best_threshold"] = best.to_dict()

@@ -47,15 +47,16 @@ class BatchScorer:
         self._since_probe = 0
 
     def score_now(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
-        """``model.raw_scores(x)`` in this call, alone (for large requests, which run in a
-        worker thread)."""
-        scores = model.raw_scores(x)
+        """``model.outputs(x)`` (raw and, for a calibrated model, calibrated outputs of one
+        session call) in this call, alone (for large requests, which run in a worker
+        thread)."""
+        scores = model.outputs(x)
         if self.observe_call is not None:
             self.observe_call(model.name, len(x))
         return scores
 
     async def score(self, model: LoadedModel, x: np.ndarray) -> np.ndarray:
-        """``model.raw_scores(x)``, computed together with the other rows waiting."""
+        """``model.outputs(x)``, computed together with the other rows waiting."""
         if not self.enabled:
             return self.score_now(model, x)
         if not (self._company or self._leader_waiting):

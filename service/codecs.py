@@ -425,12 +425,18 @@ def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np
 
 
 _BOOL = ("false", "true")
-_RECORD = '{{"score":{},"label":{},"close_confusion":{},"out_of_range":{}}}'
+# ``probability``: the graph's calibrated output, null for a model without a map.
+_RECORD = '{{"score":{0},"probability":{4},"label":{1},"close_confusion":{2},"out_of_range":{3}}}'
+_JSONLINES_RECORD = {c: _RECORD[:-2] + f',"calibrated":{_BOOL[c]}}}}}' for c in (False, True)}
 # CSV: score, label (0/1), close_confusion (true/false), out_of_range: the names of the
 # features outside the training range separated by ";" (empty when none, or when the card
 # records no ranges), quoted as RFC 4180 says when a name holds a comma, quote or newline.
+# A calibrated model's rows add its probability at the end (an uncalibrated model's rows
+# keep their four columns).
 _CSV_LINE = "{},{},{},{}"
+_CSV_LINE_CALIBRATED = "{},{},{},{},{}"
 CSV_COLUMNS = ("score", "label", "close_confusion", "out_of_range")
+CSV_COLUMNS_CALIBRATED = (*CSV_COLUMNS, "probability")
 
 
 def _json_names(names: list[str] | None) -> str:
@@ -475,28 +481,43 @@ def _lines(
     predictions: Predictions, template: str, names: Callable[[list[str] | None], str]
 ) -> list[str]:
     """One ``template``-formatted line (score, label 0/1, close true/false, out-of-range
-    features shown by ``names``) per instance."""
+    features shown by ``names``, probability or null) per instance."""
     flagged = predictions.out_of_range
     none = names(None if flagged is None else [])
+    probability = predictions.probability
+    probabilities = ["null"] * len(predictions) if probability is None else score_text(probability)
     return [
         template.format(
             score,
             int(label),
             _BOOL[close],
             names(flagged[index]) if flagged and index in flagged else none,
+            p,
         )
-        for index, (score, label, close) in enumerate(
-            zip(score_text(predictions.scores), predictions.labels, predictions.close, strict=True)
+        for index, (score, label, close, p) in enumerate(
+            zip(
+                score_text(predictions.scores),
+                predictions.labels,
+                predictions.close,
+                probabilities,
+                strict=True,
+            )
         )
     ]
 
 
 @functools.lru_cache(maxsize=1024)
-def _json_head(model: str, version: str, threshold: float, margin: float) -> str:
+def _json_head(model: str, version: str, threshold: float, margin: float, calibrated: bool) -> str:
     # Nearly every request repeats a model's card threshold and margin, so the head is
     # cached; json.dumps on a small dict costs as much as encoding a prediction.
     head = json.dumps(
-        {"model": model, "version": version, "threshold": threshold, "margin": margin},
+        {
+            "model": model,
+            "version": version,
+            "threshold": threshold,
+            "margin": margin,
+            "calibrated": calibrated,
+        },
         separators=(",", ":"),
     )
     return head[:-1] + ',"predictions":['
@@ -510,23 +531,37 @@ def encode_json(predictions: Predictions | ValuedPredictions) -> bytes:
     if isinstance(predictions, ValuedPredictions):
         return _valued_json(predictions)
     head = _json_head(
-        predictions.model, predictions.version, predictions.threshold, predictions.margin
+        predictions.model,
+        predictions.version,
+        predictions.threshold,
+        predictions.margin,
+        predictions.calibrated,
     )
     records = ",".join(_lines(predictions, _RECORD, _json_names))
     return (head + records + "]}").encode()
 
 
 def encode_jsonlines(predictions: Predictions | ValuedPredictions) -> bytes:
+    """One JSON record per line, as in the JSON answer's ``predictions``, each with the
+    head's ``calibrated`` (JSON lines has no head to carry it)."""
     if isinstance(predictions, ValuedPredictions):
-        return b"".join(orjson.dumps(record) + b"\n" for record in predictions.records())
-    return ("\n".join(_lines(predictions, _RECORD, _json_names)) + "\n").encode()
+        calibrated = predictions.calibrated is not None
+        return b"".join(
+            orjson.dumps({**record, "calibrated": calibrated}) + b"\n"
+            for record in predictions.records()
+        )
+    template = _JSONLINES_RECORD[predictions.calibrated]
+    return ("\n".join(_lines(predictions, template, _json_names)) + "\n").encode()
 
 
 def encode_csv(predictions: Predictions | ValuedPredictions) -> bytes:
-    """One line per instance, :data:`CSV_COLUMNS`. Deciding by expected value:
+    """One line per instance, :data:`CSV_COLUMNS` (:data:`CSV_COLUMNS_CALIBRATED` for a
+    calibrated model). Deciding by expected value:
     ``score,decision,ev_0,ev_1,close_confusion,out_of_range`` (binary) or
     ``p_1,...,p_K,decision,ev_1,...,ev_K,close_confusion,out_of_range`` (multiclass, the
-    card's class order; ``ev_j`` = expected value of deciding class j)."""
+    card's class order; ``ev_j`` = expected value of deciding class j), and for a
+    calibrated model ``,probability`` (binary) or the raw ``,s_1,...,s_K`` (multiclass;
+    ``p_j`` are then the calibrated probabilities the decision was taken on)."""
     return ("\n".join(prediction_csv_lines(predictions)) + "\n").encode()
 
 
@@ -535,11 +570,13 @@ def prediction_csv_lines(predictions: Predictions | ValuedPredictions) -> list[s
     so the answer cannot be split at "\n")."""
     if isinstance(predictions, ValuedPredictions):
         flagged = predictions.out_of_range or {}
+        extra = predictions.csv_extra()
         return csv_lines(
-            [*row, ";".join(flagged.get(index) or [])]
+            [*row, ";".join(flagged.get(index) or []), *(extra[index] if extra else ())]
             for index, row in enumerate(predictions.csv_rows())
         )
-    return _lines(predictions, _CSV_LINE, _csv_names)
+    line = _CSV_LINE if predictions.probability is None else _CSV_LINE_CALIBRATED
+    return _lines(predictions, line, _csv_names)
 
 
 ENCODERS = {JSON: encode_json, CSV: encode_csv, JSONLINES: encode_jsonlines}

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from costaware import economics, figures
-from costaware.card import ModelCard
+from costaware.card import HeldOut, ModelCard
 from costaware.decision import (
     DEFAULT_MARGIN,
     DEFAULT_THRESHOLD,
@@ -146,6 +146,13 @@ class Predictions:
     # Names of the features outside the training [min, max], by instance index, for the
     # instances that have any; None when the model's card records no training ranges.
     out_of_range: OutOfRange | None
+    # The graph's calibrated ``probability`` output (1-D float32); None for a model without
+    # a calibration map, whose answers say ``"calibrated": false``.
+    probability: np.ndarray | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return self.probability is not None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -311,20 +318,28 @@ class DataPlane:
         job = self.prepare(inputs)
         return self.decide(job, self.scorer.score_now(job.model, job.x))
 
-    def decide(self, job: ScoringJob, scores: np.ndarray) -> Predictions | ValuedPredictions:
-        """Label ``scores`` (the job's model's raw output for ``job.x``) and count them;
-        NonFiniteScoreError when any score is not a finite number in [0, 1]."""
-        # The rule of costaware.decision (a finite number in [0, 1]); for a few binary
-        # scores on the Python floats, where each numpy call costs more than the comparisons.
-        decidable = (
-            all(is_probability(value) for value in scores.tolist())
-            if scores.ndim == 1 and len(scores) <= _FEW_ROWS
-            else all_probabilities(scores)
-        )
-        if not decidable:
-            raise self.refuse_non_finite(job.model.name, scores, job.row_name)
+    def decide(self, job: ScoringJob, outputs: np.ndarray) -> Predictions | ValuedPredictions:
+        """Label the scores in ``outputs`` (the job's model's ``outputs`` for ``job.x``: raw,
+        and calibrated when it has a map) and count them; NonFiniteScoreError when any
+        score or probability is not a finite number in [0, 1]."""
+        scores, probability = job.model.split(outputs)
+        for found in (scores, probability):
+            # The rule of costaware.decision (a finite number in [0, 1]); for a few binary
+            # scores on the Python floats, where each numpy call costs more than the
+            # comparisons.
+            if found is None:
+                continue
+            decidable = (
+                all(is_probability(value) for value in found.tolist())
+                if found.ndim == 1 and len(found) <= _FEW_ROWS
+                else all_probabilities(found)
+            )
+            if not decidable:
+                raise self.refuse_non_finite(job.model.name, found, job.row_name)
         if job.valued is not None:
-            return self.decide_by_value(job, scores)
+            return self.decide_by_value(job, scores, probability)
+        # The threshold decision stays on the raw score (the card's threshold was chosen on
+        # it); the probability is stated beside it.
         values = scores.tolist()
         predictions = Predictions(
             model=job.model.name,
@@ -335,6 +350,7 @@ class DataPlane:
             labels=decide_each(values, job.threshold),
             close=close_each(values, job.threshold, job.margin),
             out_of_range=job.out_of_range,
+            probability=probability,
         )
         if self.metrics is not None:
             self.metrics.observe_predictions(
@@ -342,19 +358,24 @@ class DataPlane:
             )
         return predictions
 
-    def decide_by_value(self, job: ScoringJob, outputs: np.ndarray) -> ValuedPredictions:
-        """The action with the highest expected value for each instance (service.valuation)."""
+    def decide_by_value(
+        self, job: ScoringJob, outputs: np.ndarray, calibrated: np.ndarray | None = None
+    ) -> ValuedPredictions:
+        """The action with the highest expected value for each instance (service.valuation),
+        taken on the model's calibrated probabilities when it has them."""
         model = job.model
         valued = job.valued
         assert valued is not None
-        if model.multiclass:
-            predictions = value_multiclass(
-                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
-            )
-        else:
-            predictions = value_binary(
-                model, outputs, valued.matrix, valued.margin, valued.margin_field, job.out_of_range
-            )
+        value = value_multiclass if model.multiclass else value_binary
+        predictions = value(
+            model,
+            outputs,
+            valued.matrix,
+            valued.margin,
+            valued.margin_field,
+            job.out_of_range,
+            calibrated,
+        )
         if self.metrics is not None:
             self.metrics.observe_predictions(
                 predictions.model, predictions.labels, predictions.close
@@ -445,8 +466,12 @@ class DataPlane:
             x = _rows_for(model, instances)
             # No value from probabilities that are not finite numbers in [0, 1], as for a
             # prediction (422 non_finite_score).
-            raw = self._score(model, x, inputs.name_row)
-            targets.append(MulticlassTarget(model, labels, normalised(raw)))
+            raw, calibrated = self._score(model, x, inputs.name_row)
+            targets.append(
+                MulticlassTarget(
+                    model, labels, normalised(raw if calibrated is None else calibrated)
+                )
+            )
         return MulticlassEvaluation(inputs.instances_source, targets, matrix, margin)
 
     def multiclass_models(
@@ -519,13 +544,16 @@ class DataPlane:
 
     def _score(
         self, model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's raw and calibrated outputs for ``x`` (one session call), float64."""
         # The rule of a prediction: no decision, and so no value, from a score that is not
         # a finite number in [0, 1].
-        raw = model.raw_scores(x)
-        if not all_probabilities(raw):
-            raise self.refuse_non_finite(model.name, raw, row_name)
-        return raw.astype(np.float64)
+        outputs = model.split(model.outputs(x))
+        for found in outputs:
+            if found is not None and not all_probabilities(found):
+                raise self.refuse_non_finite(model.name, found, row_name)
+        raw, calibrated = outputs
+        return raw.astype(np.float64), None if calibrated is None else calibrated.astype(np.float64)
 
     def refuse_non_finite(
         self, model: str, scores: np.ndarray, row_name: Callable[[int], str]
@@ -559,8 +587,10 @@ class DataPlane:
             features = tuple(model.card.features)
             if features not in matrices:
                 matrices[features] = _rows_for(model, instances)
-            scores = self._score(model, matrices[features], inputs.name_row)
-            targets.append(_target(model, labels, scores, inputs.threshold, inputs.margin))
+            scores, probabilities = self._score(model, matrices[features], inputs.name_row)
+            targets.append(
+                _target(model, labels, scores, inputs.threshold, inputs.margin, probabilities)
+            )
         return targets
 
 
@@ -733,6 +763,11 @@ class Target:
     scores: np.ndarray
     threshold: float
     margin: float
+    # The calibrated P(positive) of each instance (a calibrated model's ``probability``:
+    # its card's held-out probabilities, or its graph's output for posted instances); None
+    # for posted scores (the user's own numbers, taken as probabilities as given) and for
+    # a model without a map (its scores taken as probabilities, and the entry says so).
+    probabilities: np.ndarray | None = None
 
     @property
     def name(self) -> str | None:
@@ -816,7 +851,13 @@ class Evaluation:
             best = economics.best_threshold(target.labels, target.scores, costs, self.prevalence)
         except EconomicsError as exc:
             raise _invalid(exc) from None
-        elkan = None if costs.per_instance else economics.elkan_threshold(costs)
+        # Elkan's t* is a probability; the curve's axis is the score, so t* is marked on
+        # it only when the scores are taken as probabilities (no calibration map).
+        elkan = (
+            None
+            if costs.per_instance or target.probabilities is not None
+            else economics.elkan_threshold(costs)
+        )
         return figures.value_curve_png(
             sweep,
             None if elkan is None else elkan.value,
@@ -861,16 +902,22 @@ def held_out_targets(
     models: list[LoadedModel], threshold: float | None, margin: float | None
 ) -> list[Target]:
     """Each model's held-out split (labels and scores stored in its card)."""
-    return [
-        _target(
-            model,
-            np.asarray(model.card.held_out.labels, dtype=np.int8),
-            np.asarray(model.card.held_out.scores, dtype=np.float64),
-            threshold,
-            margin,
+    targets = []
+    for model in models:
+        held_out = model.card.held_out
+        assert isinstance(held_out, HeldOut)
+        probabilities = held_out.probabilities
+        targets.append(
+            _target(
+                model,
+                np.asarray(held_out.labels, dtype=np.int8),
+                np.asarray(held_out.scores, dtype=np.float64),
+                threshold,
+                margin,
+                None if probabilities is None else np.asarray(probabilities, dtype=np.float64),
+            )
         )
-        for model in models
-    ]
+    return targets
 
 
 def _target(
@@ -879,6 +926,7 @@ def _target(
     scores: np.ndarray,
     threshold: float | None,
     margin: float | None,
+    probabilities: np.ndarray | None = None,
 ) -> Target:
     return Target(
         model=model,
@@ -886,6 +934,7 @@ def _target(
         scores=scores,
         threshold=model.card.threshold if threshold is None else threshold,
         margin=model.card.margin if margin is None else margin,
+        probabilities=probabilities,
     )
 
 
@@ -951,6 +1000,7 @@ def _entry(
             prevalence=prevalence,
             curve=curve,
             curve_marks=marks,
+            probabilities=target.probabilities,
         )
     except EconomicsError as exc:
         raise _invalid(exc) from None
@@ -958,4 +1008,11 @@ def _entry(
     head: dict[str, Any] = {"model": target.name}
     if target.model is not None:
         head["version"] = target.model.card.version
-    return head | result
+    return head | calibration_head(target.model) | result
+
+
+def calibration_head(model: LoadedModel | None) -> dict[str, bool | None]:
+    """What an evaluation entry says of its probabilities: ``calibrated`` true (Elkan's
+    threshold and the per-instance decisions on the model's calibrated probability), false
+    (a model without a map: on its raw score), or null (posted numbers, taken as given)."""
+    return {"calibrated": None if model is None else model.calibrated}

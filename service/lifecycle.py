@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from costaware.calibration import GRAPH_MAP_TOLERANCE, apply_map
 from costaware.card import CARD_FILENAME
 from costaware.decision import MODEL_NAME_RE, all_probabilities
 from service.errors import (
@@ -79,7 +80,9 @@ def warm_up(model: LoadedModel) -> None:
     broken, not surprised. Without ranges the row is zeros, which may lie far outside the
     training data, where a legitimate graph can give anything; its values are not judged
     (a score that is not a finite number in [0, 1] is refused on the request that meets
-    it, ``non_finite_score``)."""
+    it, ``non_finite_score``).
+
+    A calibrated model is also checked for its map (:func:`check_calibration_map`)."""
     ranges = model.card.feature_ranges
     if ranges:
         row = np.array([[(item.p0_5 + item.p99_5) / 2 for item in ranges]], dtype=np.float32)
@@ -109,6 +112,54 @@ def warm_up(model: LoadedModel) -> None:
         raise ModelRefusedError(
             f"{model.folder}: the warm-up inference on {where} gave {shown}, not finite "
             "numbers in [0, 1]; no decision could be made from this model"
+        )
+    if model.calibrated:
+        check_calibration_map(model, row)
+
+
+# Where, between each feature's 0.5th and 99.5th training percentiles, the calibration
+# check's rows lie (beside the warm-up row): the map is compared over the scores the
+# model gives in the range it was trained on, not only in its middle.
+CALIBRATION_ROW_FRACTIONS = (0.0, 0.1, 0.25, 0.75, 0.9, 1.0)
+
+
+def check_calibration_map(model: LoadedModel, warm_up_row: np.ndarray) -> None:
+    """The graph's calibrated output must be the card's map applied to the graph's own raw
+    output (``costaware.calibration.apply_map``, within ``GRAPH_MAP_TOLERANCE``) on the
+    warm-up row and rows spread across the training ranges; a graph whose map disagrees
+    with its card would state probabilities the card does not describe, so it is refused."""
+    calibration = model.card.calibration
+    assert calibration is not None
+    rows = [warm_up_row]
+    ranges = model.card.feature_ranges
+    if ranges:
+        low = np.array([item.p0_5 for item in ranges])
+        high = np.array([item.p99_5 for item in ranges])
+        rows += [(low + f * (high - low))[None, :] for f in CALIBRATION_ROW_FRACTIONS]
+    x = np.concatenate(rows).astype(np.float32)
+    try:
+        raw, calibrated = model.split(model.outputs(x))
+    except Exception as exc:  # onnxruntime raises several unrelated types
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelRefusedError(
+            f"{model.folder}: the calibration check's inference failed ({message})"
+        ) from exc
+    assert calibrated is not None
+    expected = apply_map(calibration.map, raw.astype(np.float64))
+    # Rows where the raw output is not a probability are outside what a map is defined on.
+    usable = np.isfinite(raw).all(axis=-1) if raw.ndim == 2 else np.isfinite(raw)
+    gap = np.abs(calibrated.astype(np.float64) - expected)
+    gap = np.where(np.isnan(gap), np.inf, gap)[usable]
+    if gap.size and gap.max() > GRAPH_MAP_TOLERANCE:
+        worst = np.unravel_index(int(np.argmax(gap)), gap.shape)
+        got = calibrated[usable][worst]
+        want = expected[usable][worst]
+        raise ModelRefusedError(
+            f"{model.folder}: the graph's {calibration.output_name!r} output disagrees with "
+            f"the card's {calibration.map.method} calibration map: {float(got)!r} where the "
+            f"map gives {float(want)!r} for the graph's own {model.card.onnx.output_name!r} "
+            f"(off by {float(gap.max()):.3g}, tolerance {GRAPH_MAP_TOLERANCE:g}); the card "
+            "does not describe this graph"
         )
 
 

@@ -232,7 +232,7 @@ class _Builder:
         error = self.schema(ErrorBody)
         return {
             str(status): {
-                "description": (notes or {}).get(status, ERROR_DESCRIPTIONS[status]),
+                "description": (notes or {}).get(status) or ERROR_DESCRIPTIONS[status],
                 "content": {JSON: {"schema": error}},
             }
             for status in statuses
@@ -516,7 +516,10 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             "binary cost_matrix, score,decision,ev_0,ev_1,close_confusion,out_of_range; by a "
             "multiclass model, p_1..p_K,decision,ev_1..ev_K,close_confusion,out_of_range "
             "(classes in the card's order); out_of_range is the feature names separated by ; "
-            "(empty when none).",
+            "(empty when none). A calibrated model's lines add at the end its probability "
+            "(binary) or its raw class scores s_1..s_K (multiclass, whose p_j are then the "
+            "calibrated probabilities); an uncalibrated model's lines keep these columns. "
+            "JSON lines: one prediction record a line, with calibrated.",
             "content": {
                 JSON: predict_ok["content"][JSON],
                 CSV: {"schema": {"type": "string"}},
@@ -527,7 +530,14 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     )
 
     _evaluate(document, build, groups)
-    _reads(document, build, names, [n for g in groups if not g.multiclass for n in g.names])
+    calibrated = [model.name for model in models if model.calibrated]
+    _reads(
+        document,
+        build,
+        names,
+        [n for g in groups if not g.multiclass for n in g.names],
+        calibrated,
+    )
     _admin(document, [name for name in names if name != default])
     _framework_errors(document, build)
     return document
@@ -759,7 +769,11 @@ def _class_index(k: int) -> dict[str, Any]:
 
 
 def _reads(
-    document: dict[str, Any], build: _Builder, names: Sequence[str], binary: Sequence[str]
+    document: dict[str, Any],
+    build: _Builder,
+    names: Sequence[str],
+    binary: Sequence[str],
+    calibrated: Sequence[str],
 ) -> None:
     def ok(content: dict[str, Any] | None, description: str = "OK") -> dict[str, Any]:
         return {"description": description, **({"content": content} if content else {})}
@@ -775,21 +789,36 @@ def _reads(
             ok({PNG: {"schema": {"type": "string", "format": "binary"}}}),
             (404, 422, 503),
         ),
+        ("/models/{name}/calibration.png", "get"): (
+            ok({PNG: {"schema": {"type": "string", "format": "binary"}}}),
+            (404, 409, 503),
+        ),
         ("/execution-parameters", "get"): (
             ok({JSON: {"schema": build.schema(ExecutionParameters)}}),
             (),
         ),
         ("/metrics", "get"): (ok({"text/plain": {"schema": {"type": "string"}}}), ()),
     }
+    if not calibrated:
+        # The reliability diagram exists only for a calibrated model (409 for the others):
+        # with none loaded the operation has no name to take.
+        document["paths"].pop("/models/{name}/calibration.png", None)
     for (path, method), (answer, errors) in table.items():
         if path not in document["paths"]:
             continue
         operation = _operation(document, path, method)
-        _set_responses(operation, answer, build.errors(errors))
+        _set_responses(
+            operation, answer, build.errors(errors, {409: "The model has no calibration map"})
+        )
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "path" and parameter["name"] == "name":
-                # The close-confusion figure is drawn for binary models only.
-                figure = path.endswith("distribution.png")
-                parameter["schema"] = model_name_schema(binary) if figure else name_schema
+                # The close-confusion figure is drawn for binary models only, the
+                # reliability diagram for calibrated ones.
+                if path.endswith("distribution.png"):
+                    parameter["schema"] = model_name_schema(binary)
+                elif path.endswith("calibration.png"):
+                    parameter["schema"] = model_name_schema(calibrated)
+                else:
+                    parameter["schema"] = name_schema
             elif parameter["name"] in ("threshold", "margin"):
                 parameter["schema"] = UNIT_INTERVAL

@@ -104,21 +104,49 @@ class LoadedModel:
     def n_features(self) -> int:
         return len(self.card.features)
 
+    @functools.cached_property
+    def calibrated(self) -> bool:
+        """The card has a calibration map and the graph its calibrated output
+        (``probability`` [N, 1] binary, ``probabilities`` [N, K] multiclass)."""
+        return self.card.calibration is not None
+
     def score(self, x: np.ndarray) -> np.ndarray:
         """Positive-class scores (1-D float64) for raw feature rows ``x`` of shape [N, F]."""
         return np.asarray(self.raw_scores(x), dtype=np.float64)
 
     def raw_scores(self, x: np.ndarray) -> np.ndarray:
-        """The graph's output for ``x`` (float32), float32 rounding just outside [0, 1]
-        snapped to the bound (costaware.decision.snap_rounding): flattened to 1-D for a
-        binary model, ``[N, K]`` class probabilities for a multiclass one."""
+        """The graph's raw output for ``x`` (float32): 1-D scores for a binary model,
+        ``[N, K]`` class scores for a multiclass one (see :meth:`outputs`)."""
+        return self.split(self.outputs(x))[0]
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Every output the service reads, from one session call, float32 rounding just
+        outside [0, 1] snapped to the bound (costaware.decision.snap_rounding), stacked
+        so that rows stay rows (service.batching slices them): an uncalibrated model's raw
+        output as :meth:`raw_scores` gives it; a calibrated one's raw and calibrated
+        outputs side by side (``[N, 2]`` binary, ``[N, 2K]`` multiclass). :meth:`split`
+        takes them apart."""
         batch = np.ascontiguousarray(x, dtype=np.float32)
-        run, outputs, input_name = self._run
-        (out,) = run(outputs, {input_name: batch}, None)
-        out = snap_rounding(out)
+        run, names, input_name = self._run
+        found = [
+            snap_rounding(out).reshape(len(batch), -1)
+            for out in run(names, {input_name: batch}, None)
+        ]
+        if len(found) == 1:
+            (out,) = found
+            return out if self.multiclass else out.reshape(-1)
+        return np.concatenate(found, axis=1)
+
+    def split(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`outputs` (or rows of it) as (raw, calibrated): binary ``[N]`` and ``[N]``,
+        multiclass ``[N, K]`` and ``[N, K]``; calibrated is None without a map."""
+        if not self.calibrated:
+            return outputs, None
+        width = outputs.shape[1] // 2
+        raw, calibrated = outputs[:, :width], outputs[:, width:]
         if self.multiclass:
-            return out.reshape(len(batch), -1)
-        return out.reshape(-1)
+            return raw, calibrated
+        return raw.reshape(-1), calibrated.reshape(-1)
 
     @functools.cached_property
     def _run(self) -> tuple[Callable[..., list[np.ndarray]], list[str], str]:
@@ -127,7 +155,10 @@ class LoadedModel:
         # graph does for one row; the names were checked once, at load (_check_signature).
         native = getattr(self.session, "_sess", None)
         run = native.run if native is not None else self.session.run
-        return run, [self.card.onnx.output_name], self.card.onnx.input_name
+        names = [self.card.onnx.output_name]
+        if self.card.calibration is not None:
+            names.append(self.card.calibration.output_name)
+        return run, names, self.card.onnx.input_name
 
 
 def session_options(intra_op_threads: int = 1, inter_op_threads: int = 1) -> ort.SessionOptions:
@@ -178,6 +209,29 @@ def _check_signature(card: AnyCard, session: ort.InferenceSession, path: Path) -
                 f"{path}: graph output {output.name!r} has shape {output.shape}; a multiclass "
                 f"card with {k} classes needs [N, {k}]"
             )
+    if card.calibration is not None:
+        _check_calibrated_output(card, outputs, path)
+
+
+def _check_calibrated_output(card: AnyCard, outputs: list[Any], path: Path) -> None:
+    """A card with a calibration map names the graph output that applies it: present,
+    float, ``[N, 1]`` (binary) or ``[N, K]`` (multiclass). Whether it computes the card's
+    map is checked by the warm-up (service.lifecycle.warm_up)."""
+    assert card.calibration is not None
+    name = card.calibration.output_name
+    found = [output for output in outputs if output.name == name]
+    if not found:
+        raise ModelRefusedError(
+            f"{path}: the card has a {card.calibration.map.method} calibration map but the "
+            f"graph has no output named {name!r} (outputs: {[o.name for o in outputs]})"
+        )
+    output = found[0]
+    width = len(card.classes) if isinstance(card, MulticlassCard) else 1
+    if output.type != "tensor(float)" or len(output.shape) != 2 or output.shape[1] != width:
+        raise ModelRefusedError(
+            f"{path}: graph output {name!r} is {output.type} of shape {output.shape}; the "
+            f"card's calibration needs tensor(float) [N, {width}]"
+        )
 
 
 def read_model_files(

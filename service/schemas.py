@@ -134,7 +134,15 @@ class EvaluateRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    score: float = Field(ge=0, le=1, description="Probability of the positive class.")
+    score: float = Field(
+        ge=0, le=1, description="The graph's raw score (what the threshold applies to)."
+    )
+    probability: float | None = Field(
+        ge=0,
+        le=1,
+        description="The graph's calibrated probability of the positive class (card "
+        "`calibration`); null for a model without a calibration map.",
+    )
     label: Literal[0, 1] = Field(description="1 when score >= threshold")
     close_confusion: bool = Field(description="|score - threshold| < margin")
     out_of_range: list[str] | None = Field(
@@ -144,9 +152,19 @@ class Prediction(BaseModel):
 
 
 class ValuedPrediction(BaseModel):
-    score: float | None = Field(default=None, description="binary: P(class 1)")
+    score: float | None = Field(default=None, description="binary: the graph's raw score")
+    probability: float | None = Field(
+        default=None,
+        description="binary: the calibrated P(class 1) the decision was taken on; null "
+        "without a calibration map (the decision then took the score as it is)",
+    )
     probabilities: dict[str, float] | None = Field(
-        default=None, description="multiclass: probability of each class"
+        default=None,
+        description="multiclass: probability of each class, the ones the decision was taken "
+        "on (calibrated when the model has a map, else the graph's raw output)",
+    )
+    scores: dict[str, float] | None = Field(
+        default=None, description="multiclass, calibrated models only: the raw class scores"
     )
     label: int | None = Field(default=None, description="binary: equal to decision")
     decision: int | str = Field(description="binary: 1 = treat; multiclass: a class name")
@@ -163,6 +181,10 @@ class ValuedPredictResponse(BaseModel):
     margin: float | None = Field(description="dollars; null when per instance")
     margin_unit: str
     margin_note: str
+    calibrated: bool = Field(
+        description="Decided on the graph's calibrated probabilities; false: the model has "
+        "no calibration map and its raw scores were taken as probabilities"
+    )
     predictions: list[ValuedPrediction]
 
 
@@ -171,6 +193,7 @@ class PredictResponse(BaseModel):
     version: str
     threshold: float
     margin: float
+    calibrated: bool = Field(description="The model has a calibration map (`probability`).")
     predictions: list[Prediction]
 
 
@@ -251,6 +274,10 @@ class ModelSummary(BaseModel):
         "best two actions' expected values differ by less)"
     )
     features: list[str]
+    calibrated: bool = Field(
+        description="The graph outputs a calibrated probability (card `calibration`); false: "
+        "the scores are not probabilities the model has earned, and every answer says so."
+    )
 
 
 class WorkerState(BaseModel):

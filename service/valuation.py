@@ -67,6 +67,10 @@ class ValuedPredictions:
     # Names of the features outside the training [min, max] by instance index (instances
     # that have any); None when the card records no training ranges.
     out_of_range: dict[int, list[str]] | None = None
+    # The graph's calibrated output (binary [N], multiclass [N, K], float32), which the
+    # decisions and expected values were taken on; None for a model without a map, whose
+    # raw ``outputs`` were taken as probabilities (and its answers say so).
+    calibrated: np.ndarray | None = None
 
     def out_of_range_of(self, index: int) -> list[str] | None:
         if self.out_of_range is None:
@@ -93,6 +97,7 @@ class ValuedPredictions:
             "margin_unit": "value (dollars per instance): close_confusion when the best two "
             "actions' expected values differ by less",
             "margin_note": self.margin_note,
+            "calibrated": self.calibrated is not None,
         }
 
     def records(self) -> list[dict[str, Any]]:
@@ -100,25 +105,34 @@ class ValuedPredictions:
         evs = self.expected_values.tolist()
         out = []
         if self.multiclass:
-            # each float32 probability as the shortest decimal that converts back to it
-            probabilities = np.asarray(self.outputs, dtype=np.float32).astype(str)
-            probabilities = probabilities.astype(np.float64).tolist()
+            # ``probabilities``: what the decision was taken on (the calibrated output, else
+            # the raw one as before); a calibrated model's raw output is kept as ``scores``.
+            decided = self.outputs if self.calibrated is None else self.calibrated
+            probabilities = _shortest(decided)
+            raw = None if self.calibrated is None else _shortest(self.outputs)
             for p, d, ev, close in zip(probabilities, self.decisions, evs, self.close, strict=True):
-                out.append(
-                    {
-                        "probabilities": dict(zip(self.classes, p, strict=True)),
-                        "decision": self.classes[d],
-                        "expected_values": dict(zip(self.classes, ev, strict=True)),
-                        "close_confusion": close,
-                        "out_of_range": self.out_of_range_of(len(out)),
-                    }
-                )
+                record = {
+                    "probabilities": dict(zip(self.classes, p, strict=True)),
+                    "decision": self.classes[d],
+                    "expected_values": dict(zip(self.classes, ev, strict=True)),
+                    "close_confusion": close,
+                    "out_of_range": self.out_of_range_of(len(out)),
+                }
+                if raw is not None:
+                    record["scores"] = dict(zip(self.classes, raw[len(out)], strict=True))
+                out.append(record)
             return out
-        scores = np.asarray(self.outputs, dtype=np.float32).astype(str).tolist()
-        for s, d, ev, close in zip(scores, self.decisions, evs, self.close, strict=True):
+        scores = _shortest(self.outputs)
+        probability = (
+            [None] * len(scores) if self.calibrated is None else _shortest(self.calibrated)
+        )
+        for s, p, d, ev, close in zip(
+            scores, probability, self.decisions, evs, self.close, strict=True
+        ):
             out.append(
                 {
-                    "score": float(s),
+                    "score": s,
+                    "probability": p,
                     "label": d,
                     "decision": d,
                     "expected_values": dict(zip(BINARY_CLASSES, ev, strict=True)),
@@ -130,9 +144,13 @@ class ValuedPredictions:
 
     def csv_rows(self) -> list[list[str]]:
         """Binary: ``score,decision,ev_0,ev_1,close_confusion``; multiclass:
-        ``p_1..p_K,decision,ev_1..ev_K,close_confusion`` (classes in the card's order); the
-        encoder adds the ``out_of_range`` column."""
-        outputs = np.asarray(self.outputs, dtype=np.float32)
+        ``p_1..p_K,decision,ev_1..ev_K,close_confusion`` (classes in the card's order, the
+        probabilities decided on: calibrated ones when the model has a map); the encoder
+        adds the ``out_of_range`` column, then :meth:`csv_extra`."""
+        decided = (
+            self.outputs if self.calibrated is None or not self.multiclass else self.calibrated
+        )
+        outputs = np.asarray(decided, dtype=np.float32)
         firsts = outputs.reshape(len(self), -1).astype(str).tolist()
         rows = []
         for first, d, ev, close in zip(
@@ -142,8 +160,22 @@ class ValuedPredictions:
             rows.append([*first, decision, *(repr(float(v)) for v in ev), _BOOL[close]])
         return rows
 
+    def csv_extra(self) -> list[list[str]] | None:
+        """The columns a calibrated model's CSV answer adds at the end of each row (so an
+        uncalibrated model's rows keep their columns): binary ``probability``; multiclass
+        the raw ``s_1..s_K``. None without a map."""
+        if self.calibrated is None:
+            return None
+        extra = self.outputs if self.multiclass else self.calibrated
+        return np.asarray(extra, dtype=np.float32).reshape(len(self), -1).astype(str).tolist()
+
 
 _BOOL = ("false", "true")
+
+
+def _shortest(values: np.ndarray) -> list[Any]:
+    """Each float32 value as the float64 of its shortest decimal (what converts back to it)."""
+    return np.asarray(values, dtype=np.float32).astype(str).astype(np.float64).tolist()
 
 
 def _non_negative(value: Any, field: str) -> float:
@@ -199,23 +231,28 @@ def value_binary(
     margin: Any,
     margin_field: str = "margin",
     out_of_range: dict[int, list[str]] | None = None,
+    probability: np.ndarray | None = None,
 ) -> ValuedPredictions:
-    """Binary decisions with the posted matrix: the better action per instance."""
+    """Binary decisions with the posted matrix: the better action per instance, on the
+    calibrated ``probability`` when the model has one (else on the raw score, as the
+    answer's ``"calibrated": false`` says)."""
     n = len(scores)
     costs = binary_matrix(raw_matrix, n)
+    decided_on = scores if probability is None else probability
     if margin is None:
         score_margin = float(model.card.margin)
         margins: Any = value_margin_from_score_margin(score_margin, costs, n)
+        what = "score" if probability is None else "probability"
         note = (
             f"default: the card's score margin {score_margin:g} x |(v_tn - v_fp) + (v_tp - "
-            f"v_fn)| per instance, i.e. close when |score - t*| < {score_margin:g}"
+            f"v_fn)| per instance, i.e. close when |{what} - t*| < {score_margin:g}"
         )
         shown = None if costs.per_instance else float(margins[0]) if n else None
     else:
         margins = shown = _non_negative(margin, margin_field)
         note = "posted"
     try:
-        decided = decide_binary(scores.astype(np.float64), costs, margins)
+        decided = decide_binary(decided_on.astype(np.float64), costs, margins)
     except EconomicsError as exc:
         raise InvalidInputError(str(exc)) from None
     return ValuedPredictions(
@@ -231,6 +268,7 @@ def value_binary(
         margin=shown,
         margin_note=note,
         out_of_range=out_of_range,
+        calibrated=probability,
     )
 
 
@@ -241,8 +279,10 @@ def value_multiclass(
     margin: Any,
     margin_field: str = "margin",
     out_of_range: dict[int, list[str]] | None = None,
+    calibrated: np.ndarray | None = None,
 ) -> ValuedPredictions:
-    """Multiclass decisions under the posted matrix, or the card's."""
+    """Multiclass decisions under the posted matrix, or the card's, on the calibrated
+    probabilities when the model has them (else on its raw output)."""
     card = model.card
     assert isinstance(card, MulticlassCard)
     if raw_matrix is None:
@@ -256,7 +296,7 @@ def value_multiclass(
         value = default
     else:
         value, note = _non_negative(margin, margin_field), "posted"
-    p = probabilities.astype(np.float64)
+    p = (probabilities if calibrated is None else calibrated).astype(np.float64)
     decided = decide(p, matrix, margin=value)
     return ValuedPredictions(
         model=model.name,
@@ -271,6 +311,7 @@ def value_multiclass(
         margin=float(value),
         margin_note=note,
         out_of_range=out_of_range,
+        calibrated=calibrated,
     )
 
 
@@ -312,6 +353,9 @@ class MulticlassEvaluation:
             head: dict[str, Any] = {"model": target.name}
             if target.model is not None:
                 head["version"] = target.model.card.version
+            # Decided on calibrated probabilities (true), a model's raw output (false), or
+            # posted probabilities as given (null).
+            head["calibrated"] = None if target.model is None else target.model.calibrated
             result = evaluate(target.labels, target.probabilities, self.matrix, margin=self.margin)
             result.pop("warnings")
             entries.append(head | result)
@@ -366,12 +410,16 @@ def class_labels(raw: Any, classes: Sequence[str], n: int, what: str) -> np.ndar
 
 
 def held_out_multiclass(model: LoadedModel) -> MulticlassTarget:
+    """The card's held-out split: its calibrated probabilities when it has a map."""
     card = model.card
     assert isinstance(card, MulticlassCard)
+    calibrated = card.held_out.calibrated_probabilities
     return MulticlassTarget(
         model=model,
         labels=np.asarray(card.held_out.labels, dtype=np.int64),
-        probabilities=np.asarray(card.held_out.probabilities, dtype=np.float64),
+        probabilities=np.asarray(
+            card.held_out.probabilities if calibrated is None else calibrated, dtype=np.float64
+        ),
     )
 
 

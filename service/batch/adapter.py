@@ -20,7 +20,14 @@ from costaware.decision import all_probabilities, not_probabilities
 from costaware.economics import CostMatrix
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
 from service.codecs import CSV_COLUMNS, csv_field, prediction_csv_lines
-from service.dataplane import DataPlane, PredictInputs, Predictions, non_finite_error, summarize
+from service.dataplane import (
+    DataPlane,
+    PredictInputs,
+    Predictions,
+    calibration_head,
+    non_finite_error,
+    summarize,
+)
 from service.errors import ServiceError
 from service.registry import LoadedModel, ModelRefusedError, ModelRegistry, load_model
 from service.registry import session_options as _session_options
@@ -38,12 +45,13 @@ __all__ = [
     "ModelRefusedError",
     "Predictions",
     "ValuedPredictions",
+    "calibration_head",
     "csv_field",
     "csv_lines",
     "decode_numeric_csv",
     "load_registry",
     "predict",
-    "probabilities",
+    "scores_and_probabilities",
     "summary",
 ]
 
@@ -176,14 +184,19 @@ def predict(
         raise BatchInputError(exc.detail) from None
 
 
-def probabilities(model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]) -> np.ndarray:
-    """Scores to evaluate, by /evaluate's rule: no value from a score that is not a finite
-    number in [0, 1]; float64."""
-    raw = model.raw_scores(x)
-    if not all_probabilities(raw):
-        error = non_finite_error(model.name, raw, not_probabilities(raw), row_name)
-        raise BatchInputError(error.detail)
-    return raw.astype(np.float64)
+def scores_and_probabilities(
+    model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores to evaluate and, for a calibrated model, its probabilities (one session call),
+    by /evaluate's rule: no value from a number that is not a finite number in [0, 1];
+    float64."""
+    outputs = model.split(model.outputs(x))
+    for found in outputs:
+        if found is not None and not all_probabilities(found):
+            error = non_finite_error(model.name, found, not_probabilities(found), row_name)
+            raise BatchInputError(error.detail)
+    raw, calibrated = outputs
+    return raw.astype(np.float64), None if calibrated is None else calibrated.astype(np.float64)
 
 
 def csv_lines(predictions: Predictions | ValuedPredictions) -> list[str]:

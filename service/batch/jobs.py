@@ -259,12 +259,15 @@ def run_evaluate(
     """``/evaluate``'s JSON for the labeled rows of ``parts``, merged from per-partition
     counts."""
     mergers = {model.name: partials.Merger() for model in models}
+    probability_mergers = {model.name: partials.Merger() for model in models if model.calibrated}
     rows: dict[int, int] = {}
 
     def take(result: EvaluateResult) -> None:
         rows[result.index] = result.rows
         for name, counts in result.counts.items():
             mergers[name].add(counts)
+        for name, counts in result.probability_counts.items():
+            probability_mergers[name].add(counts)
 
     bar = Progress(len(parts), "partitions") if progress else None
     files = [ModelFiles.of(model) for model in models]
@@ -292,10 +295,14 @@ def run_evaluate(
                 curve=options.curve,
                 # As /evaluate: the card's threshold is marked even when another is used.
                 curve_marks=[model.card.threshold],
+                probability_counts=(
+                    probability_mergers[model.name].result() if model.calibrated else None
+                ),
             )
         except EconomicsError as exc:
             raise BatchInputError(str(exc)) from None
-        entries.append({"model": model.name, "version": model.card.version, **result})
+        head = {"model": model.name, "version": model.card.version}
+        entries.append(head | adapter.calibration_head(model) | result)
     n_files = len({part.url for part in parts})
     note = (
         f"{n_files} file{'s' if n_files != 1 else ''} read in {len(parts)} partitions, scored "

@@ -215,9 +215,12 @@ def evaluate(
     prevalence: float | None = None,
     curve: bool = False,
     curve_marks: Sequence[float] = (),
+    probability_counts: ScoreCounts | None = None,
 ) -> dict[str, Any]:
     """What ``costaware.economics.evaluate`` gives for the rows behind ``counts`` (scalar
-    cost matrices; the warnings are left to the summary, as ``/evaluate`` does)."""
+    cost matrices; the warnings are left to the summary, as ``/evaluate`` does);
+    ``probability_counts``, the same rows counted by a calibrated model's probability,
+    decide Elkan's row as ``economics.evaluate``'s ``probabilities`` do."""
     if costs.per_instance:
         raise EconomicsError("cost_matrix", "batch evaluation needs one value per outcome")
     n = counts.n
@@ -231,6 +234,7 @@ def evaluate(
     close_counts = near.confusion(decide(near.scores, threshold)).counts()
     close_counts["total"] = near.n
     elkan = elkan_threshold(costs)
+    by_probability = counts if probability_counts is None else probability_counts
     best = _best_threshold(counts, costs, w)
     result: dict[str, Any] = {
         "n": n,
@@ -248,7 +252,8 @@ def evaluate(
         **_value_entry(at_threshold, costs, w),
         "elkan_threshold": {
             **elkan.to_dict(),
-            **_value_entry(counts.confusion(elkan.decide(s)), costs, w),
+            "applied_to": "score" if probability_counts is None else "probability",
+            **_value_entry(by_probability.confusion(elkan.decide(by_probability.scores)), costs, w),
         },
         "best_threshold": best.to_dict(),
         "treat_none": _value_entry(counts.confusion(np.zeros(len(s), dtype=bool)), costs, w),
@@ -256,7 +261,7 @@ def evaluate(
     }
     if curve:
         marks = [threshold, *curve_marks]
-        if elkan.kind in ("threshold", "always_positive"):
+        if probability_counts is None and elkan.kind in ("threshold", "always_positive"):
             marks.append(float(elkan.value))
         if best.threshold is not None:
             marks.append(best.threshold)

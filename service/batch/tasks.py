@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from service.batch.partials import ScoreCounts
 from service.batch.sources import Partition, read
 
 OutputFormat = Literal["parquet", "csv"]
-FIXED_COLUMNS = (*adapter.CSV_COLUMNS, "decision")
+FIXED_COLUMNS = (*adapter.CSV_COLUMNS, "decision", "probability")
 
 # A worker process loads each model once; the key is the card's and the graph's digest.
 _MODELS: dict[str, LoadedModel] = {}
@@ -102,6 +102,8 @@ class Scored:
     multiclass model (decided by expected value under its card's value matrix):
     ``p_<class>`` for each class, ``decision``, ``ev_<class>`` for each class,
     ``close_confusion``, ``out_of_range``, as the service's ``text/csv`` answer has them.
+    A calibrated model adds, as that answer does, ``probability`` (binary) or the raw
+    ``s_<class>`` (multiclass, whose ``p_<class>`` are then the calibrated probabilities).
     """
 
     keep: dict[str, Any]
@@ -117,7 +119,11 @@ class Scored:
                 *(f"ev_{c}" for c in p.classes),
                 "close_confusion",
                 "out_of_range",
+                # A calibrated model's p_ are its calibrated probabilities; s_ the raw ones.
+                *(f"s_{c}" for c in p.classes if p.calibrated is not None),
             )
+        if p.calibrated:
+            return (*adapter.CSV_COLUMNS, "probability")
         return tuple(adapter.CSV_COLUMNS)
 
     def parquet(self) -> bytes:
@@ -132,16 +138,25 @@ class Scored:
             name: pa.array(cells) if isinstance(cells, list) else cells
             for name, cells in self.keep.items()
         }
+        extra: dict[str, Any] = {}
         if isinstance(p, adapter.ValuedPredictions):
-            outputs = np.asarray(p.outputs, dtype=np.float32).reshape(len(p), -1)
+            raw = np.asarray(p.outputs, dtype=np.float32).reshape(len(p), -1)
+            decided = raw if p.calibrated is None else p.calibrated.reshape(len(p), -1)
             for k, name in enumerate(p.classes):
-                columns[f"p_{name}"] = pa.array(outputs[:, k], type=pa.float32())
+                columns[f"p_{name}"] = pa.array(decided[:, k], type=pa.float32())
             columns["decision"] = pa.array([p.classes[d] for d in p.decisions])
             for k, name in enumerate(p.classes):
                 columns[f"ev_{name}"] = pa.array(p.expected_values[:, k], type=pa.float64())
+            if p.calibrated is not None:
+                extra = {
+                    f"s_{name}": pa.array(raw[:, k], type=pa.float32())
+                    for k, name in enumerate(p.classes)
+                }
         else:
             columns["score"] = pa.array(p.scores, type=pa.float32())
             columns["label"] = pa.array(np.array(p.labels, dtype=np.int8))
+            if p.probability is not None:
+                extra = {"probability": pa.array(p.probability, type=pa.float32())}
         columns["close_confusion"] = pa.array(np.array(p.close, dtype=bool))
         outside = (
             [None] * len(p)
@@ -149,6 +164,7 @@ class Scored:
             else [p.out_of_range.get(i, []) for i in range(len(p))]
         )
         columns["out_of_range"] = pa.array(outside, type=pa.list_(pa.string()))
+        columns.update(extra)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.table(columns), sink)
         return sink.getvalue().to_pybytes()
@@ -176,6 +192,8 @@ class EvaluateResult:
     index: int
     rows: int
     counts: dict[str, ScoreCounts]  # by model name
+    # A calibrated model's probabilities, counted the same way (by model name).
+    probability_counts: dict[str, ScoreCounts] = field(default_factory=dict)
 
 
 def evaluate_partition(part: Partition, models: list[ModelFiles]) -> EvaluateResult:
@@ -185,17 +203,22 @@ def evaluate_partition(part: Partition, models: list[ModelFiles]) -> EvaluateRes
         return EvaluateResult(part.index, 0, {})
     assert batch.labels is not None
     counts = {}
+    probability_counts: dict[str, ScoreCounts] = {}
     for files in models:
         model = files.load()
-        scores = adapter.probabilities(model, batch.x, batch.where)
+        scores, probabilities = adapter.scores_and_probabilities(model, batch.x, batch.where)
         # + 0.0 folds a -0.0 into 0.0, so one score is one key.
         counts[model.name] = ScoreCounts.of(batch.labels, scores + 0.0)
-    return EvaluateResult(part.index, batch.n, counts)
+        if probabilities is not None:
+            # Elkan's row is decided on the probability: its own counts per distinct value.
+            probability_counts[model.name] = ScoreCounts.of(batch.labels, probabilities + 0.0)
+    return EvaluateResult(part.index, batch.n, counts, probability_counts)
 
 
 def check_keep(keep: tuple[str, ...]) -> None:
     clash = next(
-        (name for name in keep if name in FIXED_COLUMNS or name.startswith(("p_", "ev_"))), None
+        (name for name in keep if name in FIXED_COLUMNS or name.startswith(("p_", "ev_", "s_"))),
+        None,
     )
     if clash:
         raise BatchInputError(f"--keep {clash}: the output has its own {clash!r} column")

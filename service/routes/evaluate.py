@@ -1,4 +1,5 @@
-"""``POST /evaluate`` and ``GET /models/{name}/distribution.png``: the economics, served.
+"""``POST /evaluate``, ``GET /models/{name}/distribution.png`` and
+``GET /models/{name}/calibration.png``: the economics, served.
 
 The caller states a cost matrix (dollar value of each outcome) and gets, per model, what
 its decisions are worth, Elkan's threshold, the in-sample best threshold and the models
@@ -45,6 +46,7 @@ from service.dataplane import (
     held_out_targets,
 )
 from service.errors import (
+    ConflictError,
     InvalidInputError,
     MalformedRequestError,
     UnsupportedMediaTypeError,
@@ -507,4 +509,27 @@ async def distribution(
         target.margin,
         f"{model.name} {model.card.version}: held-out split",
     )
+    return Response(image, media_type=PNG)
+
+
+@router.get(
+    "/models/{name}/calibration.png",
+    summary="Reliability diagram of a calibrated model's held-out split, before and after",
+    response_class=Response,
+    responses={200: {"content": {PNG: {}}}},
+)
+async def calibration(name: str, dataplane: DataPlaneDep) -> Response:
+    """Observed rate against mean probability per equal-mass bin (with the bin counts), for
+    the raw score (before) and the calibrated probability (after), from the card's
+    ``calibration`` section; 409 for a model without a calibration map."""
+    model = dataplane.model(name)
+    calibration = model.card.calibration
+    if calibration is None:
+        raise ConflictError(
+            f"name: model {name!r} has no calibration map (its card has no calibration "
+            "section), so there is no reliability diagram to draw; its answers say "
+            '"calibrated": false'
+        )
+    title = f"{model.name} {model.card.version}"
+    image = await in_threadpool(lambda: figures.calibration_png(calibration, title))
     return Response(image, media_type=PNG)

@@ -42,8 +42,9 @@ ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get("/models", response_model=ModelList)
 async def list_models(lifecycle: LifecycleDep) -> dict[str, Any]:
     """Every served model: name, version, state, when it was loaded, the last failed load,
-    task, classes, loss, threshold, margin and features; plus folders not served and why
-    (a multiclass model has no threshold; its margin is in dollars)."""
+    task, classes, loss, threshold, margin, features and whether it is calibrated; plus
+    folders not served and why (a multiclass model has no threshold; its margin is in
+    dollars)."""
     registry = lifecycle.registry
     models = [
         {
@@ -56,6 +57,9 @@ async def list_models(lifecycle: LifecycleDep) -> dict[str, Any]:
             "threshold": None if model.multiclass else model.card.threshold,
             "margin": model.card.margin,
             "features": model.card.features,
+            # False: the model has no calibration map; its scores are not probabilities
+            # it has earned, and every answer it gives says so.
+            "calibrated": model.calibrated,
         }
         for model in registry.loaded()
     ]

@@ -147,13 +147,14 @@ def config(
 @dataclass(frozen=True)
 class Served:
     """What the hooks need to know of the served models: each one's features and kind,
-    the default model, and each binary model's held-out size."""
+    the default model, each binary model's held-out size, and which are calibrated."""
 
     features: dict[str, tuple[str, ...]]
     multiclass: frozenset[str]
     default: str
     held_out_sizes: dict[str, int]
     value_matrices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibrated: frozenset[str] = frozenset()
 
     @classmethod
     def read(cls, folder: Path, default: str = "medical") -> Served:
@@ -172,6 +173,7 @@ class Served:
                 for name, card in cards.items()
                 if isinstance(card, MulticlassCard)
             },
+            calibrated=frozenset(n for n, c in cards.items() if c.calibrated),
         )
 
     def shape(self, name: str) -> tuple[tuple[str, ...], bool]:
@@ -190,6 +192,11 @@ def install_rules(schema: Any, served: Served) -> None:
             # figure's name parameter lists the binary models only.
             if (case.path_parameters or {}).get("name") in served.multiclass:
                 case.path_parameters["name"] = served.default
+            return case
+        if case.path == "/models/{name}/calibration.png":
+            # Likewise: the reliability diagram's name lists the calibrated models only.
+            if (case.path_parameters or {}).get("name") not in served.calibrated:
+                case.path_parameters["name"] = min(served.calibrated)
             return case
         if case.method.upper() != "POST":
             return case

@@ -56,3 +56,18 @@ def app(settings: Settings):
 def client(app) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
+
+
+# Calibrated models (tests/service/_calibrated.py): the shipped medical and wine graphs with
+# a calibration map appended, beside the shipped (uncalibrated) builtin.
+@pytest.fixture(scope="module")
+def calibrated_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from _calibrated import model_dir as calibrated_model_dir
+
+    return calibrated_model_dir(tmp_path_factory.mktemp("calibrated"), "medical", "wine")
+
+
+@pytest.fixture(scope="module")
+def calibrated_client(calibrated_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(model_dir=calibrated_dir, default_model="medical"))) as c:
+        yield c

@@ -32,9 +32,11 @@ class CountingModel:
     def name(self) -> str:
         return self.model.name
 
-    def raw_scores(self, x: np.ndarray) -> np.ndarray:
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        # What the scorer calls: every output of one session call (the raw score alone
+        # for these uncalibrated models).
         self.calls.append(len(x))
-        return self.model.raw_scores(x)
+        return self.model.outputs(x)
 
 
 @pytest.fixture(scope="module")

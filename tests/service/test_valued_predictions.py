@@ -109,8 +109,11 @@ def test_invocations_json_and_csv_carry_the_same_decisions(client, cancer_rows):
 
 def test_without_a_matrix_the_binary_answer_is_unchanged(client, cancer_rows):
     answer = post(client, "/predict", {"model": "medical", "instances": cancer_rows[:3]})
-    assert set(answer) == {"model", "version", "threshold", "margin", "predictions"}
-    assert set(answer["predictions"][0]) == {"score", "label", "close_confusion", "out_of_range"}
+    head = {"model", "version", "threshold", "margin", "calibrated", "predictions"}
+    assert set(answer) == head and answer["calibrated"] is False
+    fields = {"score", "probability", "label", "close_confusion", "out_of_range"}
+    assert set(answer["predictions"][0]) == fields
+    assert answer["predictions"][0]["probability"] is None  # an uncalibrated shipped model
 
 
 # ---------------------------------------------------------------------------------------

@@ -302,8 +302,25 @@ function valueCell(name, point, valueEntry, thresholdText) {
 }
 
 function elkanText(elkan) {
-  if (elkan.kind === "threshold") return `t* = ${shortT(elkan.value)}`;
-  return elkan.kind.replace("_", " ");
+  // A calibrated model's t* applies to its probability, not to the score the other
+  // columns put a threshold on.
+  const on = elkan.applied_to === "probability" ? " on probability" : "";
+  if (elkan.kind === "threshold") return `t* = ${shortT(elkan.value)}${on}`;
+  return elkan.kind.replace("_", " ") + on;
+}
+
+// Whether t* is a point on the score axis (of the chart and the threshold input): only
+// when the model's scores are taken as probabilities (no calibration map).
+const elkanOnScore = (elkan) => elkan.applied_to !== "probability";
+
+// Never silent: a model without a calibration map has its raw score taken as a
+// probability in every dollar figure, and says so beside its name.
+function calibrationNote(entry) {
+  if (entry.calibrated !== false) return "";
+  return (
+    ' <small class="uncalibrated" title="This model has no calibration map: its scores are ' +
+    'not probabilities it has earned, and Elkan\'s t* is applied to the raw score.">uncalibrated</small>'
+  );
 }
 
 function renderTable() {
@@ -321,7 +338,7 @@ function renderTable() {
     if (name === selectedName()) tr.classList.add("selected");
     tr.innerHTML =
       `<td data-rank="chosen">${rank.rank}</td>` +
-      `<td class="name"><span class="swatch" style="background:${colorOf(name)}"></span>${escapeHtml(name)}</td>` +
+      `<td class="name"><span class="swatch" style="background:${colorOf(name)}"></span>${escapeHtml(name)}${calibrationNote(atChosen)}</td>` +
       `<td data-rank="card">${cardRank.get(name)}</td>`;
     const cardLabel = atCard.model === null ? "default t" : "card t";
     tr.append(
@@ -391,7 +408,7 @@ function renderChart() {
     const atCard = card.get(name);
     marks.push({ name, shape: "square", what: "card threshold", t: atCard.threshold, v: atCard.expected_value });
     const elkan = entry.elkan_threshold;
-    if (elkan.kind === "threshold" || elkan.kind === "always_positive") {
+    if (elkanOnScore(elkan) && (elkan.kind === "threshold" || elkan.kind === "always_positive")) {
       marks.push({ name, shape: "triangle", what: "Elkan's t*", t: elkan.value, v: elkan.expected_value });
     }
     marks.push({ name, shape: "circle", what: "chosen threshold", t: entry.threshold, v: entry.expected_value });
@@ -486,7 +503,10 @@ function render() {
   renderConfusion();
   renderChart();
   const entry = byModel(state.chosen).get(selectedName());
-  $("to-elkan").disabled = entry.elkan_threshold.value === null || entry.elkan_threshold.kind !== "threshold";
+  $("to-elkan").disabled =
+    entry.elkan_threshold.value === null ||
+    entry.elkan_threshold.kind !== "threshold" ||
+    !elkanOnScore(entry.elkan_threshold);
   $("to-best").disabled = entry.best_threshold.threshold === null;
   rendered();
 }
