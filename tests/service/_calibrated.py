@@ -1,8 +1,9 @@
 """Calibrated model folders for the service tests, built from the shipped graphs.
 
-Until the shipped models are retrained with a calibration map, the tests make their own:
-the shipped graph (``models/medical`` or ``models/wine``) with ONNX nodes appended that
-compute the map as a second output (``probability`` [N, 1] binary, ``probabilities``
+The tests make their own, with a map they choose (one far from the identity, so that a
+decision on the score and one on the probability differ): the raw part of a shipped graph
+(``models/medical`` or ``models/wine``, its calibrated output left out) with ONNX nodes
+appended that compute the map as a second output (``probability`` [N, 1] binary, ``probabilities``
 [N, K] multiclass), and the shipped card with a ``calibration`` section whose held-out
 probabilities come from onnxruntime running the same nodes on the card's held-out scores.
 
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import onnx.utils
 import onnxruntime as ort
 from _servicekit import SHIPPED
 from onnx import TensorProto, helper, numpy_helper
@@ -99,6 +100,33 @@ def calibrated_graph(source: bytes, card_map: dict[str, Any], raw: str, out: str
     return model.SerializeToString()
 
 
+def raw_graph(source: bytes, raw: str) -> bytes:
+    """``source`` cut down to what computes its raw output ``raw`` (a shipped graph's own
+    calibration map and output left out)."""
+    model = onnx.load_from_string(source)
+    inputs = [item.name for item in model.graph.input]
+    return onnx.utils.Extractor(model).extract_model(inputs, [raw]).SerializeToString()
+
+
+def write_uncalibrated(folder: Path, source: str = "builtin") -> dict[str, Any]:
+    """A copy of the shipped model ``source`` without its calibration map: the raw part
+    of its graph and its card without ``calibration`` (as an older card, or
+    ``--calibration none``). Returns the card as JSON."""
+    shipped = SHIPPED / source
+    card = json.loads((shipped / CARD_FILENAME).read_bytes())
+    card.pop("calibration", None)
+    # A binary card's held-out probabilities are the calibrated ones; a multiclass card's
+    # are its raw scores, and its calibrated ones have their own field.
+    card["held_out"].pop("calibrated_probabilities" if card.get("task") else "probabilities")
+    graph = raw_graph((shipped / MODEL_FILENAME).read_bytes(), card["onnx"]["output_name"])
+    card["onnx"]["sha256"] = hashlib.sha256(graph).hexdigest()
+    card["version"] = f"{card['version']}-uncalibrated"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MODEL_FILENAME).write_bytes(graph)
+    write_card(folder, parse_card(json.dumps(card).encode(), folder / CARD_FILENAME))
+    return json.loads((folder / CARD_FILENAME).read_bytes())
+
+
 def run_map(card_map: dict[str, Any], raw: np.ndarray) -> np.ndarray:
     """The map's nodes alone, run by onnxruntime on raw outputs ([N, 1] or [N, K])."""
     width = raw.shape[1]
@@ -134,7 +162,7 @@ def write_calibrated(
     card_map = card_map or (TEMPERATURE if multiclass else SIGMOID)
     out = MULTICLASS_OUTPUT if multiclass else BINARY_OUTPUT
     raw = card["onnx"]["output_name"]
-    graph = (shipped / MODEL_FILENAME).read_bytes()
+    graph = raw_graph((shipped / MODEL_FILENAME).read_bytes(), raw)
     if with_output:
         graph = calibrated_graph(graph, graph_map or card_map, raw, out)
     held_out = card["held_out"]
@@ -192,9 +220,9 @@ EVEN = {"tp": 0.0, "fp": -100.0, "tn": 0.0, "fn": -100.0}
 
 
 def model_dir(root: Path, *calibrated: str) -> Path:
-    """``root`` with calibrated copies of the shipped ``calibrated`` models and the shipped
-    (uncalibrated) ``builtin`` as it is."""
+    """``root`` with calibrated copies of the shipped ``calibrated`` models and an
+    uncalibrated copy of the shipped ``builtin``."""
     for name in calibrated:
         write_calibrated(root / name, name)
-    shutil.copytree(SHIPPED / "builtin", root / "builtin")
+    write_uncalibrated(root / "builtin")
     return root

@@ -4,7 +4,7 @@ card, before and after, with the bin counts; a clear 409 for a model without a m
 from __future__ import annotations
 
 import pytest
-from _servicekit import SHIPPED
+from _calibrated import write_uncalibrated
 from fastapi.testclient import TestClient
 
 from costaware.card import read_any_card
@@ -52,6 +52,10 @@ def test_the_document_names_the_calibrated_models_only(calibrated_client):
     (parameter,) = operation["get"]["parameters"]
     assert parameter["schema"]["enum"] == ["medical", "wine"]
     assert set(operation["get"]["responses"]) == {"200", "404", "409", "503"}
+
+
+def test_without_a_calibrated_model_the_figure_is_not_in_the_document(tmp_path):
     # No calibrated model loaded: the operation has no name to take.
-    with TestClient(create_app(Settings(model_dir=SHIPPED))) as plain:
+    write_uncalibrated(tmp_path / "builtin")
+    with TestClient(create_app(Settings(model_dir=tmp_path))) as plain:
         assert "/models/{name}/calibration.png" not in plain.get("/openapi.json").json()["paths"]

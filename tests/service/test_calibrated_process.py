@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from _calibrated import SIGMOID, graph_outputs, write_calibrated
-from _servicekit import SHIPPED, running_serve
+from _calibrated import SIGMOID, graph_outputs, write_calibrated, write_uncalibrated
+from _servicekit import running_serve
 from sklearn.datasets import load_breast_cancer
 
 ADMIN_KEY = "calibrated-admin-7d41"
@@ -27,7 +27,7 @@ def served(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     write_calibrated(root / "medical")
     write_calibrated(root / "missing", with_output=False)
     write_calibrated(root / "wrong", graph_map={**SIGMOID, "a": -0.9})
-    shutil.copytree(SHIPPED / "builtin", root / "builtin")
+    write_uncalibrated(root / "builtin")
     with running_serve(
         root,
         tmp_path_factory.mktemp("cwd"),

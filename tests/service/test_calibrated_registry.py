@@ -5,12 +5,11 @@ the reason while the other folders serve."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _calibrated import SIGMOID, TEMPERATURE, graph_outputs, write_calibrated
+from _calibrated import SIGMOID, TEMPERATURE, graph_outputs, write_calibrated, write_uncalibrated
 from _servicekit import SHIPPED
 from sklearn.datasets import load_breast_cancer
 
@@ -58,13 +57,26 @@ def test_a_calibrated_multiclass_model_gives_both_class_rows(tmp_path):
     assert np.array_equal(calibrated, expected["probabilities"])
 
 
-def test_an_uncalibrated_model_is_served_as_before():
-    model = loaded(SHIPPED / "medical")
+def test_an_uncalibrated_model_is_served_as_before(tmp_path):
+    write_uncalibrated(tmp_path / "medical", "medical")
+    model = loaded(tmp_path / "medical")
     x = load_breast_cancer().data[:5]
     assert not model.calibrated
     raw, probability = model.split(model.outputs(x))
     assert probability is None
     assert np.array_equal(raw, graph_outputs(SHIPPED / "medical", x)["score"].reshape(-1))
+
+
+def test_the_shipped_models_are_calibrated_and_serve_their_graphs_probability():
+    for name in ("builtin", "custom-5to1", "medical", "tuned", "wine"):
+        model = loaded(SHIPPED / name)
+        assert model.calibrated, name
+    model = loaded(SHIPPED / "medical")
+    x = load_breast_cancer().data[:5]
+    raw, probability = model.split(model.outputs(x))
+    expected = graph_outputs(SHIPPED / "medical", x)
+    assert np.array_equal(raw, expected["score"].reshape(-1))
+    assert np.array_equal(probability, expected["probability"].reshape(-1))
 
 
 def test_a_card_whose_probability_output_is_missing_is_refused(tmp_path):
@@ -93,7 +105,7 @@ def test_at_start_up_the_refused_folders_say_why_and_the_others_serve(tmp_path):
     write_calibrated(tmp_path / "medical")
     write_calibrated(tmp_path / "missing", with_output=False)
     write_calibrated(tmp_path / "wrong", graph_map={**SIGMOID, "b": 0.0})
-    shutil.copytree(SHIPPED / "builtin", tmp_path / "builtin")
+    write_uncalibrated(tmp_path / "builtin")
     registry = ModelRegistry.load(tmp_path, "medical", accept=lambda files, model: warm_up(model))
     assert registry.names() == ["builtin", "medical"]
     assert registry.get("medical").calibrated and not registry.get("builtin").calibrated

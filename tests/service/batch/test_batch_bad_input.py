@@ -151,7 +151,7 @@ def test_cli_score_and_evaluate_on_the_cluster(cluster, labeled, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "3,000 rows" in result.stderr  # the progress bar's last line
     first = sorted((tmp_path / "out").glob("part-*.csv"))[0].read_text().splitlines()
-    assert first[0] == "id,score,label,close_confusion,out_of_range"
+    assert first[0] == "id,score,label,close_confusion,out_of_range,probability"
     assert first[1].startswith("case-00000,")
     result = run_cli(
         "evaluate", str(labeled.csv), "--cost-matrix", "tp=-35280,fp=-1287.67,tn=0,fn=-252000",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from _servicekit import SHIPPED
 from fastapi.testclient import TestClient
@@ -80,8 +81,16 @@ def test_elkan_and_best_threshold_identical_to_economics(cluster, labeled):
     registry = ModelRegistry.load(SHIPPED, "medical")
     for entry in batch["results"]:
         model = registry.get(entry["model"])
-        scores = model.score(labeled.x)
-        single = economics.evaluate(labeled.labels, scores, costs, model.card.threshold)
+        raw, calibrated = model.split(model.outputs(labeled.x))
+        assert calibrated is not None  # the shipped models are calibrated
+        scores = raw.astype(np.float64)
+        single = economics.evaluate(
+            labeled.labels,
+            scores,
+            costs,
+            model.card.threshold,
+            probabilities=calibrated.astype(np.float64),
+        )
         assert entry["elkan_threshold"]["value"] == single["elkan_threshold"]["value"]
         assert entry["best_threshold"]["threshold"] == single["best_threshold"]["threshold"]
         assert entry["best_threshold"]["n_treated"] == single["best_threshold"]["n_treated"]

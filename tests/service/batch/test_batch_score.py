@@ -26,11 +26,14 @@ def parts_table(out: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(p) for p in parts])
 
 
-def onnxruntime_scores(model: str, x: np.ndarray) -> np.ndarray:
+def onnxruntime_outputs(model: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped graph's raw score and calibrated probability for ``x``."""
     card = read_card(SHIPPED / model)
+    assert card.calibration is not None
     session = ort.InferenceSession(str(SHIPPED / model / "model.onnx"))
-    (out,) = session.run([card.onnx.output_name], {card.onnx.input_name: x.astype(np.float32)})
-    return out.reshape(-1)
+    names = [card.onnx.output_name, card.calibration.output_name]
+    score, probability = session.run(names, {card.onnx.input_name: x.astype(np.float32)})
+    return score.reshape(-1), probability.reshape(-1)
 
 
 @pytest.mark.parametrize("model", ["medical", "builtin", "tuned"])
@@ -43,12 +46,16 @@ def test_scores_equal_onnxruntime_bit_for_bit_in_input_order(
     summary = score_files(cluster, inputs, str(tmp_path / "out"), model=model, keep=["id"])
     assert summary.rows == len(labeled.x) and summary.partitions > 3
     table = parts_table(tmp_path / "out")
-    assert table.column_names == ["id", "score", "label", "close_confusion", "out_of_range"]
+    assert table.column_names == [
+        "id", "score", "label", "close_confusion", "out_of_range", "probability"
+    ]  # fmt: skip
     assert table.column("id").to_pylist() == labeled.ids
     scores = table.column("score").to_numpy()
-    expected = onnxruntime_scores(model, labeled.x)
+    expected, probability = onnxruntime_outputs(model, labeled.x)
     assert scores.dtype == np.float32
     assert np.array_equal(scores.view(np.uint32), expected.view(np.uint32))
+    served = table.column("probability").to_numpy().astype(np.float32)
+    assert np.array_equal(served.view(np.uint32), probability.view(np.uint32))
     card = read_card(SHIPPED / model)
     values = expected.astype(np.float64)
     assert np.array_equal(table.column("label").to_numpy(), (values >= card.threshold))
@@ -67,7 +74,7 @@ def test_csv_output_matches_the_service_pipeline_line_for_line(cluster, labeled,
     lines: list[str] = []
     for part in sorted((tmp_path / "out").glob("part-*.csv")):
         header, *rows = part.read_text().splitlines()
-        assert header == "score,label,close_confusion,out_of_range"
+        assert header == "score,label,close_confusion,out_of_range,probability"
         lines.extend(rows)
     registry = ModelRegistry.load(SHIPPED, "medical")
     answer, _ = run_pipeline(registry, plain.read_bytes(), CSV, CSV)
@@ -205,6 +212,8 @@ def test_a_multiclass_model_gets_its_decision_column(cluster, tmp_path, output_f
         *(f"ev_{c}" for c in classes),
         "close_confusion",
         "out_of_range",
+        # calibrated: the p_ columns are the calibrated probabilities, the raw ones follow
+        *(f"s_{c}" for c in classes),
     ]
     if output_format == "csv":
         lines = []
@@ -218,10 +227,14 @@ def test_a_multiclass_model_gets_its_decision_column(cluster, tmp_path, output_f
     table = parts_table(out)
     assert table.column_names == columns
     session = ort.InferenceSession(str(SHIPPED / "wine" / "model.onnx"))
-    (probabilities,) = session.run(None, {card.onnx.input_name: x.astype(np.float32)})
+    assert card.calibration is not None
+    names = [card.onnx.output_name, card.calibration.output_name]
+    raw, probabilities = session.run(names, {card.onnx.input_name: x.astype(np.float32)})
     for k, c in enumerate(classes):
         column = table.column(f"p_{c}").to_numpy()
         assert np.array_equal(column.view(np.uint32), probabilities[:, k].view(np.uint32))
+        column = table.column(f"s_{c}").to_numpy()
+        assert np.array_equal(column.view(np.uint32), raw[:, k].view(np.uint32))
     decisions = table.column("decision").to_pylist()
     assert decisions == [classes[d] for d in served.decisions]
     assert len(set(decisions)) == 3
@@ -258,8 +271,9 @@ def test_csv_output_quotes_class_names_as_rfc_4180_says(cluster, tmp_path):
             *(f"ev_{c}" for c in classes),
             "close_confusion",
             "out_of_range",
+            *(f"s_{c}" for c in classes),
         ]
         lines.extend(body)
-    assert len(lines) == len(x) and {len(line) for line in lines} == {10}
+    assert len(lines) == len(x) and {len(line) for line in lines} == {13}
     assert {line[4] for line in lines} <= set(classes)
     assert {line[4] for line in lines} & set(classes[:2])
