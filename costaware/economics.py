@@ -560,7 +560,7 @@ def elkan_threshold(costs: CostMatrix) -> ElkanThreshold:
         )
     b, a = (float(x) for x in costs.treat_gain())
     if a > 0 and b > 0:
-        return ElkanThreshold("threshold", a / (a + b), "treat when score >= t*")
+        return ElkanThreshold("threshold", a / (a + b), "treat when P(positive) >= t*")
     if a == 0 and b == 0:
         return ElkanThreshold(
             "indifferent", None, "v_tp = v_fn and v_tn = v_fp: every decision is worth the same"

@@ -49,6 +49,13 @@ def brute_total(labels, scores, threshold, values=QALY) -> float:
     return math.fsum(total)
 
 
+def graph_probability(name: str, x: np.ndarray) -> np.ndarray:
+    """The graph's own calibrated ``probability`` output for ``x`` (onnxruntime), [N]."""
+    session = ort.InferenceSession(str(MODELS / name / "model.onnx"))
+    outputs = session.run(["probability"], {"features": x.astype(np.float32)})
+    return outputs[0].ravel()
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == PNG_SIGNATURE
     return struct.unpack(">II", data[16:24])
@@ -129,14 +136,28 @@ def test_reference_ranking_is_medical_then_5to1_then_builtin(reference_answer):
     assert values == sorted(values, reverse=True)
 
 
-def test_elkan_threshold_and_builtin_at_t_star_beats_builtin_at_one_half(reference_answer, cards):
+def test_elkan_threshold_and_builtin_at_t_star_beats_builtin_at_one_half(
+    reference_answer, cards, test_split
+):
     builtin = by_model(reference_answer)["builtin"]
     t_star = builtin["elkan_threshold"]["value"]
     assert t_star == pytest.approx(0.00591, abs=1e-5)
+    # t* is a probability: applied to the calibrated held-out probabilities, which are the
+    # graph's own probability output on the held-out rows
+    assert builtin["calibrated"] is True
+    assert builtin["elkan_threshold"]["applied_to"] == "probability"
     held = cards["builtin"].held_out
-    at_t_star = brute_total(held.labels, held.scores, t_star) / len(held.labels)
+    x, y = test_split
+    assert held.labels == y.tolist()
+    np.testing.assert_array_equal(
+        np.asarray(held.probabilities, dtype=np.float32), graph_probability("builtin", x)
+    )
+    at_t_star = brute_total(held.labels, held.probabilities, t_star) / len(held.labels)
     assert builtin["elkan_threshold"]["expected_value"] == pytest.approx(at_t_star)
+    # the threshold row stays on the raw score
     assert builtin["threshold"] == 0.5
+    at_half = brute_total(held.labels, held.scores, 0.5) / len(held.labels)
+    assert builtin["expected_value"] == pytest.approx(at_half)
     assert builtin["elkan_threshold"]["expected_value"] > builtin["expected_value"]
 
 
@@ -242,16 +263,24 @@ def test_empty_body_with_query_cost_matrix_is_the_held_out_evaluation(client, re
     assert answer["ranking"] == reference_answer["ranking"]
 
 
-def test_example_dependent_values_report_the_optimal_decision(client, cards):
+def test_example_dependent_values_report_the_optimal_decision(client, cards, test_split):
     held = cards["builtin"].held_out
+    # the optimal decisions are taken on the calibrated probability: the card's held-out
+    # probabilities, the graph's own output on those rows
+    np.testing.assert_array_equal(
+        np.asarray(held.probabilities, dtype=np.float32),
+        graph_probability("builtin", test_split[0]),
+    )
     # Each patient's false negative costs more the higher their score (an invented rule).
     fn = [-100000.0 - 300000.0 * s for s in held.scores]
     body = {"cost_matrix": {**QALY, "fn": fn}, "models": ["builtin"]}
     answer = client.post("/evaluate", json=body).json()
     (entry,) = answer["results"]
+    assert entry["calibrated"] is True
+    assert "p = the probability" in entry["optimal_decision"]["rule"]
     decisions, total = [], []
-    for i, (y, s) in enumerate(zip(held.labels, held.scores, strict=True)):
-        treat = s * QALY["tp"] + (1 - s) * QALY["fp"] >= s * fn[i] + (1 - s) * QALY["tn"]
+    for i, (y, p) in enumerate(zip(held.labels, held.probabilities, strict=True)):
+        treat = p * QALY["tp"] + (1 - p) * QALY["fp"] >= p * fn[i] + (1 - p) * QALY["tn"]
         decisions.append(int(treat))
         total.append((QALY["tp"] if treat else fn[i]) if y == 1 else (QALY["fp"] if treat else 0))
     assert entry["optimal_decision"]["decisions"] == decisions

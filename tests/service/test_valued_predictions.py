@@ -1,8 +1,11 @@
 """Decisions by expected value in the service: a binary model with a posted cost matrix,
 and the shipped multiclass model (models/wine), on /predict, /invocations and /evaluate.
 
-Expected figures are computed here with numpy from the probabilities the service returns
-(or the card holds), independently of costaware.multiclass and costaware.cost_decision."""
+Expected figures are computed here with numpy from the graph's own outputs (onnxruntime on
+models/<name>/model.onnx) or the card's held-out rows, independently of
+costaware.multiclass and costaware.cost_decision. The shipped models are calibrated: every
+decision by expected value is taken on the calibrated probability output, the threshold
+label on the raw score."""
 
 from __future__ import annotations
 
@@ -52,6 +55,24 @@ def post(client, path, body, **headers):
     return response.json()
 
 
+def graph_outputs(name, rows):
+    """The shipped graph's own outputs for ``rows``, by output name, float32 as it gives
+    them (binary: ``score`` and ``probability``, [N, 1]; multiclass: ``scores`` and
+    ``probabilities``, [N, K])."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(SHIPPED / name / "model.onnx"))
+    x = np.asarray(rows, dtype=np.float32)
+    names = [output.name for output in session.get_outputs()]
+    outputs = session.run(None, {session.get_inputs()[0].name: x})
+    return dict(zip(names, outputs, strict=True))
+
+
+def as_float32(values):
+    """Answer numbers (each the shortest decimal of a float32) back to float32."""
+    return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------
 # Binary, per request
 
@@ -60,22 +81,35 @@ def test_constant_matrix_decides_at_elkans_threshold(client, cancer_rows):
     answer = post(
         client, "/predict", {"model": "medical", "instances": cancer_rows, "cost_matrix": QALY}
     )
+    assert answer["calibrated"] is True
     a, b = QALY["tn"] - QALY["fp"], QALY["tp"] - QALY["fn"]
     t_star = a / (a + b)
-    scores = np.array([p["score"] for p in answer["predictions"]])
-    decisions = np.array([p["decision"] for p in answer["predictions"]])
-    assert 0 < (scores >= t_star).sum() < len(scores)  # the rows decide both ways
-    np.testing.assert_array_equal(decisions, scores >= t_star)
-    for p in answer["predictions"]:
-        s = p["score"]
+    graph = graph_outputs("medical", cancer_rows)
+    scores = graph["score"].ravel().astype(np.float64)
+    probability = graph["probability"].ravel().astype(np.float64)
+    predictions = answer["predictions"]
+    # the answer shows the graph's two outputs, each as its float32
+    np.testing.assert_array_equal(
+        as_float32([p["score"] for p in predictions]), graph["score"].ravel()
+    )
+    np.testing.assert_array_equal(
+        as_float32([p["probability"] for p in predictions]), graph["probability"].ravel()
+    )
+    decisions = np.array([p["decision"] for p in predictions])
+    assert 0 < (probability >= t_star).sum() < len(probability)  # the rows decide both ways
+    # the decision is on the probability, and the score would decide some rows otherwise
+    np.testing.assert_array_equal(decisions, probability >= t_star)
+    assert (decisions != (scores >= t_star)).any()
+    for p, q in zip(predictions, probability, strict=True):
         assert p["label"] == p["decision"]
-        assert p["expected_values"]["1"] == pytest.approx(s * QALY["tp"] + (1 - s) * QALY["fp"])
-        assert p["expected_values"]["0"] == pytest.approx(s * QALY["fn"] + (1 - s) * QALY["tn"])
-    # default margin: the card's score margin in dollars, i.e. |score - t*| < 0.1
-    close = np.array([p["close_confusion"] for p in answer["predictions"]])
-    edge = np.abs(np.abs(scores - t_star) - 0.1) > 1e-6
-    np.testing.assert_array_equal(close[edge], (np.abs(scores - t_star) < 0.1)[edge])
+        assert p["expected_values"]["1"] == pytest.approx(q * QALY["tp"] + (1 - q) * QALY["fp"])
+        assert p["expected_values"]["0"] == pytest.approx(q * QALY["fn"] + (1 - q) * QALY["tn"])
+    # default margin: the card's score margin in dollars, i.e. |probability - t*| < 0.1
+    close = np.array([p["close_confusion"] for p in predictions])
+    edge = np.abs(np.abs(probability - t_star) - 0.1) > 1e-6
+    np.testing.assert_array_equal(close[edge], (np.abs(probability - t_star) < 0.1)[edge])
     assert answer["cost_matrix"] == "request" and answer["margin_unit"].startswith("value")
+    assert "|probability - t*| < 0.1" in answer["margin_note"]
 
 
 def test_per_instance_matrix_equals_a_search_over_both_actions(client, cancer_rows):
@@ -84,11 +118,15 @@ def test_per_instance_matrix_equals_a_search_over_both_actions(client, cancer_ro
     costs = {k: rng.uniform(-1000, 1000, n).round(2).tolist() for k in ("tp", "fp", "tn", "fn")}
     body = {"model": "builtin", "instances": cancer_rows, "cost_matrix": costs, "margin": 50}
     answer = post(client, "/predict", body)
-    for i, p in enumerate(answer["predictions"]):
-        s = p["score"]
-        treat = s * costs["tp"][i] + (1 - s) * costs["fp"][i]
-        not_treat = s * costs["fn"][i] + (1 - s) * costs["tn"][i]
+    assert answer["calibrated"] is True
+    probability = graph_outputs("builtin", cancer_rows)["probability"].ravel()
+    for i, (p, q) in enumerate(zip(answer["predictions"], probability.tolist(), strict=True)):
+        assert np.float32(p["probability"]) == np.float32(q)
+        treat = q * costs["tp"][i] + (1 - q) * costs["fp"][i]
+        not_treat = q * costs["fn"][i] + (1 - q) * costs["tn"][i]
         assert p["decision"] == int(treat >= not_treat)
+        assert p["expected_values"]["1"] == pytest.approx(treat)
+        assert p["expected_values"]["0"] == pytest.approx(not_treat)
         assert p["close_confusion"] == (abs(treat - not_treat) < 50)
 
 
@@ -98,22 +136,42 @@ def test_invocations_json_and_csv_carry_the_same_decisions(client, cancer_rows):
     response = client.post("/invocations", json=body, headers={"Accept": "text/csv"})
     assert response.status_code == 200, response.text
     rows = list(csv.reader(io.StringIO(response.text)))
-    # score,decision,ev_0,ev_1,close_confusion,out_of_range
-    assert [len(r) for r in rows] == [6] * 5
-    for row, p in zip(rows, by_predict, strict=True):
+    # score,decision,ev_0,ev_1,close_confusion,out_of_range,probability (a calibrated model)
+    assert [len(r) for r in rows] == [7] * 5
+    graph = graph_outputs("medical", cancer_rows[:5])
+    for i, (row, p) in enumerate(zip(rows, by_predict, strict=True)):
         assert float(row[0]) == p["score"] and int(row[1]) == p["decision"]
         assert float(row[2]) == p["expected_values"]["0"]
         assert float(row[3]) == p["expected_values"]["1"]
         assert row[4] == str(p["close_confusion"]).lower()
+        assert row[5] == ";".join(p["out_of_range"])
+        assert float(row[6]) == p["probability"]
+        assert np.float32(row[6]) == graph["probability"][i, 0]
+        assert np.float32(row[0]) == graph["score"][i, 0]
 
 
 def test_without_a_matrix_the_binary_answer_is_unchanged(client, cancer_rows):
-    answer = post(client, "/predict", {"model": "medical", "instances": cancer_rows[:3]})
+    # a threshold answer: the card's threshold on the raw score, the probability beside it
+    card = read_any_card(SHIPPED / "medical")
+    answer = post(client, "/predict", {"model": "medical", "instances": cancer_rows})
     head = {"model", "version", "threshold", "margin", "calibrated", "predictions"}
-    assert set(answer) == head and answer["calibrated"] is False
+    assert set(answer) == head and answer["calibrated"] is True  # the shipped model has a map
+    assert answer["threshold"] == card.threshold and answer["margin"] == card.margin
     fields = {"score", "probability", "label", "close_confusion", "out_of_range"}
-    assert set(answer["predictions"][0]) == fields
-    assert answer["predictions"][0]["probability"] is None  # an uncalibrated shipped model
+    assert all(set(p) == fields for p in answer["predictions"])
+    graph = graph_outputs("medical", cancer_rows)
+    scores = graph["score"].ravel()
+    predictions = answer["predictions"]
+    np.testing.assert_array_equal(as_float32([p["score"] for p in predictions]), scores)
+    np.testing.assert_array_equal(
+        as_float32([p["probability"] for p in predictions]), graph["probability"].ravel()
+    )
+    s = scores.astype(np.float64)
+    labels = np.array([p["label"] for p in predictions])
+    np.testing.assert_array_equal(labels, s >= card.threshold)
+    close = np.array([p["close_confusion"] for p in predictions])
+    edge = np.abs(np.abs(s - card.threshold) - card.margin) > 1e-6
+    np.testing.assert_array_equal(close[edge], (np.abs(s - card.threshold) < card.margin)[edge])
 
 
 # ---------------------------------------------------------------------------------------
@@ -179,12 +237,20 @@ def test_multiclass_csv_output(client, wine_rows):
     response = client.post("/invocations", content=body, headers=headers)
     assert response.status_code == 200, response.text
     by_predict = post(client, "/predict", {"model": "wine", "instances": rows[:4]})["predictions"]
-    for line, q in zip(csv.reader(io.StringIO(response.text)), by_predict, strict=True):
-        # p_1..p_K, decision, ev_1..ev_K, close_confusion, out_of_range
-        assert len(line) == 3 + 1 + 3 + 1 + 1
+    graph = graph_outputs("wine", rows[:4])
+    lines = list(csv.reader(io.StringIO(response.text)))
+    for i, (line, q) in enumerate(zip(lines, by_predict, strict=True)):
+        # p_1..p_K (calibrated), decision, ev_1..ev_K, close_confusion, out_of_range,
+        # then the raw s_1..s_K of a calibrated model
+        assert len(line) == 3 + 1 + 3 + 1 + 1 + 3
         assert [float(v) for v in line[:3]] == [q["probabilities"][c] for c in CLASSES]
+        np.testing.assert_array_equal(as_float32(line[:3]), graph["probabilities"][i])
         assert line[3] == q["decision"]
         assert [float(v) for v in line[4:7]] == [q["expected_values"][c] for c in CLASSES]
+        assert line[7] == str(q["close_confusion"]).lower()
+        assert line[8] == ";".join(q["out_of_range"])
+        assert [float(v) for v in line[9:12]] == [q["scores"][c] for c in CLASSES]
+        np.testing.assert_array_equal(as_float32(line[9:12]), graph["scores"][i])
 
 
 def direct_evaluation(labels, probabilities, values, margin):
@@ -223,7 +289,10 @@ def test_evaluate_held_out_split_equals_numpy(client):
     answer = post(client, "/evaluate", {"cost_matrix": matrix, "margin": 10})
     assert answer["data"] == "held_out" and answer["best_model"] == "wine"
     (result,) = answer["results"]
-    expected = direct_evaluation(WINE.held_out.labels, WINE.held_out.probabilities, VALUES, 10)
+    assert result["calibrated"] is True
+    # decided on the card's calibrated held-out probabilities, not its raw ones
+    calibrated = WINE.held_out.calibrated_probabilities
+    expected = direct_evaluation(WINE.held_out.labels, calibrated, VALUES, 10)
     check_against(result, expected)
     assert result["expected_value"] == pytest.approx(WINE.metrics.expected_value)
     assert answer["ranking"][0]["model"] == "wine"
@@ -318,7 +387,10 @@ def test_models_list_and_card_show_the_multiclass_contract(client):
 
 
 def wine_with_graph(folder, nodes, k, initializer):
-    """models/wine's card in ``folder`` with another graph (features [N, 13] -> scores)."""
+    """models/wine's card in ``folder`` with another graph (features [N, 13] -> scores),
+    without a calibration map: the graph has no ``probabilities`` output, so the card's
+    ``calibration`` and ``held_out.calibrated_probabilities`` are dropped (a calibrated
+    card naming an output the graph lacks is refused at load)."""
     import shutil
 
     import onnx
@@ -339,6 +411,9 @@ def wine_with_graph(folder, nodes, k, initializer):
     onnx.save(model, folder / "model.onnx")
     card = json.loads((folder / "model-card.json").read_text())
     card["onnx"]["sha256"] = sha256_file(folder / "model.onnx")
+    card["name"] = folder.name
+    card.pop("calibration", None)
+    card["held_out"].pop("calibrated_probabilities", None)
     (folder / "model-card.json").write_text(json.dumps(card))
 
 
@@ -379,6 +454,9 @@ def test_non_finite_probabilities_are_refused_naming_the_row(tmp_path, wine_rows
     rows[0][1] = 1e6  # 0.3 log(1e6 + 1) > 1 in the second class
     rows[2][0] = -2.0  # log(-1) = NaN in the first class
     with TestClient(create_app(Settings(model_dir=tmp_path, default_model="bad"))) as bad:
+        listed = bad.get("/models").json()
+        assert [m["name"] for m in listed["models"]] == ["bad"], listed
+        assert listed["refused"] == {} and listed["models"][0]["calibrated"] is False
         response = bad.post("/predict", json={"instances": rows})
         assert response.status_code == 422, response.text
         assert response.json()["error"] == "non_finite_score"
@@ -411,9 +489,12 @@ def test_csv_answers_quote_class_names_as_rfc_4180_says(tmp_path, wine_rows):
         assert answer.status_code == 200, answer.text
         by_json = odd.post("/predict", json={"instances": rows}).json()["predictions"]
     lines = list(csv.reader(io.StringIO(answer.text)))
-    # p_1..p_K, decision, ev_1..ev_K, close_confusion, out_of_range
-    assert [len(line) for line in lines] == [9] * len(rows)
+    # p_1..p_K, decision, ev_1..ev_K, close_confusion, out_of_range, s_1..s_K (calibrated)
+    assert [len(line) for line in lines] == [12] * len(rows)
     assert [line[3] for line in lines] == [p["decision"] for p in by_json]
+    for line, p in zip(lines, by_json, strict=True):
+        assert [float(v) for v in line[:3]] == [p["probabilities"][c] for c in ODD_CLASSES]
+        assert [float(v) for v in line[9:12]] == [p["scores"][c] for c in ODD_CLASSES]
     assert set(ODD_CLASSES[:2]) & {line[3] for line in lines}  # an odd name was decided
 
 
