@@ -284,15 +284,29 @@ def _split_payloads(body: bytes, max_bytes: int) -> list[bytes]:
     return payloads
 
 
-def _parse_answer_lines(lines: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parse_answer_lines(
+    lines: list[str], calibrated: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """CSV answer rows: score, label, close_confusion, out_of_range and, for a calibrated
+    model only, its probability."""
     truth = {"true": True, "1": True, "false": False, "0": False}
-    scores, labels, close = [], [], []
+    width = 5 if calibrated else 4
+    scores, labels, close, probabilities = [], [], [], []
     for line in lines:
-        score, label, near, _out_of_range = line.split(",")
+        fields = line.split(",")
+        assert len(fields) == width, f"expected {width} columns: {line!r}"
+        score, label, near, _out_of_range = fields[:4]
         scores.append(float(score))
         labels.append(int(float(label)))
         close.append(truth[near.strip().lower()])
-    return np.array(scores), np.array(labels), np.array(close)
+        if calibrated:
+            probabilities.append(float(fields[4]))
+    return (
+        np.array(scores),
+        np.array(labels),
+        np.array(close),
+        np.array(probabilities) if calibrated else None,
+    )
 
 
 def _check_against_onnxruntime(model_folder: Path, csv_body: bytes, lines: list[str]) -> None:
@@ -301,12 +315,17 @@ def _check_against_onnxruntime(model_folder: Path, csv_body: bytes, lines: list[
         str(verify_model_file(model_folder, card)), providers=["CPUExecutionProvider"]
     )
     features = np.loadtxt(io.BytesIO(csv_body), delimiter=",", dtype=np.float64, ndmin=2)
-    expected = session.run(
-        [card.onnx.output_name], {card.onnx.input_name: features.astype(np.float32)}
-    )[0].reshape(-1)
-    scores, labels, close = _parse_answer_lines(lines)
+    calibration = card.calibration
+    outputs = [card.onnx.output_name] + ([calibration.output_name] if calibration else [])
+    ran = session.run(outputs, {card.onnx.input_name: features.astype(np.float32)})
+    expected = ran[0].reshape(-1)
+    scores, labels, close, probabilities = _parse_answer_lines(lines, calibration is not None)
     assert len(scores) == len(expected)
     np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    if calibration is not None:
+        # The calibrated model's rows add the graph's own probability output.
+        np.testing.assert_allclose(probabilities, ran[1].reshape(-1), rtol=0, atol=1e-6)
+    # The label and the closeness flag stay on the raw score and the card's threshold.
     # Rows whose score sits within float noise of a cut could go either way; none is
     # expected, but they would not be a serving error.
     clear_label = np.abs(expected - card.threshold) > 1e-6

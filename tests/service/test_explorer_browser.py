@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import numpy as np
 import pytest
+from _calibrated import write_uncalibrated
 from _servicekit import CHROMIUM, CHROMIUM_ARGS, REPO, SHIPPED, csv_body, running_serve
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
 from sklearn.datasets import load_breast_cancer
@@ -411,6 +413,39 @@ def test_a_bad_csv_shows_the_service_error_naming_row_and_column(watched):
     assert all("422" in line for line in watched.console), watched.console
 
 
+CONTROLS = {"preset", "tp", "fp", "tn", "fn", "model", "threshold-slider", "threshold"}
+CONTROLS |= {"to-card", "to-elkan", "to-best", "prevalence", "csv", "held-out"}
+
+
+def reached_by_tab(page: Page) -> set[str]:
+    """The ids of the elements Tab moves through from #preset on."""
+    reached = set()
+    page.focus("#preset")
+    for _ in range(30):
+        reached.add(page.evaluate("document.activeElement.id"))
+        page.keyboard.press("Tab")
+    return reached
+
+
+def disabled_controls(page: Page) -> set[str]:
+    return set(
+        page.evaluate(
+            "ids => ids.filter(id => document.getElementById(id).disabled)", sorted(CONTROLS)
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def uncalibrated_base_url(tmp_path_factory) -> Iterator[str]:
+    """The real serve process on an uncalibrated copy of medical (no calibration map, as
+    an older card or ``--calibration none``) beside the shipped, calibrated builtin."""
+    models = tmp_path_factory.mktemp("models")
+    write_uncalibrated(models / "medical", "medical")
+    shutil.copytree(SHIPPED / "builtin", models / "builtin")
+    with running_serve(models, tmp_path_factory.mktemp("cwd")) as (base, _):
+        yield base
+
+
 def test_every_input_has_a_label_and_is_reachable_by_keyboard(watched):
     watched.open()
     page = watched.page
@@ -420,14 +455,21 @@ def test_every_input_has_a_label_and_is_reachable_by_keyboard(watched):
             .map(el => el.id)"""
     )
     assert unlabeled == []
-    reached = set()
-    page.focus("#preset")
-    for _ in range(30):
-        reached.add(page.evaluate("document.activeElement.id"))
-        page.keyboard.press("Tab")
-    wanted = {"preset", "tp", "fp", "tn", "fn", "model", "threshold-slider", "threshold"}
-    wanted |= {"to-card", "to-elkan", "to-best", "prevalence", "csv", "held-out"}
-    assert wanted <= reached
+    # Every control the page offers is reachable by Tab. A disabled one is out of the tab
+    # order and need not be: the only one is Elkan's t*, because the model shown is
+    # calibrated and its t* is a probability, not a threshold on the score.
+    selected = page.eval_on_selector("#model", "el => el.value")
+    entry = next(
+        e
+        for e in evaluate(watched.base, {"cost_matrix": REFERENCE})["results"]
+        if e["model"] == selected
+    )
+    assert entry["calibrated"] is True
+    assert entry["elkan_threshold"]["applied_to"] == "probability"
+    assert disabled_controls(page) == {"to-elkan"}
+    reached = reached_by_tab(page)
+    assert CONTROLS - {"to-elkan"} <= reached
+    assert "to-elkan" not in reached
     # The slider reaches the low thresholds: Home is 0.0001, a sixth of the way 0.001.
     for key, expected in (("Home", "0.0001"), ("End", "1")):
         before = watched.renders()
@@ -439,14 +481,41 @@ def test_every_input_has_a_label_and_is_reachable_by_keyboard(watched):
         "#threshold-slider", "el => { el.value = 167; el.dispatchEvent(new Event('input')); }"
     )
     page.wait_for_function("document.getElementById('threshold').value === '0.001'")
-    # Elkan's t* by keyboard: the threshold becomes the service's t* for the matrix.
-    before = watched.renders()
-    page.focus("#to-elkan")
-    page.keyboard.press("Enter")
-    watched.wait_ready(before)
-    t_star = evaluate(watched.base, {"cost_matrix": REFERENCE})["results"][0]["elkan_threshold"]
-    assert float(watched.query()["threshold"]) == t_star["value"]
     watched.assert_clean()
+
+
+def test_elkans_threshold_by_keyboard_for_an_uncalibrated_model(browser, uncalibrated_base_url):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        watched = Watched(context.new_page(), uncalibrated_base_url)
+        watched.open()
+        page = watched.page
+        choose(watched, "medical")
+        results = {
+            e["model"]: e for e in evaluate(watched.base, {"cost_matrix": REFERENCE})["results"]
+        }
+        assert results["medical"]["calibrated"] is False
+        assert results["medical"]["elkan_threshold"]["applied_to"] == "score"
+        assert page.locator('#models-table tr[data-model="medical"] .uncalibrated').count() == 1
+        # t* is a point on the score axis: the button is enabled and in the tab order.
+        assert disabled_controls(page) == set()
+        assert reached_by_tab(page) >= CONTROLS
+        # Elkan's t* by keyboard: the threshold becomes the service's t* for the matrix.
+        before = watched.renders()
+        page.focus("#to-elkan")
+        page.keyboard.press("Enter")
+        watched.wait_ready(before)
+        t_star = results["medical"]["elkan_threshold"]
+        assert float(watched.query()["threshold"]) == t_star["value"]
+        # The calibrated model beside it: its t* is a probability, so the button is off.
+        assert results["builtin"]["calibrated"] is True
+        assert page.locator('#models-table tr[data-model="builtin"] .uncalibrated').count() == 0
+        choose(watched, "builtin")
+        assert disabled_controls(page) == {"to-elkan"}
+        assert "to-elkan" not in reached_by_tab(page)
+        watched.assert_clean()
+    finally:
+        context.close()
 
 
 API_KEY = "page-key.1"

@@ -4,16 +4,20 @@ document, and the page and its assets served with no outside reference."""
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from _calibrated import write_uncalibrated
 from _servicekit import SHIPPED, csv_body
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
 from costaware import economics
+from costaware.card import CARD_FILENAME
 from service.app import create_app
 from service.routes.explorer import STATIC_DIR
 from service.settings import Settings
@@ -34,27 +38,80 @@ def post(client: TestClient, body: dict, status: int = 200) -> dict:
     return response.json()
 
 
-def test_curve_passes_through_every_reported_threshold_and_the_card(client):
+def _value_per_instance(decisions: np.ndarray, labels: np.ndarray, costs: dict) -> float:
+    """The mean value of ``decisions`` (treat or not) against ``labels`` (1 = positive)."""
+    treat, positive = np.asarray(decisions, dtype=bool), np.asarray(labels) == 1
+    cells = (
+        costs["tp"] * (treat & positive)
+        + costs["fp"] * (treat & ~positive)
+        + costs["tn"] * (~treat & ~positive)
+        + costs["fn"] * (~treat & positive)
+    )
+    return float(cells.mean())
+
+
+def _check_curve_through_reported_thresholds(client: TestClient, model_dir) -> set[bool]:
+    """Every threshold an answer reports on the score axis is a point of its curve, with
+    the same value; Elkan's t* is one only for an uncalibrated model (for a calibrated one
+    it is a probability, and its value is that of deciding on the card's held-out
+    probabilities). Returns which kinds (calibrated or not) were seen."""
     answer = post(client, {"cost_matrix": QALY, "threshold": 0.03, "curve": True})
     listed = client.get("/models").json()["models"]
     # a binary cost matrix values the binary models (a multiclass one takes a value matrix)
     cards = {m["name"]: m["threshold"] for m in listed if m["task"] == "binary"}
     at_cards = {e["model"]: e for e in post(client, {"cost_matrix": QALY})["results"]}
     assert len(answer["results"]) == len(cards)
+    # Elkan's t* for QALY, from the matrix itself.
+    treat_negative = QALY["tn"] - QALY["fp"]
+    t_star = treat_negative / (treat_negative + QALY["tp"] - QALY["fn"])
+    seen = set()
     for entry in answer["results"]:
+        card = json.loads((model_dir / entry["model"] / CARD_FILENAME).read_bytes())
+        calibrated = card.get("calibration") is not None
+        assert entry["calibrated"] is calibrated, entry["model"]
+        seen.add(calibrated)
         curve = dict(
             zip(entry["curve"]["thresholds"], entry["curve"]["expected_value"], strict=True)
         )
+        elkan = entry["elkan_threshold"]
+        assert elkan["kind"] == "threshold"
+        assert elkan["value"] == pytest.approx(t_star, rel=1e-12)
         points = {
             0.03: entry["expected_value"],
-            entry["elkan_threshold"]["value"]: entry["elkan_threshold"]["expected_value"],
             entry["best_threshold"]["threshold"]: entry["best_threshold"]["expected_value"],
             cards[entry["model"]]: at_cards[entry["model"]]["expected_value"],
         }
+        held_out = card["held_out"]
+        if calibrated:
+            assert elkan["applied_to"] == "probability", entry["model"]
+            on_probability = np.asarray(held_out["probabilities"]) >= elkan["value"]
+            assert elkan["expected_value"] == pytest.approx(
+                _value_per_instance(on_probability, held_out["labels"], QALY), rel=1e-12
+            ), entry["model"]
+        else:
+            assert elkan["applied_to"] == "score", entry["model"]
+            points[elkan["value"]] = elkan["expected_value"]
+            on_score = np.asarray(held_out["scores"]) >= elkan["value"]
+            assert elkan["expected_value"] == pytest.approx(
+                _value_per_instance(on_score, held_out["labels"], QALY), rel=1e-12
+            ), entry["model"]
         for threshold, value in points.items():
             assert curve[threshold] == pytest.approx(value, rel=1e-12), entry["model"]
         assert max(curve.values()) == pytest.approx(entry["best_threshold"]["expected_value"])
     assert all("curve" not in e for e in at_cards.values())
+    return seen
+
+
+def test_curve_passes_through_every_reported_threshold_and_the_card(client):
+    # The shipped binary models are all calibrated.
+    assert _check_curve_through_reported_thresholds(client, SHIPPED) == {True}
+
+
+def test_curve_passes_through_elkans_threshold_for_an_uncalibrated_model(tmp_path):
+    write_uncalibrated(tmp_path / "medical", "medical")
+    shutil.copytree(SHIPPED / "builtin", tmp_path / "builtin")
+    with TestClient(create_app(Settings(model_dir=tmp_path))) as mixed:
+        assert _check_curve_through_reported_thresholds(mixed, tmp_path) == {False, True}
 
 
 def test_prevalence_reweights_every_value_the_same_way_in_json_query_and_csv(client):
