@@ -546,14 +546,9 @@ class DataPlane:
         self, model: LoadedModel, x: np.ndarray, row_name: Callable[[int], str]
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The model's raw and calibrated outputs for ``x`` (one session call), float64."""
-        # The rule of a prediction: no decision, and so no value, from a score that is not
-        # a finite number in [0, 1].
-        outputs = model.split(model.outputs(x))
-        for found in outputs:
-            if found is not None and not all_probabilities(found):
-                raise self.refuse_non_finite(model.name, found, row_name)
-        raw, calibrated = outputs
-        return raw.astype(np.float64), None if calibrated is None else calibrated.astype(np.float64)
+        return checked_outputs(
+            model, x, lambda found: self.refuse_non_finite(model.name, found, row_name)
+        )
 
     def refuse_non_finite(
         self, model: str, scores: np.ndarray, row_name: Callable[[int], str]
@@ -592,6 +587,21 @@ class DataPlane:
                 _target(model, labels, scores, inputs.threshold, inputs.margin, probabilities)
             )
         return targets
+
+
+def checked_outputs(
+    model: LoadedModel, x: np.ndarray, refuse: Callable[[np.ndarray], Exception]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's raw and calibrated outputs for ``x`` (one session call), float64, by the
+    rule of a prediction: no decision, and so no value, from a number that is not a finite
+    number in [0, 1] (``refuse(found)`` is raised for such an output). The data plane and
+    the batch engine both evaluate through it."""
+    outputs = model.split(model.outputs(x))
+    for found in outputs:
+        if found is not None and not all_probabilities(found):
+            raise refuse(found)
+    raw, calibrated = outputs
+    return raw.astype(np.float64), None if calibrated is None else calibrated.astype(np.float64)
 
 
 def _rows_for(model: LoadedModel, instances: np.ndarray | list[Any]) -> np.ndarray:

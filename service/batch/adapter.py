@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from costaware.card import CARD_FILENAME, MODEL_FILENAME
-from costaware.decision import all_probabilities, not_probabilities
+from costaware.decision import not_probabilities
 from costaware.economics import CostMatrix
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv
 from service.codecs import CSV_COLUMNS, csv_field, prediction_csv_lines
@@ -25,6 +25,7 @@ from service.dataplane import (
     PredictInputs,
     Predictions,
     calibration_head,
+    checked_outputs,
     non_finite_error,
     summarize,
 )
@@ -190,13 +191,12 @@ def scores_and_probabilities(
     """Scores to evaluate and, for a calibrated model, its probabilities (one session call),
     by /evaluate's rule: no value from a number that is not a finite number in [0, 1];
     float64."""
-    outputs = model.split(model.outputs(x))
-    for found in outputs:
-        if found is not None and not all_probabilities(found):
-            error = non_finite_error(model.name, found, not_probabilities(found), row_name)
-            raise BatchInputError(error.detail)
-    raw, calibrated = outputs
-    return raw.astype(np.float64), None if calibrated is None else calibrated.astype(np.float64)
+
+    def refuse(found: np.ndarray) -> BatchInputError:
+        error = non_finite_error(model.name, found, not_probabilities(found), row_name)
+        return BatchInputError(error.detail)
+
+    return checked_outputs(model, x, refuse)
 
 
 def csv_lines(predictions: Predictions | ValuedPredictions) -> list[str]:
