@@ -16,7 +16,7 @@ SERVE_ENV := .venv-serve
 BENTOML_ENV := .venv-bench-bentoml
 
 .PHONY: help run test lint format train train-multiclass tune install install-serve \
-	bench-env-bentoml lock clean chromium
+	bench-env-bentoml lock clean chromium postgresql
 
 help:
 	@echo "make run      serve the shipped models on http://127.0.0.1:8080 (serving install, no TensorFlow)"
@@ -71,7 +71,22 @@ chromium:
 		fi; \
 	fi
 
-test: $(DEV_ENV)/.synced $(SERVE_ENV)/.synced lint chromium
+# The decision-log tests start a throw-away cluster of Debian's postgresql 15
+# (tests/service/_postgres.py); installed like chromium when missing.
+PG_BIN ?= /usr/lib/postgresql/15/bin
+postgresql:
+	@if [ ! -x "$(PG_BIN)/initdb" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing postgresql for the decision-log tests (apt-get install postgresql)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+				|| { echo "apt-get could not install postgresql"; exit 1; }; \
+		else \
+			echo "postgresql is missing for the decision-log tests: install it with 'sudo apt-get install postgresql' ($(PG_BIN))"; \
+			exit 1; \
+		fi; \
+	fi
+
+test: $(DEV_ENV)/.synced $(SERVE_ENV)/.synced lint chromium postgresql
 	$(DEV_ENV)/bin/python -m pytest
 
 # train, train-multiclass and tune retrain the shipped models on purpose, hence --replace

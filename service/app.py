@@ -16,6 +16,7 @@ from service.accesslog import AccessLog
 from service.auth import KeyRing, document_security
 from service.batching import BatchScorer
 from service.dataplane import DataPlane
+from service.decisionlog.writer import open_decision_log
 from service.lifecycle import ModelLifecycle
 from service.metrics import Metrics
 from service.middleware import ServiceMiddleware
@@ -59,8 +60,12 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         )
         app.state.lifecycle = lifecycle
         app.state.registry = lifecycle.registry
+        app.state.decision_log = open_decision_log(settings, app.state.metrics)
         app.state.dataplane = DataPlane(
-            app.state.registry, app.state.batch_scorer, app.state.metrics
+            app.state.registry,
+            app.state.batch_scorer,
+            app.state.metrics,
+            decision_log=app.state.decision_log,
         )
         # Everything built so far (FastAPI, pydantic, onnxruntime, the models) lives as
         # long as the process: out of the collector's sight, a full collection under load
@@ -81,10 +86,17 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         await lifecycle.start()
         if app.state.access_log is not None:
             app.state.access_log.start()
+        if app.state.decision_log is not None:
+            app.state.decision_log.start()
         try:
             yield
         finally:
             await lifecycle.stop()
+            if app.state.decision_log is not None:
+                # What is queued is written before exit (SIGTERM ends up here).
+                app.state.decision_log.stop()
+                app.state.decision_log.store.close()
+            app.state.decision_log = None
             if app.state.access_log is not None:
                 app.state.access_log.stop()
             app.state.registry = app.state.dataplane = app.state.lifecycle = None
@@ -104,6 +116,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         enabled=settings.batch_scoring, observe_call=app.state.metrics.observe_scoring_call
     )
     app.state.registry = app.state.dataplane = app.state.lifecycle = None
+    app.state.decision_log = None
     app.state.keys = KeyRing.from_settings(settings)
     # uvicorn's own access log is off (service.cli); this one is cheap (service.accesslog).
     app.state.access_log = AccessLog.configured() if settings.access_log else None

@@ -313,6 +313,7 @@ class JsonRequest:
     # Decide by expected value under this matrix (service.valuation); still undecoded,
     # because a per-instance list is checked against the number of instances.
     cost_matrix: Any = None
+    ids: list[Any] | None = None  # the instances' own prediction ids, checked later
 
 
 def margin_value(value: Any, field: str) -> float:
@@ -372,6 +373,7 @@ def decode_json_request(body: bytes, source: str = "body") -> JsonRequest:
         margin=None if request.margin is None else float(request.margin),
         on_out_of_range=request.on_out_of_range or "flag",
         cost_matrix=request.cost_matrix,
+        ids=request.ids,
     )
 
 
@@ -426,7 +428,10 @@ def decode_csv(body: bytes, features: Sequence[str], source: str = "body") -> np
 
 _BOOL = ("false", "true")
 # ``probability``: the graph's calibrated output, null for a model without a map.
-_RECORD = '{{"score":{0},"probability":{4},"label":{1},"close_confusion":{2},"out_of_range":{3}}}'
+_RECORD = (
+    '{{"id":{5},"score":{0},"probability":{4},"label":{1},"close_confusion":{2},'
+    '"out_of_range":{3}}}'
+)
 _JSONLINES_RECORD = {c: _RECORD[:-2] + f',"calibrated":{_BOOL[c]}}}}}' for c in (False, True)}
 # CSV: score, label (0/1), close_confusion (true/false), out_of_range: the names of the
 # features outside the training range separated by ";" (empty when none, or when the card
@@ -486,6 +491,12 @@ def _lines(
     none = names(None if flagged is None else [])
     probability = predictions.probability
     probabilities = ["null"] * len(predictions) if probability is None else score_text(probability)
+    # Ids hold no character JSON would escape (service.decisionlog.ids.ID_PATTERN).
+    ids = (
+        ["null"] * len(predictions)
+        if predictions.ids is None
+        else [f'"{i}"' for i in predictions.ids]
+    )
     return [
         template.format(
             score,
@@ -493,6 +504,7 @@ def _lines(
             _BOOL[close],
             names(flagged[index]) if flagged and index in flagged else none,
             p,
+            ids[index],
         )
         for index, (score, label, close, p) in enumerate(
             zip(

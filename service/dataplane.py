@@ -14,6 +14,7 @@ through :meth:`DataPlane.predict`), decide with :mod:`costaware.decision`, count
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import OrderedDict
@@ -39,6 +40,8 @@ from costaware.economics import CostMatrix, EconomicsError
 from costaware.multiclass import ValueMatrix, default_margin
 from service.batching import BatchScorer
 from service.codecs import instances_to_matrix
+from service.decisionlog.ids import instance_ids
+from service.decisionlog.writer import DecisionLog
 from service.errors import (
     InvalidInputError,
     NonFiniteScoreError,
@@ -94,6 +97,10 @@ class PredictInputs:
     source: str = "instances"
     row_name: Callable[[int], str] | None = None
     fields: str = ""
+    # The instances' prediction ids (service.decisionlog.ids): the client's own, one per
+    # instance, else the request's id (a header) suffixed by the index, else generated.
+    ids: Sequence[Any] | None = None
+    request_id: str | None = None
 
     def name_row(self, index: int) -> str:
         if self.row_name is not None:
@@ -149,6 +156,8 @@ class Predictions:
     # The graph's calibrated ``probability`` output (1-D float32); None for a model without
     # a calibration map, whose answers say ``"calibrated": false``.
     probability: np.ndarray | None = None
+    # Each instance's prediction id, set by DataPlane.predict (service.decisionlog.ids).
+    ids: list[str] | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -171,8 +180,10 @@ class DataPlane:
         registry: ModelRegistry,
         scorer: BatchScorer | None = None,
         metrics: Metrics | None = None,
+        decision_log: DecisionLog | None = None,
     ) -> None:
         self.registry = registry
+        self.decision_log = decision_log
         self.scorer = scorer or BatchScorer(enabled=False)
         self.metrics = metrics
         # Keyed by the card's id and holding the card, so that a card loaded later (a
@@ -310,13 +321,28 @@ class DataPlane:
         """Score and decide; the session call is shared with the other requests decoded in
         this turn of the event loop (service.batching)."""
         job = self.prepare(inputs)
-        return self.decide(job, await self.scorer.score(job.model, job.x))
+        return self.identified(
+            job, inputs, self.decide(job, await self.scorer.score(job.model, job.x))
+        )
 
     def predict_now(self, inputs: PredictInputs) -> Predictions | ValuedPredictions:
         """:meth:`predict` with a session call of its own, for a caller off the event loop
         (a large body in the thread pool, the benchmark, a batch worker)."""
         job = self.prepare(inputs)
-        return self.decide(job, self.scorer.score_now(job.model, job.x))
+        return self.identified(
+            job, inputs, self.decide(job, self.scorer.score_now(job.model, job.x))
+        )
+
+    def identified(
+        self, job: ScoringJob, inputs: PredictInputs, answer: Predictions | ValuedPredictions
+    ) -> Predictions | ValuedPredictions:
+        """The answer with its prediction ids, queued for the decision log (if any): the
+        one hook of the log into prediction."""
+        ids = instance_ids(len(answer), inputs.ids, inputs.request_id, f"{inputs.fields}ids")
+        answer = dataclasses.replace(answer, ids=ids)
+        if self.decision_log is not None:
+            self.decision_log.record(answer, ids, getattr(job.model.card, "cost_matrix", None))
+        return answer
 
     def decide(self, job: ScoringJob, outputs: np.ndarray) -> Predictions | ValuedPredictions:
         """Label the scores in ``outputs`` (the job's model's ``outputs`` for ``job.x``: raw,

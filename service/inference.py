@@ -29,6 +29,8 @@ from service.registry import ModelRegistry
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+REQUEST_ID_HEADER = "X-Request-ID"
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Overrides:
     threshold: float | None = None
     margin: float | None = None
     on_out_of_range: str | None = None
+    # The request's id (X-Request-ID, or SageMaker's X-Amzn-SageMaker-Inference-Id): the
+    # instances' ids are it suffixed by -<index> unless the body names its own.
+    request_id: str | None = None
 
 
 NO_OVERRIDES = Overrides()
@@ -116,6 +121,8 @@ def decode_inputs(
             on_out_of_range=overrides.on_out_of_range or request.on_out_of_range,
             cost_matrix=request.cost_matrix,
             fields="body.",
+            ids=request.ids,
+            request_id=overrides.request_id,
         )
     assert request_format in (CSV, JSONLINES)
     model = dataplane.model(overrides.model)
@@ -128,6 +135,7 @@ def decode_inputs(
         on_out_of_range=overrides.on_out_of_range or "flag",
         source="body",
         row_name=line_namer(body, "body, row " if request_format == CSV else "body line "),
+        request_id=overrides.request_id,
     )
 
 

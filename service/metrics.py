@@ -17,6 +17,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -109,6 +110,39 @@ class Metrics:
             "(flagged or refused), by model",
             ["model"],
             registry=self.registry,
+        )
+        # The decision log (service.decisionlog): written, dropped past its bounds, queued.
+        self.decision_log_written = Counter(
+            "costaware_decision_log_written",
+            "Decisions written to the decision log",
+            registry=self.registry,
+        )
+        self.decision_log_dropped = Counter(
+            "costaware_decision_log_dropped",
+            "Decisions not logged: the queue was full, or they waited longer than the bound "
+            "for an unavailable store",
+            registry=self.registry,
+        )
+        self.decision_log_queued = Gauge(
+            "costaware_decision_log_queued",
+            "Decisions waiting to be written to the decision log",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        # The value report's last window (GET /models/{name}/value), per model.
+        self.realized_value = Gauge(
+            "costaware_realized_value_dollars",
+            "Realized value of the decisions with an outcome in the last window reported",
+            ["model"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.expected_value = Gauge(
+            "costaware_expected_value_dollars",
+            "Expected value stated for the same decisions in the last window reported",
+            ["model"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
 
         self.scoring_rows = Histogram(

@@ -71,6 +71,13 @@ class PredictRequest(BaseModel):
         description="Instances with features outside the model's training range: flag them "
         "in out_of_range (default), or refuse the request with 422 out_of_range.",
     )
+    ids: list[Any] | None = Field(
+        default=None,
+        description="The instances' own prediction ids, one per instance, distinct (1 to 200 "
+        "printable ASCII characters without spaces, quotes, commas or backslashes); "
+        "default: the X-Request-ID header suffixed by -<index>, else a generated UUIDv7. "
+        "Outcomes are posted to /outcomes by these ids.",
+    )
 
 
 class BinaryCostMatrix(BaseModel):

@@ -7,6 +7,7 @@ win over ours because the platform, not the operator, decides where the containe
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -26,7 +27,7 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 # What an HTTP Bearer credential may hold (RFC 6750's b64token), so every key can be sent.
 _KEY = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 # Settings whose values are never shown, not even in a start-up error.
-SECRET_SETTINGS = frozenset({"api_keys", "admin_keys"})
+SECRET_SETTINGS = frozenset({"api_keys", "admin_keys", "decision_log"})
 Keys = Annotated[list[SecretStr], NoDecode]
 
 
@@ -115,6 +116,36 @@ class Settings(BaseSettings):
     # it is read, so a card naming a huge file (or /dev/zero) costs nothing.
     max_card_bytes: int = Field(default=MAX_CARD_BYTES, ge=1024)
     max_model_bytes: int = Field(default=MAX_MODEL_BYTES, ge=1024)
+    # The decision log (service.decisionlog, docs/REALIZED.md): unset, a SQLite file in
+    # state_dir; a SQLAlchemy URL (postgresql+psycopg://user:pass@host/db) for a store
+    # several replicas share; "off" logs nothing (and /outcomes and /value answer 503).
+    state_dir: Path = Field(default=Path(tempfile.gettempdir()) / "costaware")
+    decision_log: str | None = None
+    # Entries wait for an unavailable store up to this long, at most this many in all;
+    # past either they are dropped and counted. The writer flushes every flush interval,
+    # which is what a kill -9 can lose.
+    decision_log_max_wait_seconds: float = Field(default=60, ge=0, le=86400)
+    decision_log_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
+    decision_log_flush_seconds: float = Field(default=0.2, gt=0, le=60)
+
+    @field_validator("decision_log")
+    @classmethod
+    def _check_decision_log(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() == "off":
+            return value if value is None else "off"
+        if not value.startswith(("sqlite", "postgresql+psycopg://")):
+            raise ValueError(
+                "expected off, a sqlite+pysqlite:///path URL or a postgresql+psycopg:// URL"
+            )
+        return value
+
+    def decision_log_url(self) -> str | None:
+        """The store's URL, or None when the log is off."""
+        if self.decision_log == "off":
+            return None
+        if self.decision_log is None:
+            return f"sqlite+pysqlite:///{self.state_dir / 'decisions.sqlite'}"
+        return self.decision_log
 
     @field_validator("log_level", "loop", "http", mode="before")
     @classmethod

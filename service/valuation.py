@@ -71,6 +71,11 @@ class ValuedPredictions:
     # decisions and expected values were taken on; None for a model without a map, whose
     # raw ``outputs`` were taken as probabilities (and its answers say so).
     calibrated: np.ndarray | None = None
+    # The value matrix decided under (row = truth, column = decision; a binary cost
+    # matrix as [[tn, fp], [fn, tp]]): [K, K], or [N, K, K] with per-instance values.
+    matrix: np.ndarray | None = None
+    # Each instance's prediction id (service.decisionlog.ids), set by DataPlane.predict.
+    ids: list[str] | None = None
 
     def out_of_range_of(self, index: int) -> list[str] | None:
         if self.out_of_range is None:
@@ -79,6 +84,9 @@ class ValuedPredictions:
 
     def __len__(self) -> int:
         return len(self.decisions)
+
+    def id_of(self, index: int) -> str | None:
+        return None if self.ids is None else self.ids[index]
 
     @property
     def labels(self) -> list[bool]:
@@ -112,6 +120,7 @@ class ValuedPredictions:
             raw = None if self.calibrated is None else _shortest(self.outputs)
             for p, d, ev, close in zip(probabilities, self.decisions, evs, self.close, strict=True):
                 record = {
+                    "id": self.id_of(len(out)),
                     "probabilities": dict(zip(self.classes, p, strict=True)),
                     "decision": self.classes[d],
                     "expected_values": dict(zip(self.classes, ev, strict=True)),
@@ -131,6 +140,7 @@ class ValuedPredictions:
         ):
             out.append(
                 {
+                    "id": self.id_of(len(out)),
                     "score": s,
                     "probability": p,
                     "label": d,
@@ -269,6 +279,7 @@ def value_binary(
         margin_note=note,
         out_of_range=out_of_range,
         calibrated=probability,
+        matrix=costs.as_value_matrix(),
     )
 
 
@@ -312,6 +323,7 @@ def value_multiclass(
         margin_note=note,
         out_of_range=out_of_range,
         calibrated=calibrated,
+        matrix=np.asarray(matrix.values, dtype=np.float64),
     )
 
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+# The decision log (service.decisionlog) writes a SQLite file under COSTAWARE_STATE_DIR by
+# default: every app and `serve` process of the session writes into a folder of its own,
+# never the machine's shared /tmp/costaware.
+os.environ.setdefault("COSTAWARE_STATE_DIR", tempfile.mkdtemp(prefix="costaware-state-"))
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from service.codecs import JSON, negotiate, parse_media_type
 from service.errors import UnsupportedMediaTypeError
+from service.inference import REQUEST_ID_HEADER, Overrides
 from service.routes.common import (
     DirectRoute,
     Formats,
@@ -30,7 +31,8 @@ def check_media_types(content_type: str | None, accept: str | None) -> None:
 def predict_formats(header: HeaderGetter) -> Formats:
     """JSON in, JSON out; anything else is refused (415, 406)."""
     check_media_types(header("content-type"), header("accept"))
-    return JSON, JSON, None
+    request_id = header(REQUEST_ID_HEADER)
+    return JSON, JSON, None if request_id is None else Overrides(request_id=request_id)
 
 
 @router.post(

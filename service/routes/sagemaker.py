@@ -9,6 +9,8 @@ from starlette.responses import Response
 from service.codecs import CSV, JSONLINES, RESPONSE_TYPES, negotiate, request_format
 from service.inference import (
     CUSTOM_ATTRIBUTES_HEADER,
+    INFERENCE_ID_HEADER,
+    REQUEST_ID_HEADER,
     TARGET_MODEL_HEADER,
     Overrides,
     parse_custom_attributes,
@@ -75,6 +77,7 @@ def invocations_formats(header: HeaderGetter) -> Formats:
         threshold=attributes.threshold,
         margin=attributes.margin,
         on_out_of_range=attributes.on_out_of_range,
+        request_id=header(INFERENCE_ID_HEADER) or header(REQUEST_ID_HEADER),
     )
     return in_format, out_format, overrides
 

@@ -117,9 +117,11 @@ def test_predict_objects_with_model_threshold_margin(client, sample, specs, mode
 
 def test_predict_objects_in_any_key_order_match_arrays(client, sample):
     shuffled = [dict(reversed(list(zip(FEATURES, row, strict=True)))) for row in sample.tolist()]
-    by_object = client.post("/predict", json={"instances": shuffled}).json()
-    by_array = client.post("/predict", json={"instances": sample.tolist()}).json()
-    assert by_object == by_array
+    # the same request id both times, so that the answers' prediction ids agree too
+    same_ids = {"X-Request-ID": "order"}
+    by_object = client.post("/predict", json={"instances": shuffled}, headers=same_ids).json()
+    by_array = client.post("/predict", json={"instances": sample.tolist()}, headers=same_ids)
+    assert by_object == by_array.json()
 
 
 def test_predict_scores_span_both_labels(client, instances, specs):

@@ -157,7 +157,8 @@ def test_without_a_matrix_the_binary_answer_is_unchanged(client, cancer_rows):
     head = {"model", "version", "threshold", "margin", "calibrated", "predictions"}
     assert set(answer) == head and answer["calibrated"] is True  # the shipped model has a map
     assert answer["threshold"] == card.threshold and answer["margin"] == card.margin
-    fields = {"score", "probability", "label", "close_confusion", "out_of_range"}
+    # ... and each prediction's id (issue 26), nothing else added
+    fields = {"id", "score", "probability", "label", "close_confusion", "out_of_range"}
     assert all(set(p) == fields for p in answer["predictions"])
     graph = graph_outputs("medical", cancer_rows)
     scores = graph["score"].ravel()

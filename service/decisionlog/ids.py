@@ -1,0 +1,77 @@
+"""Prediction ids: the client's own, a request id suffixed by the instance's index, or a
+generated time-ordered UUID (version 7)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from service.errors import InvalidInputError
+
+# What an id may be: printable ASCII without spaces, quotes, commas or backslashes (it
+# goes into CSV answers and bodies unquoted), 1 to 200 characters (the log's column).
+MAX_ID_LENGTH = 200
+ID_PATTERN = r"^[A-Za-z0-9._:/+=@#~!$%^&*()\[\]{}<>?|-]{1,200}$"
+_ID = re.compile(ID_PATTERN)
+_lock = threading.Lock()
+_last = [0, 0]  # the last (milliseconds, counter) handed out, for monotonic ids
+
+
+def uuid7() -> uuid.UUID:
+    """RFC 9562 version 7: 48 bits of Unix milliseconds, version 7, 12 bits of a counter
+    (method 1 of section 6.2: the ids of one process sort in the order they were made,
+    even within a millisecond), variant 10, 62 random bits."""
+    with _lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last[0]:
+            ms, counter = _last[0], _last[1] + 1
+            if counter > 0xFFF:  # the counter ran out: borrow the next millisecond
+                ms, counter = ms + 1, 0
+        else:
+            counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # room to count up
+        _last[0], _last[1] = ms, counter
+    tail = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | tail
+    return uuid.UUID(int=value)
+
+
+def check_id(value: Any, field: str) -> str:
+    """A client's id, or InvalidInputError naming ``field``."""
+    if not isinstance(value, str) or not _ID.match(value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise InvalidInputError(
+            f"{field}: {shown} is not an id (1 to {MAX_ID_LENGTH} printable ASCII characters "
+            "without spaces, quotes, commas or backslashes)"
+        )
+    return value
+
+
+def instance_ids(
+    n: int, ids: Sequence[Any] | None, request_id: str | None, field: str = "ids"
+) -> list[str]:
+    """The ``n`` instances' ids: the posted ``ids`` (one per instance, distinct), else
+    ``request_id`` + ``-`` + the instance's index, else generated UUIDv7s."""
+    if ids is not None:
+        if len(ids) != n:
+            raise InvalidInputError(f"{field}: has {len(ids)} ids but there are {n} instances")
+        checked = [check_id(value, f"{field}[{i}]") for i, value in enumerate(ids)]
+        if len(set(checked)) != n:
+            seen: set[str] = set()
+            for i, value in enumerate(checked):
+                if value in seen:
+                    raise InvalidInputError(f"{field}[{i}]: {value!r} appears twice")
+                seen.add(value)
+        return checked
+    if request_id is not None:
+        base = check_id(request_id.strip(), "request id header")
+        if len(base) > MAX_ID_LENGTH - 8:
+            raise InvalidInputError(
+                f"request id header: longer than {MAX_ID_LENGTH - 8} characters"
+            )
+        return [f"{base}-{index}" for index in range(n)]
+    return [str(uuid7()) for _ in range(n)]
