@@ -29,6 +29,7 @@ from service.routes import (
     health,
     metrics,
     models,
+    outcomes,
     predict,
     sagemaker,
 )
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(evaluate.router)
+    app.include_router(outcomes.router)
     app.include_router(metrics.router)
     app.include_router(docs.router)
     docs.mount_assets(app)

@@ -30,6 +30,7 @@ from costaware.decision import MODEL_NAME_PATTERN
 from costaware.economics import MAX_OUTCOME_VALUE, OUTCOMES
 from costaware.multiclass import MAX_ABS_VALUE, ORIENTATION
 from service.codecs import CSV, JSON, JSONLINES
+from service.decisionlog.ids import ID_CHARACTERS
 from service.errors import ServiceError
 from service.inference import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER
 from service.schemas import (
@@ -40,9 +41,12 @@ from service.schemas import (
     ExecutionParameters,
     ModelList,
     MulticlassEvaluateResponse,
+    OutcomesRequest,
+    OutcomesResponse,
     PredictRequest,
     PredictResponse,
     ValuedPredictResponse,
+    ValueReport,
     instance_schema,
     model_name_schema,
 )
@@ -530,6 +534,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     )
 
     _evaluate(document, build, groups)
+    _outcomes(document, build)
     calibrated = [model.name for model in models if model.calibrated]
     _reads(
         document,
@@ -768,6 +773,48 @@ def _class_index(k: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": k - 1}
 
 
+# ISO 8601 durations the value report takes (whole seconds up to days; a 0 is refused).
+DURATION_PATTERN = r"^P(?:[1-9][0-9]{0,3}D|T[1-9][0-9]{0,5}[HMS])$"
+
+
+OUTCOMES_CSV_PATTERN = (
+    rf"^(?:id,label\n)?(?:{ID_CHARACTERS}{{1,200}},[A-Za-z0-9_.-]{{1,50}}\n)"
+    rf"{{0,99}}{ID_CHARACTERS}{{1,200}},[A-Za-z0-9_.-]{{1,50}}\n?$"
+)
+
+
+def _outcomes(document: dict[str, Any], build: _Builder) -> None:
+    """``POST /outcomes``: JSON from OutcomesRequest, or text/csv rows ``id,label``."""
+    if "/outcomes" not in document["paths"]:
+        return
+    operation = _operation(document, "/outcomes", "post")
+    operation["requestBody"] = {
+        "required": True,
+        "content": {
+            JSON: {"schema": build.schema(OutcomesRequest)},
+            CSV: {
+                "schema": {
+                    "type": "string",
+                    "description": "rows id,label (a header line "
+                    "id,label is optional), at most 100,000",
+                }
+            },
+        },
+    }
+    ok = {
+        "description": "Stored, unchanged and unknown",
+        "content": {JSON: {"schema": build.schema(OutcomesResponse)}},
+    }
+    _set_responses(
+        operation,
+        ok,
+        build.errors(
+            (400, 409, 413, 415, 422, 503),
+            {409: "An id already has a different label (post replace: true to change it)"},
+        ),
+    )
+
+
 def _reads(
     document: dict[str, Any],
     build: _Builder,
@@ -798,6 +845,10 @@ def _reads(
             (),
         ),
         ("/metrics", "get"): (ok({"text/plain": {"schema": {"type": "string"}}}), ()),
+        ("/models/{name}/value", "get"): (
+            ok({JSON: {"schema": build.schema(ValueReport)}}),
+            (404, 422, 503),
+        ),
     }
     if not calibrated:
         # The reliability diagram exists only for a calibrated model (409 for the others):
@@ -822,3 +873,7 @@ def _reads(
                     parameter["schema"] = name_schema
             elif parameter["name"] in ("threshold", "margin"):
                 parameter["schema"] = UNIT_INTERVAL
+            elif path.endswith("/value") and parameter["name"] in ("from", "to"):
+                parameter["schema"] = {"type": "string", "format": "date-time"}
+            elif path.endswith("/value") and parameter["name"] == "window":
+                parameter["schema"] = {"type": "string", "pattern": DURATION_PATTERN}

@@ -19,10 +19,19 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from costaware.decision import MODEL_NAME_PATTERN
 from costaware.economics import MAX_OUTCOME_VALUE, EconomicsError, as_number
+from service.decisionlog.ids import ID_PATTERN
 
 # The model's input is float32: a finite number within float32's range, or it is refused.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -141,6 +150,11 @@ class EvaluateRequest(BaseModel):
 
 
 class Prediction(BaseModel):
+    id: str = Field(
+        description="The prediction's id: the posted ids, else X-Request-ID (or "
+        "X-Amzn-SageMaker-Inference-Id) + '-' + the instance's index, else a generated UUIDv7; "
+        "outcomes are posted to /outcomes by it."
+    )
     score: float = Field(
         ge=0, le=1, description="The graph's raw score (what the threshold applies to)."
     )
@@ -159,6 +173,11 @@ class Prediction(BaseModel):
 
 
 class ValuedPrediction(BaseModel):
+    id: str = Field(
+        description="The prediction's id: the posted ids, else X-Request-ID (or "
+        "X-Amzn-SageMaker-Inference-Id) + '-' + the instance's index, else a generated UUIDv7; "
+        "outcomes are posted to /outcomes by it."
+    )
     score: float | None = Field(default=None, description="binary: the graph's raw score")
     probability: float | None = Field(
         default=None,
@@ -440,3 +459,69 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in ERROR_DESCRIPTIONS.items()
 }
+
+
+# ---------------------------------------------------------------------------------------
+# Outcomes and the value report (service.decisionlog, docs/REALIZED.md)
+
+
+class Outcome(BaseModel):
+    """The truth about one served prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr = Field(
+        description="the prediction's id, as its answer gave it",
+        json_schema_extra={"pattern": ID_PATTERN},
+    )
+    label: StrictStr | StrictInt = Field(
+        description="the true class: a class name of the model, or its index (binary: 0 or 1)"
+    )
+
+
+class OutcomesRequest(BaseModel):
+    """The JSON body of ``POST /outcomes``."""
+
+    model_config = ConfigDict(extra="forbid", title="OutcomesRequest")
+
+    outcomes: list[Outcome] = Field(min_length=1, max_length=100_000)
+    replace: StrictBool = Field(
+        default=False,
+        description="true: a different label for an id that has one replaces it (else 409)",
+    )
+
+
+class OutcomesResponse(BaseModel):
+    stored: int = Field(description="outcomes stored now")
+    replaced: int = Field(description="outcomes that replaced a different label (replace)")
+    unchanged: int = Field(description="outcomes already stored with the same label")
+    unknown: list[str] = Field(description="ids not in the decision log, not stored")
+
+
+class VersionValue(BaseModel):
+    version: str
+    decisions: int
+    with_outcome: int
+    realized_value: float = Field(description="sum of M[truth, decision], dollars")
+    expected_value: float = Field(description="sum of the stated expected values, same decisions")
+    gap: float = Field(description="realized_value - expected_value")
+    gap_standard_error: float
+    estimated_value_without_outcome: float
+    alert: bool
+    without_matrix: int = Field(description="decisions logged under no value matrix (unvalued)")
+
+
+class ValueWindow(BaseModel):
+    from_: str = Field(alias="from")
+    to: str
+    versions: list[VersionValue]
+
+
+class ValueReport(BaseModel):
+    model: str
+    from_: str = Field(alias="from")
+    to: str
+    window: str
+    window_ms: int
+    alert_rule: str
+    windows: list[ValueWindow]

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.valuation import ValuedPredictions
+from costaware.realized import decision_moments
+from service.valuation import ValuedPredictions, _shortest
 
 if TYPE_CHECKING:
     from service.dataplane import Predictions
@@ -35,10 +36,11 @@ def probabilities_of(predictions: Predictions | ValuedPredictions) -> np.ndarray
     the model has a map), binary as [1 - p, p]."""
     if isinstance(predictions, ValuedPredictions):
         decided = predictions.outputs if predictions.calibrated is None else predictions.calibrated
-        p = np.asarray(decided, dtype=np.float64)
     else:
         decided = predictions.scores if predictions.probability is None else predictions.probability
-        p = np.asarray(decided, dtype=np.float64)
+    # As the answer shows them (the shortest decimal of each float32), so that what a
+    # client computes from its answers is what the log holds.
+    p = np.asarray(_shortest(decided), dtype=np.float64)
     if p.ndim == 1:
         p = np.column_stack([1.0 - p, p])
     return p
@@ -62,10 +64,7 @@ def rows(
         scores = np.asarray(predictions.scores, dtype=np.float64)
     matrix, source = value_matrices(predictions, card_matrix)
     if matrix is not None:
-        # The column of the decision taken: its value under each truth.
-        column = np.take_along_axis(matrix, decision[:, None, None], axis=2)[:, :, 0]
-        expected = (p * column).sum(axis=1)
-        variance = np.maximum((p * column**2).sum(axis=1) - expected**2, 0.0)
+        expected, variance = decision_moments(p, matrix, decision)
         expected_list, variance_list = expected.tolist(), variance.tolist()
         matrices: list[Any] = matrix.tolist()
     else:

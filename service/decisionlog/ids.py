@@ -13,10 +13,11 @@ from typing import Any
 
 from service.errors import InvalidInputError
 
-# What an id may be: printable ASCII without spaces, quotes, commas or backslashes (it
-# goes into CSV answers and bodies unquoted), 1 to 200 characters (the log's column).
+# What an id may be: letters, digits and . _ : / + = @ ~ - (UUIDs, request ids, paths;
+# nothing CSV or JSON would quote or escape), 1 to 200 characters (the log's column).
 MAX_ID_LENGTH = 200
-ID_PATTERN = r"^[A-Za-z0-9._:/+=@#~!$%^&*()\[\]{}<>?|-]{1,200}$"
+ID_CHARACTERS = r"[A-Za-z0-9._:/+=@~-]"
+ID_PATTERN = rf"^{ID_CHARACTERS}{{1,200}}$"
 _ID = re.compile(ID_PATTERN)
 _lock = threading.Lock()
 _last = [0, 0]  # the last (milliseconds, counter) handed out, for monotonic ids
@@ -45,8 +46,8 @@ def check_id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise InvalidInputError(
-            f"{field}: {shown} is not an id (1 to {MAX_ID_LENGTH} printable ASCII characters "
-            "without spaces, quotes, commas or backslashes)"
+            f"{field}: {shown} is not an id (1 to {MAX_ID_LENGTH} letters, digits and "
+            ". _ : / + = @ ~ -)"
         )
     return value
 

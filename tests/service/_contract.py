@@ -21,6 +21,8 @@ What is configured, and why:
   of a multiclass model, tp, fp, tn and fn with a binary model's rows.
   It draws figures of the held-out split only (see the hook). Negative cases are left as
   generated. Posted cost matrices stay in the generated cases.
+  On ``/models/{name}/value``, ``from`` before ``to`` and no ``window`` (the whole span;
+  a window cutting it into more than 10,000 is a documented 422).
 - :func:`scored_model` records which model answered each 200 JSON prediction, and what
   data and kind of matrix each 200 evaluation valued, so that a test can require that
   every kind of model was scored and valued.
@@ -192,6 +194,14 @@ def install_rules(schema: Any, served: Served) -> None:
             # figure's name parameter lists the binary models only.
             if (case.path_parameters or {}).get("name") in served.multiclass:
                 case.path_parameters["name"] = served.default
+            return case
+        if case.path == "/models/{name}/value":
+            # The rules the description states: from before to, at most 10,000 windows.
+            query = case.query or {}
+            if {"from", "to"} <= set(query) and query["from"] >= query["to"]:
+                query["from"], query["to"] = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+            query.pop("window", None)
+            case.query = query
             return case
         if case.path == "/models/{name}/calibration.png":
             # Likewise: the reliability diagram's name lists the calibrated models only.
