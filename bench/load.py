@@ -11,6 +11,9 @@ dependency). Each server runs as one worker process on loopback:
   and info-level logging included; uvicorn with uvloop and httptools;
 - ``service-quiet`` (only when asked for, ``--servers``): the same with the access log
   off and the log level at warning, to show what per-request logging costs;
+- ``service-nolog`` (only when asked for): the service with the decision log off
+  (``COSTAWARE_DECISION_LOG=off``), to show what logging every decision costs (issue 26:
+  c=32 with the SQLite log >= 0.85x off, c=1 p50 <= 1.2x);
 - ``bare``: a FastAPI endpoint answering a pre-encoded constant (bench/bare_app.py), on
   the same stack, access log off: the floor for any FastAPI service here;
 - ``straightforward``: FastAPI + pydantic + onnxruntime with a synchronous endpoint
@@ -61,7 +64,7 @@ BENCH = REPO / "bench"
 LUA = BENCH / "wrk_post.lua"
 BENTOML = REPO / ".venv-bench-bentoml" / "bin" / "bentoml"
 CSV_BYTES = 5 * 1024 * 1024
-SERVERS = ("service", "bare", "straightforward", "bentoml", "service-quiet")
+SERVERS = ("service", "bare", "straightforward", "bentoml", "service-quiet", "service-nolog")
 DEFAULT_SERVERS = SERVERS[:4]
 # The stack uvicorn[standard] gives, named explicitly for the two comparison apps.
 UVICORN_STANDARD = ["--loop", "uvloop", "--http", "httptools", "--ws", "none"]
@@ -303,7 +306,9 @@ def make_servers(
     for index, name in enumerate(names):
         port = free_port() if first_port is None else first_port + index
         env = quiet_env if name == "service-quiet" else base_env
-        if name in ("service", "service-quiet"):
+        if name == "service-nolog":
+            env = {**base_env, "COSTAWARE_DECISION_LOG": "off"}
+        if name in ("service", "service-quiet", "service-nolog"):
             command = [python, "-m", "service", "--port", str(port)]
         elif name == "bare":
             command = uvicorn("bench.bare_app:app", port)
@@ -436,6 +441,11 @@ def main() -> int:
         ratio_line(f"c={c} req/s, service / straightforward", rps_plain, ">= 2.5", rps_plain >= 2.5)
     )
     print(ratio_line(f"c={c} req/s, service / bentoml", rps_bento, ">= 10", rps_bento >= 10))
+    if "service-nolog" in by_name:
+        rps_log = ratio("rps", "service-nolog")
+        p50_log = ratio("p50_ms", "service-nolog")
+        print(ratio_line(f"c={c} req/s, decision log / off", rps_log, ">= 0.85", rps_log >= 0.85))
+        print(ratio_line("c=1 p50, decision log / off", p50_log, "<= 1.2", p50_log <= 1.2))
     cpu = ratio("server_us", "bare", True)
     print(f"  {f'c={c} server CPU per request, bare / service':<46} {cpu:6.2f}x  (no target; "
           "steadier than req/s on a loaded machine)")  # fmt: skip
