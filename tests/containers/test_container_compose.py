@@ -109,3 +109,15 @@ def test_trainer_sample_input_is_the_reference_data_label_first():
     )
     np.testing.assert_array_equal(table[:, 0], 1 - data.target)  # malignant = 1
     np.testing.assert_array_equal(table[:, 1:], data.data)
+
+
+def test_replicas_share_one_postgres_behind_a_profile(compose):
+    services = compose["services"]
+    replicas = [services["api-replica-1"], services["api-replica-2"]]
+    assert services["postgres"]["profiles"] == ["replicas"]
+    assert all(replica["profiles"] == ["replicas"] for replica in replicas)
+    logs = {replica["environment"]["COSTAWARE_DECISION_LOG"] for replica in replicas}
+    assert len(logs) == 1 and logs.pop().startswith("postgresql+psycopg://")
+    assert all(
+        replica["depends_on"]["postgres"]["condition"] == "service_healthy" for replica in replicas
+    )
