@@ -591,4 +591,12 @@ def prediction_csv_lines(predictions: Predictions | ValuedPredictions) -> list[s
     return _lines(predictions, line, _csv_names)
 
 
+def encode_csv_with_ids(predictions: Predictions | ValuedPredictions) -> bytes:
+    """:func:`encode_csv` with each prediction's id as one more column at the end (asked
+    for with ``ids=true`` in X-Amzn-SageMaker-Custom-Attributes)."""
+    ids = predictions.ids or [""] * len(predictions)
+    lines = prediction_csv_lines(predictions)
+    return ("\n".join(f"{line},{i}" for line, i in zip(lines, ids, strict=True)) + "\n").encode()
+
+
 ENCODERS = {JSON: encode_json, CSV: encode_csv, JSONLINES: encode_jsonlines}

@@ -20,12 +20,14 @@ from service.codecs import (
     decode_csv,
     decode_json_request,
     decode_jsonlines,
+    encode_csv_with_ids,
     on_out_of_range,
     unit_interval,
 )
 from service.dataplane import DataPlane, PredictInputs, Predictions
 from service.errors import NotFoundError
 from service.registry import ModelRegistry
+from service.valuation import ValuedPredictions
 
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -44,6 +46,8 @@ class Overrides:
     # The request's id (X-Request-ID, or SageMaker's X-Amzn-SageMaker-Inference-Id): the
     # instances' ids are it suffixed by -<index> unless the body names its own.
     request_id: str | None = None
+    # ``ids=true`` in the custom attributes: CSV answers get the id as a last column.
+    csv_ids: bool = False
 
 
 NO_OVERRIDES = Overrides()
@@ -77,7 +81,7 @@ def parse_custom_attributes(header: str | None) -> Overrides:
     for part in header.replace(";", ",").split(","):
         key, sep, value = part.partition("=")
         key = key.strip().lower()
-        if sep and key in ("model", "threshold", "margin", "on_out_of_range"):
+        if sep and key in ("model", "threshold", "margin", "on_out_of_range", "ids"):
             found[key] = value.strip()
     where = CUSTOM_ATTRIBUTES_HEADER
     return Overrides(
@@ -91,6 +95,7 @@ def parse_custom_attributes(header: str | None) -> Overrides:
         on_out_of_range=(
             on_out_of_range(found["on_out_of_range"], where) if "on_out_of_range" in found else None
         ),
+        csv_ids=found.get("ids", "").lower() == "true",
     )
 
 
@@ -161,4 +166,13 @@ def run_pipeline(
     call (the service scores small requests through service.batching instead)."""
     dataplane = registry if isinstance(registry, DataPlane) else DataPlane(registry)
     predictions = dataplane.predict_now(decode_inputs(dataplane, body, request_format, overrides))
-    return ENCODERS[response_format](predictions), predictions
+    return encoder(response_format, overrides)(predictions), predictions
+
+
+def encoder(
+    response_format: str, overrides: Overrides | None
+) -> Callable[[Predictions | ValuedPredictions], bytes]:
+    """The answer's encoder: CSV with an id column when the request asked for one."""
+    if response_format == CSV and overrides is not None and overrides.csv_ids:
+        return encode_csv_with_ids
+    return ENCODERS[response_format]

@@ -14,10 +14,9 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from service.codecs import ENCODERS
 from service.dataplane import DataPlane
 from service.errors import NotReadyError, ServiceError
-from service.inference import Overrides, decode_inputs, run_pipeline
+from service.inference import Overrides, decode_inputs, encoder, run_pipeline
 from service.metrics import Metrics
 from service.registry import ModelRegistry, registry_of
 from service.settings import Settings
@@ -202,5 +201,5 @@ async def predicted(
     else:
         inputs = decode_inputs(dataplane, body, request_format, overrides)
         predictions = await dataplane.predict(inputs)
-        encoded = ENCODERS[response_format](predictions)
+        encoded = encoder(response_format, overrides)(predictions)
     return encoded, predictions.model

@@ -78,6 +78,7 @@ def invocations_formats(header: HeaderGetter) -> Formats:
         margin=attributes.margin,
         on_out_of_range=attributes.on_out_of_range,
         request_id=header(INFERENCE_ID_HEADER) or header(REQUEST_ID_HEADER),
+        csv_ids=attributes.csv_ids,
     )
     return in_format, out_format, overrides
 

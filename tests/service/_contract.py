@@ -21,6 +21,7 @@ What is configured, and why:
   of a multiclass model, tp, fp, tn and fn with a binary model's rows.
   It draws figures of the held-out split only (see the hook). Negative cases are left as
   generated. Posted cost matrices stay in the generated cases.
+  On ``/outcomes`` a text/csv body of rows ``id,label`` (the pattern the document states).
   On ``/models/{name}/value``, ``from`` before ``to`` and no ``window`` (the whole span;
   a window cutting it into more than 10,000 is a documented 422).
 - :func:`scored_model` records which model answered each 200 JSON prediction, and what
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from service.inference import (
     parse_custom_attributes,
     target_model_name,
 )
+from service.openapi import OUTCOMES_CSV_PATTERN
 
 JSONLINES = "application/jsonlines"
 REFUSAL_KINDS = {"non_finite_score", "out_of_range"}
@@ -194,6 +197,11 @@ def install_rules(schema: Any, served: Served) -> None:
             # figure's name parameter lists the binary models only.
             if (case.path_parameters or {}).get("name") in served.multiclass:
                 case.path_parameters["name"] = served.default
+            return case
+        if case.path == "/outcomes" and case.media_type == "text/csv":
+            # The CSV body's pattern (rows id,label) is not used to generate text bodies.
+            if not isinstance(case.body, str) or not re.match(OUTCOMES_CSV_PATTERN, case.body):
+                case.body = "id,label\nnot-logged-1,1\n"
             return case
         if case.path == "/models/{name}/value":
             # The rules the description states: from before to, at most 10,000 windows.

@@ -79,6 +79,11 @@ def test_csv_answers_keep_their_columns(client):
     answer = client.post("/invocations", content=body, headers=csv)
     # score, label, close_confusion, out_of_range, probability: no id column unless asked
     assert all(len(line.split(",")) == 5 for line in answer.text.splitlines())
+    # asked for (a SageMaker custom attribute): the id as a sixth, last column
+    asked = {**csv, "X-Amzn-SageMaker-Custom-Attributes": "ids=true", "X-Request-ID": "c"}
+    answer = client.post("/invocations", content=body, headers=asked)
+    lines = [line.split(",") for line in answer.text.splitlines()]
+    assert [line[5] for line in lines] == ["c-0", "c-1"] and {len(line) for line in lines} == {6}
 
 
 @pytest.mark.parametrize(
