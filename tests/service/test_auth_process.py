@@ -33,6 +33,8 @@ GUARDED = [
     ("GET", "/models/medical", {}),
     ("GET", "/models/medical/distribution.png", {}),
     ("GET", "/execution-parameters", {}),
+    ("POST", "/outcomes", {"json": {"outcomes": [{"id": "nobody", "label": 1}]}}),
+    ("GET", "/models/medical/value", {}),
 ]
 OPEN = ["/ping", "/health/live", "/health/ready", "/docs", "/openapi.json", "/explorer"]
 ADMIN = ["/models/builtin/load", "/models/custom-5to1/unload", "/models/custom-5to1/load"]
@@ -184,7 +186,11 @@ def test_paths_in_the_document_match_the_matrix():
     document = create_app(Settings(model_dir=Path(SHIPPED))).openapi()
     tested = {p for _, p, _ in GUARDED} | set(OPEN) | {"/metrics"}
     admin = {"/models/{name}/load", "/models/{name}/unload"}
-    templated = {"/models/{name}", "/models/{name}/distribution.png"}
+    templated = {
+        "/models/{name}",
+        "/models/{name}/distribution.png",
+        "/models/{name}/value",
+    }
     documented = set(document["paths"])
     assert documented - tested - admin - templated == set()
 
