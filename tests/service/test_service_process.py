@@ -58,10 +58,15 @@ def test_concurrent_requests_each_get_their_own_answer(server, instances):
         for model in ("medical", "builtin", "custom-5to1")
     ]
     bodies.insert(10, {"instances": [instances[0].tolist()[:5]]})
+
+    # Each body its own request id, the same both times: its answer's prediction ids too.
+    def post(client: httpx.Client, index: int) -> httpx.Response:
+        return client.post("/predict", json=bodies[index], headers={"X-Request-ID": f"b{index}"})
+
     with httpx.Client(base_url=base) as client:
-        alone = [client.post("/predict", json=body) for body in bodies]
+        alone = [post(client, index) for index in range(len(bodies))]
     with httpx.Client(base_url=base) as client, ThreadPoolExecutor(16) as pool:
-        together = list(pool.map(lambda body: client.post("/predict", json=body), bodies))
+        together = list(pool.map(lambda index: post(client, index), range(len(bodies))))
     assert [r.status_code for r in alone] == [r.status_code for r in together]
     assert alone[10].status_code == 422
     assert sum(r.status_code == 200 for r in together) == len(bodies) - 1
