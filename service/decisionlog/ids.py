@@ -23,22 +23,32 @@ _lock = threading.Lock()
 _last = [0, 0]  # the last (milliseconds, counter) handed out, for monotonic ids
 
 
-def uuid7() -> uuid.UUID:
-    """RFC 9562 version 7: 48 bits of Unix milliseconds, version 7, 12 bits of a counter
-    (method 1 of section 6.2: the ids of one process sort in the order they were made,
-    even within a millisecond), variant 10, 62 random bits."""
+def uuid7_strings(n: int) -> list[str]:
+    """``n`` RFC 9562 version 7 UUIDs as text: 48 bits of Unix milliseconds, version 7, a
+    12-bit counter (method 1 of section 6.2: the ids of one process sort in the order they
+    were made, even within a millisecond; past 4096 in one millisecond the next one is
+    borrowed), variant 10, 62 random bits. Made in bulk: one lock, one read of urandom."""
     with _lock:
         ms = time.time_ns() // 1_000_000
         if ms <= _last[0]:
-            ms, counter = _last[0], _last[1] + 1
-            if counter > 0xFFF:  # the counter ran out: borrow the next millisecond
-                ms, counter = ms + 1, 0
-        else:
-            counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # room to count up
-        _last[0], _last[1] = ms, counter
-    tail = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | tail
-    return uuid.UUID(int=value)
+            slot = _last[0] * 4096 + _last[1] + 1
+        else:  # a fresh millisecond: the counter starts low and random, room to count up
+            slot = ms * 4096 + (int.from_bytes(os.urandom(2), "big") & 0x3FF)
+        _last[0], _last[1] = divmod(slot + n - 1, 4096)
+    tails = os.urandom(8 * n).hex()
+    out = []
+    for i in range(n):
+        at = slot + i
+        head = f"{(at >> 12) << 16 | 0x7000 | (at & 0xFFF):016x}"
+        # variant 10: the tail's first hex digit in 8..b
+        tail = f"{8 | int(tails[16 * i], 16) & 3:x}{tails[16 * i + 1 : 16 * i + 16]}"
+        out.append(f"{head[:8]}-{head[8:12]}-{head[12:]}-{tail[:4]}-{tail[4:]}")
+    return out
+
+
+def uuid7() -> uuid.UUID:
+    """One version 7 UUID (:func:`uuid7_strings`)."""
+    return uuid.UUID(uuid7_strings(1)[0])
 
 
 def check_id(value: Any, field: str) -> str:
@@ -75,4 +85,4 @@ def instance_ids(
                 f"request id header: longer than {MAX_ID_LENGTH - 8} characters"
             )
         return [f"{base}-{index}" for index in range(n)]
-    return [str(uuid7()) for _ in range(n)]
+    return uuid7_strings(n)

@@ -200,7 +200,8 @@ def test_the_app_answers_the_same_with_batch_scoring_off(settings, instances):
     for batch_scoring in (True, False):
         app = create_app(settings.model_copy(update={"batch_scoring": batch_scoring}))
         with TestClient(app) as client:
-            response = client.post("/predict", json=body)
+            # one request id both times, so that the prediction ids agree too
+            response = client.post("/predict", json=body, headers={"X-Request-ID": "same"})
             assert response.status_code == 200, response.text
             answers.append(response.content)
     assert answers[0] == answers[1]

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from costaware.card import read_any_card
 from service.app import create_app
-from service.decisionlog.ids import uuid7
+from service.decisionlog.ids import uuid7, uuid7_strings
 from service.settings import Settings
 
 
@@ -24,6 +24,11 @@ def test_uuid7_layout_and_order():
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
     assert all(before <= u.int >> 80 <= after + 1 for u in ids)
     assert ids == sorted(ids, key=lambda u: u.int) and len(set(ids)) == len(ids)
+    # in bulk (one request's instances), past 4096 in one millisecond too
+    bulk = [uuid.UUID(text) for text in uuid7_strings(10_000)]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in bulk)
+    assert [ids[-1], *bulk] == sorted([ids[-1], *bulk], key=lambda u: u.int)
+    assert len(set(bulk)) == len(bulk)
 
 
 @pytest.fixture(scope="module")
