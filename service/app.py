@@ -94,8 +94,11 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         finally:
             await lifecycle.stop()
             if app.state.decision_log is not None:
-                # What is queued is written before exit (SIGTERM ends up here).
-                app.state.decision_log.stop()
+                # What is queued is written before exit (SIGTERM ends up here), waiting
+                # for an unavailable store no longer than the shutdown allows.
+                app.state.decision_log.stop(
+                    min(settings.decision_log_max_wait_seconds, settings.shutdown_timeout_seconds)
+                )
                 app.state.decision_log.store.close()
             app.state.decision_log = None
             if app.state.access_log is not None:
