@@ -26,6 +26,7 @@ import numpy as np
 
 from costaware import economics, figures
 from costaware.card import HeldOut, ModelCard
+from costaware.core import ValueMatrix, default_margin
 from costaware.decision import (
     DEFAULT_MARGIN,
     DEFAULT_THRESHOLD,
@@ -36,7 +37,6 @@ from costaware.decision import (
     not_probabilities,
 )
 from costaware.economics import CostMatrix, EconomicsError
-from costaware.multiclass import ValueMatrix, default_margin
 from service.batching import BatchScorer
 from service.codecs import instances_to_matrix
 from service.errors import (

@@ -26,9 +26,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from costaware.core import MAX_ABS_VALUE, ORIENTATION
 from costaware.decision import MODEL_NAME_PATTERN
 from costaware.economics import MAX_OUTCOME_VALUE, OUTCOMES
-from costaware.multiclass import MAX_ABS_VALUE, ORIENTATION
 from service.codecs import CSV, JSON, JSONLINES
 from service.errors import ServiceError
 from service.inference import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER

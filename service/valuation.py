@@ -25,19 +25,23 @@ from typing import Any, Literal
 import numpy as np
 
 from costaware.card import MulticlassCard
-from costaware.cost_decision import decide_binary, value_margin_from_score_margin
-from costaware.economics import OUTCOMES, CostMatrix, EconomicsError
-from costaware.multiclass import (
+from costaware.core import (
+    BINARY_CLASSES,
     MAX_ABS_VALUE,
     ORIENTATION,
     ValueMatrix,
+    as_scores,
+    binary_probabilities,
     decide,
     default_margin,
+    value_margin,
 )
+from costaware.core import evaluate as evaluate_k_class
+from costaware.economics import OUTCOMES, CostMatrix, EconomicsError
+from costaware.multiclass import as_class_labels, as_probabilities
 from service.errors import InvalidInputError
 from service.registry import LoadedModel
 
-BINARY_CLASSES = ("0", "1")
 MatrixSource = Literal["request", "card"]
 BINARY_RULE = "treat (decision 1) iff p*(v_tp - v_fn) >= (1 - p)*(v_tn - v_fp)"
 MULTICLASS_RULE = "the class j with the highest sum_i p(i|x) * values[i][j] (ties: earlier class)"
@@ -238,10 +242,11 @@ def value_binary(
     answer's ``"calibrated": false`` says)."""
     n = len(scores)
     costs = binary_matrix(raw_matrix, n)
+    matrix = costs.value_matrix()
     decided_on = scores if probability is None else probability
     if margin is None:
         score_margin = float(model.card.margin)
-        margins: Any = value_margin_from_score_margin(score_margin, costs, n)
+        margins: Any = value_margin(score_margin, matrix, n)
         what = "score" if probability is None else "probability"
         note = (
             f"default: the card's score margin {score_margin:g} x |(v_tn - v_fp) + (v_tp - "
@@ -252,17 +257,18 @@ def value_binary(
         margins = shown = _non_negative(margin, margin_field)
         note = "posted"
     try:
-        decided = decide_binary(decided_on.astype(np.float64), costs, margins)
+        p = binary_probabilities(as_scores(decided_on.astype(np.float64)))
     except EconomicsError as exc:
         raise InvalidInputError(str(exc)) from None
+    decided = decide(p, matrix, margin=margins)
     return ValuedPredictions(
         model=model.name,
         version=model.card.version,
         classes=BINARY_CLASSES,
         multiclass=False,
         outputs=scores,
-        decisions=decided.treat.astype(int).tolist(),
-        expected_values=np.column_stack([decided.value_not_treat, decided.value_treat]),
+        decisions=decided.index.tolist(),
+        expected_values=decided.expected_values,
         close=decided.close.tolist(),
         matrix_source="request",
         margin=shown,
@@ -346,8 +352,6 @@ class MulticlassEvaluation:
     margin: float
 
     def summary(self) -> dict[str, Any]:
-        from costaware.multiclass import evaluate
-
         entries = []
         for target in self.targets:
             head: dict[str, Any] = {"model": target.name}
@@ -356,7 +360,9 @@ class MulticlassEvaluation:
             # Decided on calibrated probabilities (true), a model's raw output (false), or
             # posted probabilities as given (null).
             head["calibrated"] = None if target.model is None else target.model.calibrated
-            result = evaluate(target.labels, target.probabilities, self.matrix, margin=self.margin)
+            result = evaluate_k_class(
+                target.labels, target.probabilities, self.matrix, margin=self.margin
+            )
             result.pop("warnings")
             entries.append(head | result)
         ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
@@ -385,8 +391,6 @@ class MulticlassEvaluation:
 
 
 def posted_probabilities(raw: Any, k: int, field: str = "scores") -> np.ndarray:
-    from costaware.multiclass import as_probabilities
-
     if not isinstance(raw, list):
         raise InvalidInputError(f"{field}: expected a list of rows of {k} class probabilities")
     try:
@@ -396,8 +400,6 @@ def posted_probabilities(raw: Any, k: int, field: str = "scores") -> np.ndarray:
 
 
 def class_labels(raw: Any, classes: Sequence[str], n: int, what: str) -> np.ndarray:
-    from costaware.multiclass import as_class_labels
-
     if raw is None:
         raise InvalidInputError(f"labels: required with {what}")
     try:

@@ -43,14 +43,9 @@ from costaware.card import (
     sha256_file,
     write_card,
 )
+from costaware.core import ValueMatrix, decide, default_margin, realised_values
 from costaware.economics import EconomicsError
-from costaware.multiclass import (
-    ValueMatrix,
-    class_labels_from_text,
-    decide,
-    default_margin,
-    realised_values,
-)
+from costaware.multiclass import class_labels_from_text
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv, take_text_column
 from training.calibrate import FittedCalibration, check_parity, section, with_map
 from training.data import MIN_ROWS, DataError, Split, data_sha256, read_text

@@ -12,7 +12,7 @@ from typing import Any
 
 import fsspec
 
-from costaware.economics import CostMatrix, EconomicsError
+from costaware.economics import CostMatrix, EconomicsError, evaluate_counts
 from service.batch import adapter, partials
 from service.batch.adapter import BatchInputError
 from service.batch.engine import Progress, connect, stream
@@ -286,7 +286,7 @@ def run_evaluate(
         threshold = model.card.threshold if inputs.threshold is None else inputs.threshold
         margin = model.card.margin if inputs.margin is None else inputs.margin
         try:
-            result = partials.evaluate(
+            result = evaluate_counts(
                 mergers[model.name].result(),
                 costs,
                 threshold,

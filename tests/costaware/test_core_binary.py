@@ -1,10 +1,29 @@
-"""Per-instance binary decisions against a brute-force search over the two actions."""
+"""The core's decision rule on a binary matrix (K = 2, treat on a tie) against a
+brute-force search over the two actions."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from costaware.cost_decision import decide_binary, value_margin_from_score_margin
+from costaware.core import as_scores, binary_probabilities, decide, value_margin
 from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, EconomicsError, elkan_threshold
+
+
+def decide_binary(scores, costs, margin):
+    """The core's decision on the scores as P(positive), with both actions' values."""
+    got = decide(binary_probabilities(as_scores(scores)), costs.value_matrix(), margin=margin)
+    return SimpleNamespace(
+        treat=got.index == 1,
+        value_treat=got.expected_values[:, 1],
+        value_not_treat=got.expected_values[:, 0],
+        close=got.close,
+    )
+
+
+def value_margin_from_score_margin(score_margin, costs, n):
+    return value_margin(score_margin, costs.value_matrix(), n)
+
 
 OUTCOMES = ("tp", "fp", "tn", "fn")
 
