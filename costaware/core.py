@@ -218,6 +218,20 @@ class ValueMatrix:
         object.__setattr__(self, "values", values)
 
     @classmethod
+    def of_binary(cls, values: NDArray[np.float64]) -> ValueMatrix:
+        """A binary model's ``[[tn, fp], [fn, tp]]`` (or N x 2 x 2), already checked by its
+        parser (:class:`costaware.economics.CostMatrix`: finite, within
+        :data:`MAX_ABS_VALUE`); built without checking again, since a prediction with a
+        cost matrix builds one per request."""
+        matrix = object.__new__(cls)
+        array = np.asarray(values, dtype=np.float64)
+        array.flags.writeable = False
+        object.__setattr__(matrix, "classes", BINARY_CLASSES)
+        object.__setattr__(matrix, "values", array)
+        object.__setattr__(matrix, "binary", True)
+        return matrix
+
+    @classmethod
     def from_mapping(cls, mapping: Any, prefix: str = "cost_matrix") -> ValueMatrix:
         """From a JSON object ``{"classes": [...], "values": [[...], ...]}``."""
         if not isinstance(mapping, Mapping):

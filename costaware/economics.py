@@ -23,7 +23,6 @@ from numpy.typing import ArrayLike, NDArray
 # The core's names a binary caller uses are re-exported here (training, the reports and
 # the benchmarks import them from economics).
 from costaware.core import (
-    BINARY_CLASSES,
     MAX_ABS_VALUE,
     Confusion,
     CostMatrixError,
@@ -177,7 +176,9 @@ class CostMatrix:
 
     def value_matrix(self) -> ValueMatrix:
         """The K = 2 value matrix these outcome values are (decided by the binary rule)."""
-        return ValueMatrix(BINARY_CLASSES, self.as_value_matrix(), binary=True)
+        if self.per_instance:
+            return ValueMatrix.of_binary(self.as_value_matrix())
+        return ValueMatrix.of_binary(np.array([[self.tn, self.fp], [self.fn, self.tp]]))
 
     def as_value_matrix(self) -> NDArray[np.float64]:
         """``[[tn, fp], [fn, tp]]`` (row = truth 0/1, column = decision 0/1), or one such
