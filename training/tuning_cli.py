@@ -172,7 +172,7 @@ def fit_map(args: argparse.Namespace) -> Iterator[MapFunction]:
         yield map
         return
     try:
-        from service.batch.engine import connect
+        from costaware.cluster import connect
     except ImportError as exc:
         raise TuningError(
             f"--workers/--scheduler need dask.distributed (the batch extra): {exc}"
