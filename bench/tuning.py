@@ -50,6 +50,7 @@ from costaware.economics import REFERENCE_QALY_VALUES, elkan_threshold
 from training.fit import fit_variant
 from training.pipeline import load_data, make_split
 from training.tuning import (
+    CostSearch,
     SealedSplit,
     choose,
     default_grid,
@@ -69,17 +70,10 @@ def one_split(
 ) -> dict:
     costs = REFERENCE_QALY_VALUES
     sealed = SealedSplit(make_split(dataset, test_size=0.25, seed=split_seed))
-    tuned = choose(
-        sealed.x_train,
-        sealed.y_train,
-        costs,
-        grid=grid,
-        rules=rules,
-        selection=selection,
-        k=k,
-        seed=1,
-        epochs=epochs,
+    search = CostSearch(
+        costs, grid=grid, rules=rules, selection=selection, k=k, seed=1, epochs=epochs
     )
+    tuned = choose(search, sealed.x_train, sealed.y_train)
     result = tuned.search
     specs = {s.name: s for s in reference_variants(epochs=epochs, seed=1)}
     builtin = fit_variant(specs["builtin"], sealed.x_train, sealed.y_train, progress=None)

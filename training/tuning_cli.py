@@ -47,6 +47,7 @@ from training.tuning import (
     DEFAULT_RATIOS,
     DEFAULT_RULES_TEXT,
     SELECTIONS,
+    CostSearch,
     LossSetting,
     MapFunction,
     SearchResult,
@@ -546,21 +547,24 @@ def _run(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     with fit_map(args) as map_fn:
-        outcome = tune(
-            dataset,
-            data,
+        search = CostSearch(
             costs,
-            args.models_dir,
             grid=grid,
             rules=rules,
             selection=selection,
             k=args.k,
             seed=args.seed,
             epochs=args.epochs,
-            name=args.name,
-            margin=args.margin,
             on_fit=ProgressBar(),
             map_fn=map_fn,
+        )
+        outcome = tune(
+            dataset,
+            data,
+            search,
+            args.models_dir,
+            name=args.name,
+            margin=args.margin,
             calibration=args.calibration,
         )
     others = compare_with_models(outcome.export.card, args.models_dir, costs)

@@ -18,6 +18,7 @@ from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix
 from training.tuning import (
     BUILTIN,
     IN_SAMPLE,
+    CostSearch,
     HeldOutAccessError,
     SealedSplit,
     TuningError,
@@ -70,17 +71,10 @@ def outcome(reference, guard, tiny_grid, sealed_during_fits, tmp_path_factory):
     def on_fit(done, total, setting, fold):
         sealed_during_fits.append(guard.sealed)
 
-    return tune(
-        reference,
-        guard,
-        REFERENCE_QALY_VALUES,
-        tmp_path_factory.mktemp("tuned-models"),
-        grid=tiny_grid,
-        k=TINY_K,
-        seed=1,
-        epochs=TINY_EPOCHS,
-        on_fit=on_fit,
+    search = CostSearch(
+        REFERENCE_QALY_VALUES, grid=tiny_grid, k=TINY_K, seed=1, epochs=TINY_EPOCHS, on_fit=on_fit
     )
+    return tune(reference, guard, search, tmp_path_factory.mktemp("tuned-models"))
 
 
 @pytest.fixture(scope="session")
@@ -473,17 +467,15 @@ def test_tuning_on_a_dask_cluster_gives_the_local_winner_and_card(
     the search, the winner, the card and the exported graph are the local run's."""
     from training.tuning_cli import dask_map
 
-    on_cluster = tune(
-        reference,
-        SealedSplit(reference_split),
+    search = CostSearch(
         REFERENCE_QALY_VALUES,
-        tmp_path,
         grid=tiny_grid,
         k=TINY_K,
         seed=1,
         epochs=TINY_EPOCHS,
         map_fn=dask_map(cluster),
     )
+    on_cluster = tune(reference, SealedSplit(reference_split), search, tmp_path)
     assert on_cluster.tuned.search.winner.label == outcome.tuned.search.winner.label
     assert on_cluster.tuned.search.to_dict() == outcome.tuned.search.to_dict()
     for mine, theirs in zip(
