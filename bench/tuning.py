@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from costaware.economics import REFERENCE_QALY_VALUES, elkan_threshold
+from costaware.economics import REFERENCE_QALY_VALUES, elkan_threshold, expected_value
 from training.fit import fit_variant
 from training.pipeline import load_data, make_split
 from training.tuning import (
@@ -58,7 +58,6 @@ from training.tuning import (
     parse_grid,
     parse_rules,
     resolve_selection,
-    value_at,
 )
 from training.variants import reference_variants
 
@@ -104,7 +103,7 @@ def one_split(
                     "rule": c.rule.name,
                     "threshold": float(t),
                     "cv_values": [float(v) for v in c.values],
-                    "held_out": value_at(y, test_scores, t, costs),
+                    "held_out": expected_value(y, test_scores, t, costs),
                 }
             )
     return {
@@ -112,11 +111,11 @@ def one_split(
         "pairs": pairs,
         "winner": result.winner.label,
         "threshold": tuned.threshold,
-        "tuned": value_at(y, tuned.fitted.predict(x), tuned.threshold, costs),
-        "medical@0.5": value_at(y, medical.predict(x), 0.5, costs),
-        "builtin@0.5": value_at(y, builtin.predict(x), 0.5, costs),
-        "builtin@t*": value_at(y, builtin.predict(x), t_star, costs),
-        "treat all": value_at(y, np.zeros(len(y)), 0.0, costs),
+        "tuned": expected_value(y, tuned.fitted.predict(x), tuned.threshold, costs),
+        "medical@0.5": expected_value(y, medical.predict(x), 0.5, costs),
+        "builtin@0.5": expected_value(y, builtin.predict(x), 0.5, costs),
+        "builtin@t*": expected_value(y, builtin.predict(x), t_star, costs),
+        "treat all": expected_value(y, np.zeros(len(y)), 0.0, costs),
     }
 
 

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from costaware.decision import DEFAULT_MARGIN
-from costaware.economics import CostMatrix, best_threshold, elkan_threshold, outcome_values
+from costaware.economics import CostMatrix, best_threshold, elkan_threshold, expected_value
 from training.calibrate import fit_binary, make_plan
 from training.data import Dataset, Split
 from training.fit import FittedModel, Progress, fit_variant
@@ -363,7 +363,7 @@ def default_rules(costs: CostMatrix) -> list[ThresholdRule]:
 
 
 # ---------------------------------------------------------------------------
-# Thresholds and values
+# Thresholds
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, costs: CostMatrix) -> float:
@@ -382,11 +382,6 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, costs: CostMatrix) 
     below = scores[scores < best.threshold]
     lower = float(below.max()) if below.size else 0.0
     return (best.threshold + lower) / 2.0
-
-
-def value_at(labels: np.ndarray, scores: np.ndarray, threshold: float, costs: CostMatrix) -> float:
-    """Expected value per instance of deciding ``score >= threshold``."""
-    return float(outcome_values(labels, np.asarray(scores) >= threshold, costs).mean())
 
 
 # ---------------------------------------------------------------------------
@@ -601,8 +596,8 @@ def evaluate_fold(
         train_index=train_index,
         val_index=val_index,
         thresholds=thresholds,
-        train_values={n: value_at(y_fit, train_scores, t, costs) for n, t in ts},
-        val_values={n: value_at(y_val, val_scores, t, costs) for n, t in ts},
+        train_values={n: expected_value(y_fit, train_scores, t, costs) for n, t in ts},
+        val_values={n: expected_value(y_val, val_scores, t, costs) for n, t in ts},
         train_scores=train_scores,
         val_scores=val_scores,
     )
@@ -738,7 +733,7 @@ def fit_winner(
         search=result,
         fitted=fitted,
         threshold=threshold,
-        train_value=value_at(y_train, scores, threshold, result.costs),
+        train_value=expected_value(y_train, scores, threshold, result.costs),
         train_scores=scores,
     )
 

@@ -143,6 +143,43 @@ def test_each_fold_in_sample_threshold_is_best_on_its_training_part(search, refe
             assert fold.train_values[IN_SAMPLE] == pytest.approx(achieved, rel=1e-12)
 
 
+def test_fold_values_compare_float32_scores_with_the_threshold_as_the_service_does(monkeypatch):
+    """The in-sample cut lies midway between two adjacent float32 scores; as a float32 it
+    would round onto the lower one. The fold's values must treat that row as the served
+    model does (the service compares the float32 score, as a Python float, with the card's
+    float64 threshold), i.e. leave it untreated, so the in-sample value is the best one."""
+    from training import tuning
+
+    low = np.float32(0.3)
+    high = np.nextafter(low, np.float32(1.0))
+    scores = np.array([0.1, low, high, 0.9], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    t = tuning.choose_threshold(labels, scores, REFERENCE_QALY_VALUES)
+    assert float(low) < t < float(high) and np.float32(t) == low  # the case this test is about
+
+    class GivenScores:  # the fit's stand-in: row i scores scores[i]
+        def predict(self, x):
+            return scores[x[:, 0].astype(int)]
+
+    monkeypatch.setattr(tuning, "fit_variant", lambda *args, **kwargs: GivenScores())
+    rows = np.arange(len(labels))
+    fold = tuning.evaluate_fold(
+        BUILTIN.spec("stub", epochs=1, seed=1),
+        rows.reshape(-1, 1).astype(np.float64),
+        labels,
+        1,
+        rows,
+        rows,
+        REFERENCE_QALY_VALUES,
+        [tuning.IN_SAMPLE_BEST],
+    )
+    assert fold.thresholds[IN_SAMPLE] == t
+    best = brute_force_best(labels, scores)
+    assert hand_ev(labels, scores, t) == best
+    assert fold.train_values[IN_SAMPLE] == best
+    assert fold.val_values[IN_SAMPLE] == best
+
+
 def test_fixed_rules_are_the_same_on_every_fold_and_elkan_is_the_matrix_t_star(search):
     t_star = (V_TN - V_FP) / ((V_TN - V_FP) + (V_TP - V_FN))  # about 0.0059
     fixed = {r.name: r.fixed for r in search.rules if r.fixed is not None}
