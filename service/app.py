@@ -31,6 +31,7 @@ from service.routes import (
     predict,
     sagemaker,
 )
+from service.routes.common import DirectLanes
 from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
@@ -128,12 +129,8 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         ServiceMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=app.state.metrics,
-        direct={
-            ("POST", "/predict"): predict.predict_direct,
-            ("POST", "/invocations"): sagemaker.invocations_direct,
-        }
-        if direct_routes
-        else None,
+        # Generated from the routes: every endpoint with a direct twin (register_direct).
+        direct=DirectLanes(app.routes) if direct_routes else None,
         keys=app.state.keys,
         access_log=app.state.access_log,
     )
