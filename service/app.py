@@ -30,6 +30,7 @@ from service.routes import (
     models,
     predict,
     sagemaker,
+    v2,
 )
 from service.routes.common import DirectLanes
 from service.routes.errors import install_error_handlers
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     # Routes match in order: the prediction endpoints first, they carry the traffic.
     app.include_router(predict.router)
     app.include_router(sagemaker.router)
+    app.include_router(v2.router)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(evaluate.router)
@@ -133,6 +135,8 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         direct=DirectLanes(app.routes) if direct_routes else None,
         keys=app.state.keys,
         access_log=app.state.access_log,
+        # The Open Inference Protocol answers refusals in its own shape on its paths.
+        error_shapes={v2.PREFIX: v2.error_shape},
     )
     document_security(app, app.state.keys)
     return app
