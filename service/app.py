@@ -30,7 +30,9 @@ from service.routes import (
     models,
     predict,
     sagemaker,
+    v2,
 )
+from service.routes.common import DirectLanes
 from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
@@ -112,6 +114,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     # Routes match in order: the prediction endpoints first, they carry the traffic.
     app.include_router(predict.router)
     app.include_router(sagemaker.router)
+    app.include_router(v2.router)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(evaluate.router)
@@ -128,14 +131,12 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         ServiceMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=app.state.metrics,
-        direct={
-            ("POST", "/predict"): predict.predict_direct,
-            ("POST", "/invocations"): sagemaker.invocations_direct,
-        }
-        if direct_routes
-        else None,
+        # Generated from the routes: every endpoint with a direct twin (register_direct).
+        direct=DirectLanes(app.routes) if direct_routes else None,
         keys=app.state.keys,
         access_log=app.state.access_log,
+        # The Open Inference Protocol answers refusals in its own shape on its paths.
+        error_shapes={v2.PREFIX: v2.error_shape},
     )
     document_security(app, app.state.keys)
     return app
