@@ -262,6 +262,10 @@ def test_errors_are_status_codes_with_the_rest_messages(client, stub) -> None:
     unmatched.raw_input_contents.extend([b"\0" * 120, b"\0" * 120])
     code, message = _stub_refusal(stub, unmatched)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "2 entries for 1 inputs" in message
+    half = pb.ModelInferRequest(model_name="builtin")
+    half.inputs.add(name="features", datatype="FP16", shape=[1, 30])
+    code, message = _stub_refusal(stub, half)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "send it as raw_input_contents" in message
     missing = pb.ModelInferRequest(model_name="builtin")
     code, message = _stub_refusal(stub, missing)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "inputs: empty" in message

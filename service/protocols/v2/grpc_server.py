@@ -127,6 +127,11 @@ def infer_request(message: pb.ModelInferRequest) -> v2.InferRequest:
                 f"{where}: both contents and raw_input_contents given; send one"
             )
         data = None
+        if not raw and tensor.datatype == "FP16":
+            raise MalformedRequestError(
+                f"{where}: FP16 has no typed contents in the protocol; send it as "
+                "raw_input_contents"
+            )
         if not raw:
             field = _CONTENTS.get(tensor.datatype)
             # An unknown or refused datatype is named by the core; its data is not read.
