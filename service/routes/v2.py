@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
@@ -405,5 +406,16 @@ register_direct(infer_version, _infer_direct)
 )
 async def unknown(rest: str, request: Request) -> Response:
     """Any other ``/v2`` path: the protocol's 404 (tritonclient's model repository and
-    statistics calls, say), not the service's."""
-    raise NotFoundError(f"no route {request.method} {PREFIX}/{rest}")
+    statistics calls, say), not the service's; a ``/v2`` path with another method is the
+    router's 405, as everywhere."""
+    path = f"{PREFIX}/{rest}"
+    allowed = sorted(
+        method
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.endpoint is not unknown
+        if route.path_regex.match(path)
+        for method in route.methods
+    )
+    if allowed:
+        raise HTTPException(405, headers={"Allow": ", ".join(allowed)})
+    raise NotFoundError(f"no route {request.method} {path}")

@@ -79,7 +79,7 @@ def test_multiclass_outputs_and_bytes(dataplane: DataPlane) -> None:
 
 def test_binary_cost_matrix_parameters(dataplane: DataPlane) -> None:
     x = _rows(dataplane, "builtin")
-    costs = {"cost_tp": 10, "cost_fp": -2, "cost_tn": 0, "cost_fn": "-50"}
+    costs = {"cost_tp": 10, "cost_fp": -2, "cost_tn": 0, "cost_fn": -50}
     answer = v2.infer_now(dataplane, "builtin", None, _request(x, parameters=costs))
     outputs = {tensor.name: tensor for tensor in answer.outputs}
     expected = dataplane.predict_now(
@@ -108,6 +108,7 @@ def test_binary_cost_matrix_parameters(dataplane: DataPlane) -> None:
         ({}, {"treshold": 0.3}, 400, "unknown parameter 'treshold'"),
         ({}, {"threshold": 2}, 400, "parameters.threshold: 2 is outside [0, 1]"),
         ({}, {"cost_tp": 1}, 400, "parameters.cost_fp: missing"),
+        ({}, {"threshold": "0.5"}, 400, 'parameters.threshold: "0.5" is not a number'),
         ({}, {"on_out_of_range": "drop"}, 400, "parameters.on_out_of_range"),
     ],
 )

@@ -81,7 +81,7 @@ _OUTPUT_DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT64": np.
 # it accepts and ignores (tritonclient sends binary_data_output; MLServer's content_type).
 COST_PARAMETERS = {"cost_tp": "tp", "cost_fp": "fp", "cost_tn": "tn", "cost_fn": "fn"}
 REQUEST_PARAMETERS = ("threshold", "margin", "on_out_of_range", *COST_PARAMETERS)
-_IGNORED_PARAMETERS = frozenset(
+IGNORED_PARAMETERS = frozenset(
     {
         "binary_data_output",
         "content_type",
@@ -284,7 +284,7 @@ def predict_inputs(request: InferRequest, model: LoadedModel) -> PredictInputs:
     parameters = request.parameters or _NO_PARAMETERS
     if not isinstance(parameters, Mapping):
         raise InvalidInputError(f"parameters: expected an object, got {describe(parameters)}")
-    read = (*REQUEST_PARAMETERS, *_IGNORED_PARAMETERS)
+    read = (*REQUEST_PARAMETERS, *IGNORED_PARAMETERS)
     unknown = sorted(key for key in parameters if key not in read)
     if unknown:
         raise InvalidInputError(
@@ -292,6 +292,9 @@ def predict_inputs(request: InferRequest, model: LoadedModel) -> PredictInputs:
             + ", ".join(REQUEST_PARAMETERS)
         )
     threshold = parameters.get("threshold")
+    if isinstance(threshold, str):
+        # unit_interval reads text (the SageMaker header's); a V2 parameter is a number.
+        raise InvalidInputError(f"parameters.threshold: {describe(threshold)} is not a number")
     margin = parameters.get("margin")
     cost_matrix = _cost_matrix(parameters, model)
     valued = model.multiclass or cost_matrix is not None
@@ -301,7 +304,7 @@ def predict_inputs(request: InferRequest, model: LoadedModel) -> PredictInputs:
         instances=rows,
         model=model.name,
         threshold=None if threshold is None else unit_interval(threshold, "parameters.threshold"),
-        margin=None if margin is None else margin_value(_number(margin), "parameters.margin"),
+        margin=None if margin is None else margin_value(margin, "parameters.margin"),
         on_out_of_range=on_out_of_range(  # type: ignore[arg-type]
             parameters.get("on_out_of_range"), "parameters"
         ),
@@ -309,17 +312,6 @@ def predict_inputs(request: InferRequest, model: LoadedModel) -> PredictInputs:
         source=where,
         fields="parameters.",
     )
-
-
-def _number(value: Any) -> Any:
-    """A numeric string as its number (gRPC clients may send any parameter as a string);
-    anything else as it is, for the caller's check to name."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _cost_matrix(parameters: Mapping[str, Any], model: LoadedModel) -> dict[str, float] | None:
@@ -339,7 +331,7 @@ def _cost_matrix(parameters: Mapping[str, Any], model: LoadedModel) -> dict[str,
         )
     matrix = {}
     for key, outcome in COST_PARAMETERS.items():
-        value = _number(parameters[key])
+        value = parameters[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidInputError(f"parameters.{key}: {describe(value)} is not a number")
         if not math.isfinite(value):
@@ -454,7 +446,9 @@ def _check_integers(rows: list[Any], where: str, datatype: str, dtype: np.dtype)
     info = np.iinfo(dtype)
     for r, row in enumerate(rows):
         for c, value in enumerate(row):
-            if type(value) is not int or not info.min <= value <= info.max:
+            # JSON has one number type: 868.0 is an integer (as JSON Schema has it).
+            integral = type(value) is int or (type(value) is float and value.is_integer())
+            if not integral or not info.min <= value <= info.max:
                 raise InvalidInputError(
                     f"{where}[{r}][{c}]: {describe(value)} is not a {datatype} value "
                     f"(an integer in [{info.min}, {info.max}])"
@@ -465,19 +459,27 @@ def _check_integers(rows: list[Any], where: str, datatype: str, dtype: np.dtype)
 # Answers
 
 
-def _available(model: LoadedModel, valued: bool) -> list[str]:
-    """The outputs an answer of ``model`` holds, deciding by expected value or not."""
-    if model.multiclass:
-        names = ["probabilities", *(["scores"] if model.calibrated else [])]
-        names += ["decision", "expected_values"]
+def available_outputs(
+    multiclass: bool, calibrated: bool, has_ranges: bool, valued: bool
+) -> list[str]:
+    """The outputs an answer holds: for a multiclass model or not, calibrated or not, with
+    a card that records training ranges or not, deciding by expected value or not."""
+    if multiclass:
+        names = ["probabilities", *(["scores"] if calibrated else []), "decision"]
+        names.append("expected_values")
     else:
-        names = ["score", *(["probability"] if model.calibrated else []), "label"]
+        names = ["score", *(["probability"] if calibrated else []), "label"]
         if valued:
             names += ["decision", "expected_values"]
     names.append("close_confusion")
-    if model.card.feature_ranges is not None:
+    if has_ranges:
         names.append("out_of_range")
     return names
+
+
+def _available(model: LoadedModel, valued: bool) -> list[str]:
+    has_ranges = model.card.feature_ranges is not None
+    return available_outputs(model.multiclass, model.calibrated, has_ranges, valued)
 
 
 def check_requested_outputs(
