@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import re
@@ -298,6 +299,7 @@ def mlserver_folder(port: int) -> Path:
     """MLServer's settings and the model's (a fresh folder; parallel_workers 0, see the
     module)."""
     folder = Path(tempfile.mkdtemp(prefix="bench-mlserver-"))
+    atexit.register(shutil.rmtree, folder, True)
     (folder / "builtin").mkdir()
     settings = {
         "parallel_workers": 0,
