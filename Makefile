@@ -23,7 +23,7 @@ SERVE_PINS = "onnxruntime==$$($(SERVE_ENV)/bin/python -c 'import onnxruntime; pr
 	"numpy==$$($(SERVE_ENV)/bin/python -c 'import numpy; print(numpy.__version__)')"
 
 .PHONY: help run test lint format train train-multiclass tune install install-serve \
-	bench-env-bentoml bench-env-mlserver bench-env-kserve grpc-stubs lock clean chromium
+	bench-env-bentoml bench-env-mlserver bench-env-kserve lock clean chromium
 
 help:
 	@echo "make run      serve the shipped models on http://127.0.0.1:8080 (serving install, no TensorFlow)"
@@ -36,7 +36,6 @@ help:
 	@echo "make bench-env-bentoml   BentoML 1.4 in $(BENTOML_ENV)/ for bench/load.py's comparison"
 	@echo "make bench-env-mlserver  MLServer 1.7 in $(MLSERVER_ENV)/ (bench/load.py, V2 JSON infer)"
 	@echo "make bench-env-kserve    KServe 0.21 in $(KSERVE_ENV)/ (bench/load.py, V2 JSON infer)"
-	@echo "make grpc-stubs  regenerate the V2 gRPC stubs from service/protocols/v2/grpc_predict_v2.proto"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -113,12 +112,6 @@ bench-env-mlserver: $(UV) $(SERVE_ENV)/.synced
 bench-env-kserve: $(UV) $(SERVE_ENV)/.synced
 	$(UV) venv --allow-existing $(KSERVE_ENV)
 	$(UV) pip install --python $(KSERVE_ENV)/bin/python "kserve>=0.21,<0.22" $(SERVE_PINS)
-
-# The Open Inference Protocol's gRPC stubs (checked in; grpcio-tools is a dev tool). Run
-# from the repository root so the generated code imports its sibling by package path.
-grpc-stubs: $(DEV_ENV)/.synced
-	$(DEV_ENV)/bin/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. \
-		--grpc_python_out=. service/protocols/v2/grpc_predict_v2.proto
 
 lock: $(UV)
 	$(UV) lock

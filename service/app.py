@@ -83,9 +83,8 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         await lifecycle.start()
         if app.state.access_log is not None:
             app.state.access_log.start()
-        # The gRPC server shares this event loop, the registry and the data plane. Its
-        # stubs are imported only when it is on: they register the protocol's messages
-        # in protobuf's default pool, where a client's own copy (tritonclient's) clashes.
+        # The gRPC server shares this event loop, the registry and the data plane; grpc
+        # and its stubs are imported only when it is on.
         grpc_v2 = None
         if settings.grpc_port is not None:
             from service.protocols.v2 import grpc_server as grpc_v2

@@ -2,8 +2,10 @@
 
 gRPC only: a protobuf request becomes a :class:`~service.protocols.v2.tensors.InferRequest`,
 the protocol-neutral core runs it through the data plane, and the answer goes back as a
-``ModelInferResponse`` (the stubs are generated from the protocol's own
-``grpc_predict_v2.proto`` beside this module: ``make grpc-stubs``).
+``ModelInferResponse``. The messages and service stubs are Triton's published ones
+(``tritonclient.grpc.service_pb2``, package ``inference``: a superset of the Open Inference
+Protocol's ``grpc_predict_v2.proto``, the same messages on the wire), a pinned dependency of
+the serving role, so that no generated code is kept here.
 
 - Served by ``grpc.aio`` on the event loop of the ``serve`` process (each worker's), on
   ``COSTAWARE_GRPC_PORT`` (off unless set), started and stopped in the app's lifespan:
@@ -38,10 +40,10 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from service.errors import InvalidInputError, MalformedRequestError, NotFoundError, ServiceError
-from service.protocols.v2 import grpc_predict_v2_pb2 as pb
-from service.protocols.v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.protocols.v2 import tensors as v2
 from service.routes.common import INLINE_BODY_BYTES, dataplane_of, in_threadpool
 from service.settings import Settings
