@@ -125,6 +125,10 @@ def function_to_onnx(function: Any) -> bytes:
     # tf2onnx names the batch dimension unk__N; give it a readable, stable name
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "N"
+    # tf2onnx writes the traced function's name here, which carries TensorFlow's
+    # process-wide trace counter (``__inference_score_689``): the same model exported
+    # after other traces would get other bytes, another sha256 and another card version.
+    proto.graph.doc_string = "converted by tf2onnx from the model's scoring tf.function"
     return proto.SerializeToString()
 
 

@@ -14,7 +14,7 @@ from sklearn.metrics import (
 )
 
 from costaware.card import read_card, verify_model_file
-from training.export import PARITY_TOLERANCE, ExportError, export_model
+from training.export import PARITY_TOLERANCE, ExportError, export_model, to_onnx
 from training.subsample import correct_scores
 
 
@@ -196,3 +196,11 @@ def test_a_graph_that_disagrees_with_keras_is_not_written(
             what="scores",
         )
     assert not any(tmp_path.iterdir())
+
+
+def test_the_same_model_exports_to_the_same_bytes_within_one_process(fitted):
+    # Each export traces the scoring function again, which advances TensorFlow's trace
+    # counter; the graph's bytes (so its sha256 and the card's version) must not follow it.
+    first = to_onnx(fitted)
+    second = to_onnx(fitted)
+    assert first == second
