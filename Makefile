@@ -14,9 +14,16 @@ DEV_ENV := .venv
 SERVE_ENV := .venv-serve
 # BentoML for bench/load.py's comparison only: its own environment, never a dependency.
 BENTOML_ENV := .venv-bench-bentoml
+# MLServer 1.7 and KServe 0.21's Python server, the Open Inference Protocol baselines of
+# bench/load.py: each in its own environment, never a dependency.
+MLSERVER_ENV := .venv-bench-mlserver
+KSERVE_ENV := .venv-bench-kserve
+# The serving environment's onnxruntime and numpy, pinned in each bench environment.
+SERVE_PINS = "onnxruntime==$$($(SERVE_ENV)/bin/python -c 'import onnxruntime; print(onnxruntime.__version__)')" \
+	"numpy==$$($(SERVE_ENV)/bin/python -c 'import numpy; print(numpy.__version__)')"
 
 .PHONY: help run test lint format train train-multiclass tune install install-serve \
-	bench-env-bentoml lock clean chromium postgresql
+	bench-env-bentoml bench-env-mlserver bench-env-kserve lock clean chromium postgresql
 
 help:
 	@echo "make run      serve the shipped models on http://127.0.0.1:8080 (serving install, no TensorFlow)"
@@ -27,6 +34,8 @@ help:
 	@echo "make lint     ruff check and ruff format --check"
 	@echo "bench/*.py    benchmarks that print figures, e.g. .venv/bin/python bench/load.py (each script's docstring says how)"
 	@echo "make bench-env-bentoml   BentoML 1.4 in $(BENTOML_ENV)/ for bench/load.py's comparison"
+	@echo "make bench-env-mlserver  MLServer 1.7 in $(MLSERVER_ENV)/ (bench/load.py, V2 JSON infer)"
+	@echo "make bench-env-kserve    KServe 0.21 in $(KSERVE_ENV)/ (bench/load.py, V2 JSON infer)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -111,8 +120,16 @@ bench-env-bentoml: $(UV) $(SERVE_ENV)/.synced
 		"onnxruntime==$$($(SERVE_ENV)/bin/python -c 'import onnxruntime; print(onnxruntime.__version__)')" \
 		"numpy==$$($(SERVE_ENV)/bin/python -c 'import numpy; print(numpy.__version__)')"
 
+bench-env-mlserver: $(UV) $(SERVE_ENV)/.synced
+	$(UV) venv --allow-existing $(MLSERVER_ENV)
+	$(UV) pip install --python $(MLSERVER_ENV)/bin/python "mlserver>=1.7,<1.8" $(SERVE_PINS)
+
+bench-env-kserve: $(UV) $(SERVE_ENV)/.synced
+	$(UV) venv --allow-existing $(KSERVE_ENV)
+	$(UV) pip install --python $(KSERVE_ENV)/bin/python "kserve>=0.21,<0.22" $(SERVE_PINS)
+
 lock: $(UV)
 	$(UV) lock
 
 clean:
-	rm -rf $(DEV_ENV) $(SERVE_ENV) $(BENTOML_ENV) $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(DEV_ENV) $(SERVE_ENV) $(BENTOML_ENV) $(MLSERVER_ENV) $(KSERVE_ENV) $(TOOLS) .pytest_cache .ruff_cache

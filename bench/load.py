@@ -21,6 +21,15 @@ dependency). Each server runs as one worker process on loopback:
 - ``bentoml``: BentoML 1.4 on the same ONNX model (bench/bentoml_service.py), on its own
   stack.
 
+The Open Inference Protocol (issue 25; only when asked for, ``--servers``), measured with
+one instance as V2 JSON ``POST /v2/models/builtin/infer`` (models/builtin for all three):
+
+- ``service-v2``: the service as ``service`` runs it, answering V2 JSON infer;
+- ``mlserver``: MLServer 1.7 with a custom onnxruntime runtime (bench/mlserver_runtime.py;
+  ``make bench-env-mlserver``), ``parallel_workers: 0``;
+- ``kserve``: KServe 0.21's Python ModelServer with a custom ``kserve.Model``
+  (bench/kserve_model.py; ``make bench-env-kserve``), one worker.
+
 (a) ``POST /predict`` with one instance of the reference data, driven by wrk (one thread,
     bench/wrk_post.lua) at concurrency 1 (p50 latency, req/s) and 32 (req/s, and the
     server's CPU time per request from /proc, to show which side of the shared cores is the
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import re
@@ -63,8 +73,20 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 LUA = BENCH / "wrk_post.lua"
 BENTOML = REPO / ".venv-bench-bentoml" / "bin" / "bentoml"
+MLSERVER = REPO / ".venv-bench-mlserver" / "bin" / "mlserver"
+KSERVE_PYTHON = REPO / ".venv-bench-kserve" / "bin" / "python"
+V2_PATH = "/v2/models/builtin/infer"
+V2_SERVERS = ("service-v2", "mlserver", "kserve")
 CSV_BYTES = 5 * 1024 * 1024
-SERVERS = ("service", "bare", "straightforward", "bentoml", "service-quiet", "service-nolog")
+SERVERS = (
+    "service",
+    "bare",
+    "straightforward",
+    "bentoml",
+    "service-quiet",
+    "service-nolog",
+    *V2_SERVERS,
+)
 DEFAULT_SERVERS = SERVERS[:4]
 # The stack uvicorn[standard] gives, named explicitly for the two comparison apps.
 UVICORN_STANDARD = ["--loop", "uvloop", "--http", "httptools", "--ws", "none"]
@@ -119,6 +141,8 @@ class Server:
     port: int
     env: dict[str, str]
     cwd: Path = REPO
+    path: str = "/predict"
+    body: bytes = b""  # the request body; empty: the /predict body
     process: subprocess.Popen | None = None
     answer: bytes = b""
     samples: dict[str, list[float]] = field(default_factory=dict)
@@ -126,7 +150,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/predict"
+        return f"http://127.0.0.1:{self.port}{self.path}"
 
     def add(self, key: str, value: float) -> None:
         self.samples.setdefault(key, []).append(value)
@@ -152,7 +176,7 @@ def running(server: Server, body: bytes):
         while True:
             try:
                 status, answer = asyncio.run(
-                    post(server.port, "/predict", body, "application/json")
+                    post(server.port, server.path, server.body or body, "application/json")
                 )
                 if status == 200:
                     server.answer = answer
@@ -276,8 +300,33 @@ def csv_over_http(port: int, body: bytes, n_rows: int, repeats: int) -> float:
     return n_rows / statistics.median(times)
 
 
+def v2_body(row: np.ndarray) -> bytes:
+    """One instance as a V2 JSON infer request (an id: KServe's answer needs one)."""
+    tensor = {"name": "features", "shape": [1, len(row)], "datatype": "FP32", "data": row.tolist()}
+    return json.dumps({"id": "bench", "inputs": [tensor]}).encode()
+
+
+def mlserver_folder(port: int) -> Path:
+    """MLServer's settings and the model's (a fresh folder; parallel_workers 0, see the
+    module)."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-mlserver-"))
+    atexit.register(shutil.rmtree, folder, True)
+    (folder / "builtin").mkdir()
+    settings = {
+        "parallel_workers": 0,
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    model = {"name": "builtin", "implementation": "mlserver_runtime.OnnxRuntime"}
+    (folder / "builtin" / "model-settings.json").write_text(json.dumps(model))
+    return folder
+
+
 def make_servers(
-    names: list[str], model_dir: Path, python: str, first_port: int | None
+    names: list[str], model_dir: Path, python: str, first_port: int | None, v2: bytes = b""
 ) -> list[Server]:
     base_env = {
         **os.environ,
@@ -285,6 +334,7 @@ def make_servers(
         "COSTAWARE_HOST": "127.0.0.1",
         "COSTAWARE_WORKERS": "1",
         "BENCH_MODEL_DIR": str((model_dir / "medical").resolve()),
+        "BENCH_V2_MODEL_DIR": str((model_dir / "builtin").resolve()),
         "BENTOML_DO_NOT_TRACK": "true",
     }
     for name in ("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS", "COSTAWARE_PORT"):
@@ -308,18 +358,30 @@ def make_servers(
         env = quiet_env if name == "service-quiet" else base_env
         if name == "service-nolog":
             env = {**base_env, "COSTAWARE_DECISION_LOG": "off"}
-        if name in ("service", "service-quiet", "service-nolog"):
+        path, body, cwd = "/predict", b"", REPO
+        if name in V2_SERVERS:
+            path, body = V2_PATH, v2
+        if name in ("service", "service-quiet", "service-nolog", "service-v2"):
             command = [python, "-m", "service", "--port", str(port)]
         elif name == "bare":
             command = uvicorn("bench.bare_app:app", port)
         elif name == "straightforward":
             command = uvicorn("bench.straightforward_app:app", port)
+        elif name == "mlserver":
+            command = [str(MLSERVER), "start", str(mlserver_folder(port))]
+            env, cwd = {**base_env, "PYTHONPATH": str(BENCH)}, BENCH
+        elif name == "kserve":
+            command = [
+                str(KSERVE_PYTHON), str(BENCH / "kserve_model.py"), "--http_port", str(port),
+                "--grpc_port", str(free_port()),
+            ]  # fmt: skip
+            env, cwd = {**base_env, "PYTHONPATH": str(BENCH)}, BENCH
         else:
             command = [
                 str(BENTOML), "serve", "bentoml_service:Classifier", "--working-dir",
                 str(BENCH), "--host", "127.0.0.1", "--port", str(port),
             ]  # fmt: skip
-        servers.append(Server(name, command, port, env))
+        servers.append(Server(name, command, port, env, cwd=cwd, path=path, body=body))
     return servers
 
 
@@ -355,26 +417,33 @@ def main() -> int:
     if "bentoml" in names and not BENTOML.exists():
         names.remove("bentoml")
         skipped = f"bentoml: not installed ({BENTOML} missing; `make bench-env-bentoml`)"
+    for name, needed in (("mlserver", MLSERVER), ("kserve", KSERVE_PYTHON)):
+        if name in names and not needed.exists():
+            names.remove(name)
+            skipped += f"  {name}: not installed ({needed} missing; `make bench-env-{name}`)"
 
     x_pool = feature_rows()
     one = json.dumps({"instances": [x_pool[0].tolist()]}).encode()
     csv_body, n_rows = csv_payload(x_pool)
-    servers = make_servers(names, args.model_dir, sys.executable, args.first_port)
+    servers = make_servers(
+        names, args.model_dir, sys.executable, args.first_port, v2_body(x_pool[0])
+    )
     by_name = {server.name: server for server in servers}
     rss = csv_http = float("nan")
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        body_file = Path(tmp) / "predict.json"
-        body_file.write_bytes(one)
+        body_files = {}
         for server in servers:
+            body_files[server.name] = Path(tmp) / f"{server.name}.json"
+            body_files[server.name].write_bytes(server.body or one)
             stack.enter_context(running(server, one))
-            wrk(server.url, body_file, args.concurrency, 1)  # warm-up
+            wrk(server.url, body_files[server.name], args.concurrency, 1)  # warm-up
         for round_no in range(args.rounds):
             order = servers[round_no % len(servers) :] + servers[: round_no % len(servers)]
             for connections in (1, args.concurrency):
                 for server in order:
                     pids = descendants(server.process.pid)
                     cpu_before = cpu_seconds(pids)
-                    result = wrk(server.url, body_file, connections, args.seconds)
+                    result = wrk(server.url, body_files[server.name], connections, args.seconds)
                     cpu = cpu_seconds(pids) - cpu_before
                     if result.errors:
                         server.failures.append(
@@ -401,7 +470,7 @@ def main() -> int:
     print("service: as `make run` starts it (access log and info-level logging on)")
     print("server stacks: service, bare, straightforward: uvicorn + uvloop + httptools; ")
     print("               bentoml: BentoML's own (as `pip install bentoml` gives it)")
-    print("(a) POST /predict, one instance; each server's answer:")
+    print(f"(a) POST /predict (V2 servers: {V2_PATH}), one instance; each server's answer:")
     for server in servers:
         print(f"  {server.name:<16} {server.answer.decode(errors='replace')[:150]}")
     print(f"  {'server':<16} {'c=1 p50':>10} {'c=1 req/s':>10} {f'c={c} req/s':>11} "
@@ -464,6 +533,21 @@ def main() -> int:
         print(ratio_line("CSV rows/s, HTTP / in-process", csv, ">= 0.6", csv >= 0.6))
         print(f"  {'service worker RSS':<46} {rss:6.1f} MB target <= 150  "
               f"{'MET' if rss <= 150 else 'MISSED'}")  # fmt: skip
+    if "service-v2" in by_name:
+        v2 = by_name["service-v2"]
+        for other, target in (("service", 0.85), ("mlserver", 3.0), ("kserve", 3.0)):
+            if other not in by_name:
+                continue
+            up = v2.median("rps") / by_name[other].median("rps")
+            label = f"c={c} req/s, service-v2 / {other}"
+            print(ratio_line(label, up, f">= {target:g}", up >= target))
+            p50 = v2.median("p50_ms") / by_name[other].median("p50_ms")
+            if other == "service":  # no latency target against its own /predict
+                print(f"  {f'c=1 p50, service-v2 / {other}':<46} {p50:6.2f}x")
+            else:
+                print(ratio_line(f"c=1 p50, service-v2 / {other}", p50, "< 1", p50 < 1))
+            cpu = v2.median("server_us") / by_name[other].median("server_us")
+            print(f"  {f'c={c} server CPU/request, service-v2 / {other}':<46} {cpu:6.2f}x")
     if any(server.failures for server in servers):
         print("! some rounds had errors (see above): those servers' figures are not comparable")
     return 0

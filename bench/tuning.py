@@ -46,10 +46,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from costaware.economics import REFERENCE_QALY_VALUES, elkan_threshold
+from costaware.economics import REFERENCE_QALY_VALUES, elkan_threshold, expected_value
 from training.fit import fit_variant
 from training.pipeline import load_data, make_split
 from training.tuning import (
+    CostSearch,
     SealedSplit,
     choose,
     default_grid,
@@ -57,7 +58,6 @@ from training.tuning import (
     parse_grid,
     parse_rules,
     resolve_selection,
-    value_at,
 )
 from training.variants import reference_variants
 
@@ -69,17 +69,10 @@ def one_split(
 ) -> dict:
     costs = REFERENCE_QALY_VALUES
     sealed = SealedSplit(make_split(dataset, test_size=0.25, seed=split_seed))
-    tuned = choose(
-        sealed.x_train,
-        sealed.y_train,
-        costs,
-        grid=grid,
-        rules=rules,
-        selection=selection,
-        k=k,
-        seed=1,
-        epochs=epochs,
+    search = CostSearch(
+        costs, grid=grid, rules=rules, selection=selection, k=k, seed=1, epochs=epochs
     )
+    tuned = choose(search, sealed.x_train, sealed.y_train)
     result = tuned.search
     specs = {s.name: s for s in reference_variants(epochs=epochs, seed=1)}
     builtin = fit_variant(specs["builtin"], sealed.x_train, sealed.y_train, progress=None)
@@ -110,7 +103,7 @@ def one_split(
                     "rule": c.rule.name,
                     "threshold": float(t),
                     "cv_values": [float(v) for v in c.values],
-                    "held_out": value_at(y, test_scores, t, costs),
+                    "held_out": expected_value(y, test_scores, t, costs),
                 }
             )
     return {
@@ -118,11 +111,11 @@ def one_split(
         "pairs": pairs,
         "winner": result.winner.label,
         "threshold": tuned.threshold,
-        "tuned": value_at(y, tuned.fitted.predict(x), tuned.threshold, costs),
-        "medical@0.5": value_at(y, medical.predict(x), 0.5, costs),
-        "builtin@0.5": value_at(y, builtin.predict(x), 0.5, costs),
-        "builtin@t*": value_at(y, builtin.predict(x), t_star, costs),
-        "treat all": value_at(y, np.zeros(len(y)), 0.0, costs),
+        "tuned": expected_value(y, tuned.fitted.predict(x), tuned.threshold, costs),
+        "medical@0.5": expected_value(y, medical.predict(x), 0.5, costs),
+        "builtin@0.5": expected_value(y, builtin.predict(x), 0.5, costs),
+        "builtin@t*": expected_value(y, builtin.predict(x), t_star, costs),
+        "treat all": expected_value(y, np.zeros(len(y)), 0.0, costs),
     }
 
 

@@ -32,7 +32,9 @@ from service.routes import (
     outcomes,
     predict,
     sagemaker,
+    v2,
 )
+from service.routes.common import DirectLanes
 from service.routes.errors import install_error_handlers
 from service.settings import Settings
 
@@ -89,9 +91,17 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
             app.state.access_log.start()
         if app.state.decision_log is not None:
             app.state.decision_log.start()
+        # The gRPC server shares this event loop, the registry and the data plane; grpc
+        # and its stubs are imported only when it is on.
+        grpc_v2 = None
+        if settings.grpc_port is not None:
+            from service.protocols.v2 import grpc_server as grpc_v2
+        grpc_server = None if grpc_v2 is None else await grpc_v2.start(app.state, settings)
         try:
             yield
         finally:
+            if grpc_v2 is not None:
+                await grpc_v2.stop(grpc_server, settings.shutdown_timeout_seconds)
             await lifecycle.stop()
             if app.state.decision_log is not None:
                 # What is queued is written before exit (SIGTERM ends up here), waiting
@@ -129,6 +139,7 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
     # Routes match in order: the prediction endpoints first, they carry the traffic.
     app.include_router(predict.router)
     app.include_router(sagemaker.router)
+    app.include_router(v2.router)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(evaluate.router)
@@ -146,14 +157,12 @@ def create_app(settings: Settings | None = None, *, direct_routes: bool = True) 
         ServiceMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=app.state.metrics,
-        direct={
-            ("POST", "/predict"): predict.predict_direct,
-            ("POST", "/invocations"): sagemaker.invocations_direct,
-        }
-        if direct_routes
-        else None,
+        # Generated from the routes: every endpoint with a direct twin (register_direct).
+        direct=DirectLanes(app.routes) if direct_routes else None,
         keys=app.state.keys,
         access_log=app.state.access_log,
+        # The Open Inference Protocol answers refusals in its own shape on its paths.
+        error_shapes={v2.PREFIX: v2.error_shape},
     )
     document_security(app, app.state.keys)
     return app

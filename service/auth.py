@@ -1,11 +1,12 @@
 """API keys: ``Authorization: Bearer <key>``.
 
 - Inference keys (``COSTAWARE_API_KEYS``, ``COSTAWARE_API_KEYS_FILE``), when set, are
-  required on every path except the open ones: ``/ping`` and ``/health/*`` (orchestrators
-  probe them), ``/docs``, its assets and ``/openapi.json`` (so a user can read the API and
-  enter a key), the explorer page and its assets (static files; its ``/evaluate`` calls
-  are guarded), and ``/metrics`` unless ``COSTAWARE_METRICS_AUTH=true``. Unknown paths are
-  guarded too, so a refusal never says which paths exist. Unset, those paths are open.
+  required on every path except the open ones: ``/ping``, ``/health/*`` and
+  ``/v2/health/*`` (orchestrators probe them), ``/docs``, its assets and ``/openapi.json``
+  (so a user can read the API and enter a key), the explorer page and its assets (static
+  files; its ``/evaluate`` calls are guarded), and ``/metrics`` unless
+  ``COSTAWARE_METRICS_AUTH=true``. Unknown paths are guarded too, so a refusal never says
+  which paths exist. Unset, those paths are open.
 - Admin keys (``COSTAWARE_ADMIN_KEYS``, ``COSTAWARE_ADMIN_KEYS_FILE``) are required on
   load and unload, which are refused (403) when none is configured: they are never open.
   An admin key is also accepted wherever an inference key is.
@@ -36,7 +37,7 @@ from service.settings import Settings
 # The explorer's page and assets are static files a browser loads without a header; the
 # /evaluate calls the page makes are guarded like any other.
 OPEN_PATHS = frozenset({"/ping", "/docs", "/openapi.json", "/", "/explorer"})
-OPEN_PREFIXES = ("/health/", "/docs-assets/", "/explorer/assets/")
+OPEN_PREFIXES = ("/health/", "/v2/health/", "/docs-assets/", "/explorer/assets/")
 METRICS_PATH = "/metrics"
 SCHEME_NAME = "bearer"
 

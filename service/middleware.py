@@ -20,8 +20,11 @@ template (bounded cardinality), the model label whatever the route put in the sc
 ``state``. Each request, the 413 refusals too, is also handed to the access log
 (service.accesslog), which only queues it here.
 
-Direct routes: ``POST /predict`` and ``POST /invocations`` with no ``root_path`` go
-straight to their endpoints (``service.routes.common.direct_endpoint``) instead of through
+Direct routes: the routes whose endpoint has a direct twin (``register_direct``:
+``POST /predict``, ``POST /invocations``, the V2 infer paths), with no ``root_path``, go
+straight to it (``service.routes.common.DirectLanes``, built from the app's routes: found
+by exact path or by the route's path template, labelled in the metrics by the template)
+instead of through
 Starlette's error and exception middleware, FastAPI's router and a ``Request``. They answer
 exactly as the routed endpoints do: the same checks in the same order, the same bytes and
 headers, a ServiceError as the app's handler answers it, any other exception as the app's
@@ -29,6 +32,10 @@ headers, a ServiceError as the app's handler answers it, any other exception as 
 metric samples (tests/service/test_direct_routes.py compares both paths for every format).
 Everything else goes through the app; the routes stay registered for the OpenAPI document
 and for any request the direct path does not take.
+
+Error shapes: a protocol with its own error body (the Open Inference Protocol's
+``{"error": ...}``) registers it for its path prefix; this layer's own refusals (401, 413)
+and the direct endpoints' refusals on those paths take that shape.
 """
 
 from __future__ import annotations
@@ -45,8 +52,9 @@ from service.accesslog import AccessLog
 from service.auth import KeyRing
 from service.errors import PayloadTooLargeError, ServiceError, error_body
 from service.metrics import UNMATCHED, Metrics
-from service.routes.common import DirectEndpoint
+from service.routes.common import DirectEndpoint, DirectLanes
 from service.routes.errors import (
+    ErrorShape,
     client_disconnected_response,
     service_error_response,
     unexpected_error_response,
@@ -61,15 +69,17 @@ class ServiceMiddleware:
         app: ASGIApp,
         max_body_bytes: int,
         metrics: Metrics,
-        direct: Mapping[tuple[str, str], DirectEndpoint] | None = None,
+        direct: DirectLanes | None = None,
         keys: KeyRing | None = None,
         access_log: AccessLog | None = None,
+        error_shapes: Mapping[str, ErrorShape] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.access_log = access_log
-        self.direct = dict(direct or {})
+        self.direct = direct or DirectLanes(())
+        self.error_shapes = tuple((error_shapes or {}).items())
         self.keys = keys if keys is not None and keys.guards_requests else None
 
     def _error(self, what: str) -> PayloadTooLargeError:
@@ -78,12 +88,23 @@ class ServiceMiddleware:
             "(COSTAWARE_MAX_BODY_BYTES); split the batch"
         )
 
-    async def _refuse(self, send: Send, error: PayloadTooLargeError) -> None:
-        body = error_body(error.kind, error.detail)
+    def _shape(self, scope: Scope) -> ErrorShape | None:
+        """The error shape of the protocol whose prefix the path is under, if any."""
+        path = scope["path"]
+        for prefix, shape in self.error_shapes:
+            if path == prefix or path.startswith(prefix + "/"):
+                return shape
+        return None
+
+    async def _refuse(self, scope: Scope, send: Send, error: PayloadTooLargeError) -> None:
+        shape = self._shape(scope)
+        status, body = (
+            (error.status, error_body(error.kind, error.detail)) if shape is None else shape(error)
+        )
         await send(
             {
                 "type": "http.response.start",
-                "status": error.status,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -102,13 +123,13 @@ class ServiceMiddleware:
             refusal = self.keys.refusal(scope)
             if refusal is not None:
                 start = time.perf_counter()
-                await service_error_response(refusal)(scope, receive, send)
+                await service_error_response(refusal, self._shape(scope))(scope, receive, send)
                 self._observe(scope, UNMATCHED, "", refusal.status, start)
                 return
         declared, chunked = _body_framing(scope["headers"])
         if declared is not None and declared > self.max_body_bytes:
             start = time.perf_counter()
-            await self._refuse(send, self._error(f"of {declared} bytes (Content-Length)"))
+            await self._refuse(scope, send, self._error(f"of {declared} bytes (Content-Length)"))
             # Not in the request metrics (see above), but in the access log.
             if self.access_log is not None:
                 self.access_log.record(scope, 413, time.perf_counter() - start, "")
@@ -141,7 +162,7 @@ class ServiceMiddleware:
                 # client gets our 413 instead, once.
                 if not started:
                     started = True
-                    await self._refuse(send, overflow)
+                    await self._refuse(scope, send, overflow)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -153,15 +174,16 @@ class ServiceMiddleware:
             if overflow is None or started:
                 raise
             started = True
-            await self._refuse(send, overflow)
+            await self._refuse(scope, send, overflow)
 
     async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        direct = (
-            None if scope.get("root_path") else self.direct.get((scope["method"], scope["path"]))
-        )
-        if direct is not None:
-            await self._direct(direct, scope, receive, send, start)
+        found = None if scope.get("root_path") else self.direct.find(scope["method"], scope["path"])
+        if found is not None:
+            template, direct, params = found
+            if params:
+                scope["path_params"] = params
+            await self._direct(template, direct, scope, receive, send, start)
             return
 
         status = 500
@@ -188,15 +210,21 @@ class ServiceMiddleware:
             self.access_log.record(scope, status, seconds, model)
 
     async def _direct(
-        self, endpoint: DirectEndpoint, scope: Scope, receive: Receive, send: Send, start: float
+        self,
+        template: str,
+        endpoint: DirectEndpoint,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        start: float,
     ) -> None:
         state = scope.setdefault("state", {})
         status = 500
         try:
             try:
-                body, media_type = await endpoint(scope, receive)
+                answer = await endpoint(scope, receive)
             except ServiceError as exc:
-                response = service_error_response(exc)
+                response = service_error_response(exc, self._shape(scope))
             except ClientDisconnect:
                 response = client_disconnected_response(scope["method"], scope["path"])
             except Exception as exc:
@@ -208,22 +236,22 @@ class ServiceMiddleware:
                 raise
             else:
                 status = 200
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-length", str(len(body)).encode("latin-1")),
-                            _content_type(media_type),
-                        ],
-                    }
-                )
+                body, media_type = answer[0], answer[1]
+                headers = [
+                    (b"content-length", str(len(body)).encode("latin-1")),
+                    _content_type(media_type),
+                ]
+                if len(answer) > 2:
+                    headers += answer[2]  # type: ignore[misc]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
             status = response.status_code
             await response(scope, receive, send)
         finally:
-            self._observe(scope, scope["path"], str(state.get("model", "")), status, start)
+            # The route's template, never the raw path: one label per route, whatever the
+            # path parameters a client sends.
+            self._observe(scope, template, str(state.get("model", "")), status, start)
 
 
 @functools.cache

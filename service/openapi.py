@@ -22,17 +22,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from costaware.core import MAX_ABS_VALUE, ORIENTATION
 from costaware.decision import MODEL_NAME_PATTERN
 from costaware.economics import MAX_OUTCOME_VALUE, OUTCOMES
-from costaware.multiclass import MAX_ABS_VALUE, ORIENTATION
 from service.codecs import CSV, JSON, JSONLINES
 from service.decisionlog.ids import ID_CHARACTERS
 from service.errors import ServiceError
 from service.inference import CUSTOM_ATTRIBUTES_HEADER, TARGET_MODEL_HEADER
+from service.protocols.v2 import tensors as v2
 from service.schemas import (
     ERROR_DESCRIPTIONS,
     ErrorBody,
@@ -49,6 +51,7 @@ from service.schemas import (
     ValueReport,
     instance_schema,
     model_name_schema,
+    number_schema,
 )
 
 PNG = "image/png"
@@ -544,8 +547,221 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         calibrated,
     )
     _admin(document, [name for name in names if name != default])
+    _v2(document, build, models, getattr(app.state, "keys", None))
     _framework_errors(document, build)
     return document
+
+
+V2_RULES = (
+    " Rules JSON Schema cannot state: the one input `features` has the shape [N, F] of the "
+    "named model (F: its features, in the card's order, GET /v2/models/{name}), N >= 1, and "
+    "`data` holds N x F values, flat or nested, row-major; an integer datatype takes "
+    "integers within its range. Deciding by threshold (a binary model without cost_tp, "
+    "cost_fp, cost_tn, cost_fn) the margin is a score margin in [0, 1]; the cost "
+    "parameters come all four or none, for a binary model only, and must prefer some "
+    "decision for some truth; `threshold` only for a binary model without them. `outputs` "
+    "names outputs of this answer, each once (decision and expected_values only when "
+    "deciding by expected value). The binary tensor data extension: with the header "
+    "Inference-Header-Content-Length the body's first that many bytes are the JSON, each "
+    "input with parameters.binary_data_size takes that many bytes of what follows, in "
+    "order (little-endian), and outputs asked for as binary (outputs[].parameters."
+    "binary_data, or parameters.binary_data_output) follow the answer's JSON the same way."
+)
+
+
+def _v2(document: dict[str, Any], build: _Builder, models: Sequence[Any], keys: Any) -> None:
+    """The Open Inference Protocol's paths (service.routes.v2), from the core's
+    definitions (service.protocols.v2.tensors): its own error body on every path."""
+    error = build.add(
+        "V2Error",
+        {
+            "type": "object",
+            "properties": {"error": {"type": "string"}},
+            "required": ["error"],
+            "additionalProperties": False,
+        },
+    )
+    descriptions = {
+        400: "Bad request: the message names the tensor, element, parameter or field",
+        401: "No API key, or not a valid one",
+        404: "Unknown model or version, or no such /v2 route",
+        413: "Body over the size limit",
+        503: "No model loaded",
+    }
+
+    def errors(path: str, statuses: Sequence[int]) -> dict[str, Any]:
+        guarded = keys is not None and keys.guards(path)
+        return {
+            str(status): {"description": descriptions[status], "content": {JSON: {"schema": error}}}
+            for status in (*statuses, *((401,) if guarded else ()))
+        }
+
+    def ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {JSON: {"schema": schema or {"type": "object"}}},
+        }
+
+    names = [model.name for model in models]
+    versions = sorted({model.card.version for model in models})
+    outputs = sorted({item["name"] for model in models for item in v2.output_metadata(model)})
+    number = number_schema()
+    build.add(
+        "V2Data",
+        {"type": "array", "items": {"anyOf": [number, {"$ref": "#/components/schemas/V2Data"}]}},
+    )
+    tensor_variants = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": v2.INPUT_NAME},
+                "datatype": {"enum": [name for name in v2.NUMERIC_DATATYPES if name[0] == "F"]},
+                "shape": {
+                    "type": "array",
+                    "items": {"type": "integer", "minimum": 1},
+                    "minItems": 2,
+                    "maxItems": 2,
+                },
+                "data": {"$ref": "#/components/schemas/V2Data"},
+                "parameters": {"type": "object"},
+            },
+            "required": ["name", "datatype", "shape", "data"],
+            "additionalProperties": False,
+        }
+    ]
+    for name, dtype in v2.NUMERIC_DATATYPES.items():
+        if dtype.kind not in "iu":
+            continue
+        info = np.iinfo(dtype)
+        integer = {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
+        component = f"V2Data{name}"
+        build.add(
+            component,
+            {
+                "type": "array",
+                "items": {"anyOf": [integer, {"$ref": f"#/components/schemas/{component}"}]},
+            },
+        )
+        variant = copy.deepcopy(tensor_variants[0])
+        variant["properties"]["datatype"] = {"const": name}
+        variant["properties"]["data"] = {"$ref": f"#/components/schemas/{component}"}
+        tensor_variants.append(variant)
+    ignored = {
+        key: {"description": "accepted and ignored"} for key in sorted(v2.IGNORED_PARAMETERS)
+    }
+    request = build.add(
+        "V2InferRequest",
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "description": "echoed in the answer"},
+                "parameters": {
+                    "type": "object",
+                    "properties": ignored
+                    | {
+                        "binary_data_output": {"type": "boolean"},
+                        "threshold": UNIT_INTERVAL,
+                        "margin": DOLLARS,
+                        "on_out_of_range": {"enum": ["flag", "refuse"]},
+                    }
+                    | dict.fromkeys(v2.COST_PARAMETERS, OUTCOME_VALUE),
+                    "additionalProperties": False,
+                },
+                "inputs": {
+                    "type": "array",
+                    "items": {"oneOf": tensor_variants},
+                    "minItems": 1,
+                    "maxItems": 1,
+                },
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"enum": outputs} if outputs else {"type": "string"},
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"binary_data": {"type": "boolean"}},
+                                "additionalProperties": False,
+                            },
+                        },
+                        "required": ["name"],
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "required": ["inputs"],
+            "additionalProperties": False,
+        },
+    )
+    answer = build.add(
+        "V2InferResponse",
+        {
+            "type": "object",
+            "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "id": {"type": "string"},
+                "parameters": {"type": "object"},
+                "outputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "datatype": {"type": "string"},
+                            "shape": {"type": "array", "items": {"type": "integer"}},
+                            "data": {"type": "array"},
+                            "parameters": {"type": "object"},
+                        },
+                        "required": ["name", "datatype", "shape"],
+                    },
+                },
+            },
+            "required": ["model_name", "model_version", "parameters", "outputs"],
+        },
+    )
+    paths = document["paths"]
+    prefix = "/v2"
+    for path, operations in paths.items():
+        if not (path == prefix or path.startswith(prefix + "/")):
+            continue
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] == "name":
+                    parameter["schema"] = model_name_schema(names)
+                elif parameter["in"] == "path" and parameter["name"] == "version":
+                    parameter["schema"] = (
+                        {"type": "string", "enum": versions} if versions else {"type": "string"}
+                    )
+            if method == "post":
+                operation["description"] = (operation.get("description") or "") + V2_RULES
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {JSON: {"schema": request}},
+                }
+                _set_responses(
+                    operation,
+                    {
+                        "description": "The outputs (JSON; with binary outputs, JSON and "
+                        "their bytes: see the description)",
+                        "content": {
+                            JSON: {"schema": answer},
+                            "application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}
+                            },
+                        },
+                    },
+                    errors(path, (400, 404, 413, 503)),
+                )
+            elif path.endswith(("/live", prefix)):
+                _set_responses(operation, ok("Live, or the server's metadata"), errors(path, ()))
+            elif path.endswith("/health/ready"):
+                _set_responses(operation, ok("A model is loaded"), errors(path, (503,)))
+            else:
+                _set_responses(
+                    operation, ok("The model's metadata or readiness"), errors(path, (404, 503))
+                )
 
 
 def _framework_errors(document: dict[str, Any], build: _Builder) -> None:

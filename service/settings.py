@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         le=65535,
         validation_alias=AliasChoices("SAGEMAKER_BIND_TO_PORT", "COSTAWARE_PORT", "port"),
     )
+    # The Open Inference Protocol over gRPC (service/protocols/v2/grpc_server.py) on this
+    # port, on the same host, in every worker; unset: no gRPC server.
+    grpc_port: int | None = Field(default=None, ge=1, le=65535)
     workers: int = Field(
         default=1,
         ge=1,
@@ -169,6 +172,13 @@ class Settings(BaseSettings):
         if path is not None:
             read_keys_file(path)
         return path
+
+    @field_validator("grpc_port")
+    @classmethod
+    def _grpc_port_free(cls, port: int | None, info: ValidationInfo) -> int | None:
+        if port is not None and port == info.data.get("port"):
+            raise ValueError(f"the gRPC port must differ from the HTTP port ({port})")
+        return port
 
     @field_validator("metrics_auth")
     @classmethod

@@ -2,7 +2,7 @@
 every multiclass model.
 
 No HTTP here (the data plane calls it, the codecs encode what it returns). The numbers
-come from :mod:`costaware.cost_decision` (binary) and :mod:`costaware.multiclass`.
+come from the K-class core, :func:`costaware.core.decide`.
 
 Margins in this mode are in the matrix's **value unit (dollars per instance)**: a
 prediction is a close confusion when its best two actions' expected values differ by
@@ -12,32 +12,33 @@ less than the margin. Defaults when the request gives none:
   instance, which flags exactly the instances with ``|score - t*_i| < m`` (``t*_i`` the
   instance's own Elkan threshold);
 - multiclass: the card's margin (already in dollars) with the card's matrix, else 5% of
-  the posted matrix's largest regret (``costaware.multiclass.default_margin``).
+  the posted matrix's largest regret (``costaware.core.default_margin``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from costaware.card import MulticlassCard
-from costaware.cost_decision import decide_binary, value_margin_from_score_margin
-from costaware.economics import OUTCOMES, CostMatrix, EconomicsError
-from costaware.multiclass import (
+from costaware.core import (
+    BINARY_CLASSES,
     MAX_ABS_VALUE,
     ORIENTATION,
     ValueMatrix,
+    as_scores,
+    binary_probabilities,
     decide,
     default_margin,
+    value_margin,
 )
+from costaware.economics import OUTCOMES, CostMatrix, EconomicsError
 from service.errors import InvalidInputError
 from service.registry import LoadedModel
 
-BINARY_CLASSES = ("0", "1")
 MatrixSource = Literal["request", "card"]
 BINARY_RULE = "treat (decision 1) iff p*(v_tp - v_fn) >= (1 - p)*(v_tn - v_fp)"
 MULTICLASS_RULE = "the class j with the highest sum_i p(i|x) * values[i][j] (ties: earlier class)"
@@ -74,7 +75,7 @@ class ValuedPredictions:
     # The value matrix decided under (row = truth, column = decision; a binary cost
     # matrix as [[tn, fp], [fn, tp]]): [K, K], or [N, K, K] with per-instance values.
     matrix: np.ndarray | None = None
-    # Each instance's prediction id (service.decisionlog.ids), set by DataPlane.predict.
+    # Each instance's prediction id (service.decisionlog.ids), set by Predictor.predict.
     ids: list[str] | None = None
 
     def out_of_range_of(self, index: int) -> list[str] | None:
@@ -234,24 +235,32 @@ def card_matrix(card: MulticlassCard) -> ValueMatrix:
     return ValueMatrix(tuple(card.classes), np.asarray(card.value_matrix.values))
 
 
-def value_binary(
-    model: LoadedModel,
-    scores: np.ndarray,
-    raw_matrix: Any,
-    margin: Any,
-    margin_field: str = "margin",
-    out_of_range: dict[int, list[str]] | None = None,
-    probability: np.ndarray | None = None,
-) -> ValuedPredictions:
-    """Binary decisions with the posted matrix: the better action per instance, on the
-    calibrated ``probability`` when the model has one (else on the raw score, as the
-    answer's ``"calibrated": false`` says)."""
+@dataclass(frozen=True)
+class _Terms:
+    """What one request decides under: the matrix and where it came from, the rows of
+    class probabilities decided on, the margin (dollars; one per instance or one for all)
+    and how the answer states it."""
+
+    matrix: ValueMatrix
+    source: MatrixSource
+    probabilities: np.ndarray  # N x K float64
+    margin: Any
+    shown: float | None
+    note: str
+
+
+def _binary_terms(
+    model: LoadedModel, scores: np.ndarray, raw: Any, margin: Any, field: str, probability: Any
+) -> _Terms:
+    """A binary model's: the posted ``tp/fp/tn/fn`` (its own parser) as the K = 2 value
+    matrix; the default margin is the card's score margin in dollars per instance."""
     n = len(scores)
-    costs = binary_matrix(raw_matrix, n)
+    costs = binary_matrix(raw, n)
+    matrix = costs.value_matrix()
     decided_on = scores if probability is None else probability
     if margin is None:
         score_margin = float(model.card.margin)
-        margins: Any = value_margin_from_score_margin(score_margin, costs, n)
+        margins: Any = value_margin(score_margin, matrix, n)
         what = "score" if probability is None else "probability"
         note = (
             f"default: the card's score margin {score_margin:g} x |(v_tn - v_fp) + (v_tp - "
@@ -259,185 +268,73 @@ def value_binary(
         )
         shown = None if costs.per_instance else float(margins[0]) if n else None
     else:
-        margins = shown = _non_negative(margin, margin_field)
+        margins = shown = _non_negative(margin, field)
         note = "posted"
     try:
-        decided = decide_binary(decided_on.astype(np.float64), costs, margins)
+        rows = binary_probabilities(as_scores(decided_on.astype(np.float64)))
     except EconomicsError as exc:
         raise InvalidInputError(str(exc)) from None
-    return ValuedPredictions(
-        model=model.name,
-        version=model.card.version,
-        classes=BINARY_CLASSES,
-        multiclass=False,
-        outputs=scores,
-        decisions=decided.treat.astype(int).tolist(),
-        expected_values=np.column_stack([decided.value_not_treat, decided.value_treat]),
-        close=decided.close.tolist(),
-        matrix_source="request",
-        margin=shown,
-        margin_note=note,
-        out_of_range=out_of_range,
-        calibrated=probability,
-        matrix=costs.as_value_matrix(),
-    )
+    return _Terms(matrix, "request", rows, margins, shown, note)
 
 
-def value_multiclass(
+def _multiclass_terms(
     model: LoadedModel,
     probabilities: np.ndarray,
+    raw: Any,
+    margin: Any,
+    field: str,
+    calibrated: Any,
+) -> _Terms:
+    """A multiclass model's: the posted value matrix, or the card's; the default margin is
+    the card's (dollars), or 5% of a posted matrix's largest regret."""
+    card = model.card
+    assert isinstance(card, MulticlassCard)
+    if raw is None:
+        matrix, source = card_matrix(card), "card"
+        default, note = card.margin, "default: the card's margin"
+    else:
+        matrix, source = multiclass_matrix(raw, card), "request"
+        default = default_margin(matrix)
+        note = "default: 5% of the posted matrix's largest regret"
+    if margin is None:
+        value = default
+    else:
+        value, note = _non_negative(margin, field), "posted"
+    rows = (probabilities if calibrated is None else calibrated).astype(np.float64)
+    return _Terms(matrix, source, rows, value, float(value), note)
+
+
+def value_predictions(
+    model: LoadedModel,
+    outputs: np.ndarray,
     raw_matrix: Any | None,
     margin: Any,
     margin_field: str = "margin",
     out_of_range: dict[int, list[str]] | None = None,
     calibrated: np.ndarray | None = None,
 ) -> ValuedPredictions:
-    """Multiclass decisions under the posted matrix, or the card's, on the calibrated
-    probabilities when the model has them (else on its raw output)."""
-    card = model.card
-    assert isinstance(card, MulticlassCard)
-    if raw_matrix is None:
-        matrix, source = card_matrix(card), "card"
-        default, note = card.margin, "default: the card's margin"
-    else:
-        matrix, source = multiclass_matrix(raw_matrix, card), "request"
-        default = default_margin(matrix)
-        note = "default: 5% of the posted matrix's largest regret"
-    if margin is None:
-        value = default
-    else:
-        value, note = _non_negative(margin, margin_field), "posted"
-    p = (probabilities if calibrated is None else calibrated).astype(np.float64)
-    decided = decide(p, matrix, margin=value)
+    """The action with the highest expected value per instance (the core's K-class rule,
+    :func:`costaware.core.decide`), on the model's calibrated output when it has one (else
+    on its raw output, as the answer's ``"calibrated": false`` says). ``outputs``: the
+    graph's raw output (binary [N], multiclass [N, K]); ``raw_matrix``: the posted matrix
+    (None: a multiclass card's own; a binary model needs one)."""
+    terms = (_multiclass_terms if model.multiclass else _binary_terms)(
+        model, outputs, raw_matrix, margin, margin_field, calibrated
+    )
+    decided = decide(terms.probabilities, terms.matrix, margin=terms.margin)
     return ValuedPredictions(
         model=model.name,
-        version=card.version,
-        classes=tuple(card.classes),
-        multiclass=True,
-        outputs=probabilities,
+        version=model.card.version,
+        classes=terms.matrix.classes,
+        multiclass=model.multiclass,
+        outputs=outputs,
         decisions=decided.index.tolist(),
         expected_values=decided.expected_values,
         close=decided.close.tolist(),
-        matrix_source=source,
-        margin=float(value),
-        margin_note=note,
+        matrix_source=terms.source,
+        margin=terms.shown,
+        margin_note=terms.note,
         out_of_range=out_of_range,
         calibrated=calibrated,
-        matrix=np.asarray(matrix.values, dtype=np.float64),
+        matrix=terms.matrix.values,
     )
-
-
-# ---------------------------------------------------------------------------------------
-# Multiclass evaluation
-
-MULTICLASS_NOTES = {
-    "held_out": "no data posted: each model is evaluated on the held-out split stored in "
-    "its card (data it was not trained on)",
-    "instances": "posted instances, scored here by each model",
-    "scores": "posted class probabilities produced elsewhere; no model is involved",
-    "csv": "posted text/csv instances (label in the first column), scored here by each model",
-}
-
-
-@dataclass(frozen=True)
-class MulticlassTarget:
-    model: LoadedModel | None
-    labels: np.ndarray  # class indices
-    probabilities: np.ndarray  # [N, K] float64
-
-    @property
-    def name(self) -> str | None:
-        return None if self.model is None else self.model.name
-
-
-@dataclass(frozen=True)
-class MulticlassEvaluation:
-    source: str
-    targets: list[MulticlassTarget]
-    matrix: ValueMatrix
-    margin: float
-
-    def summary(self) -> dict[str, Any]:
-        from costaware.multiclass import evaluate
-
-        entries = []
-        for target in self.targets:
-            head: dict[str, Any] = {"model": target.name}
-            if target.model is not None:
-                head["version"] = target.model.card.version
-            # Decided on calibrated probabilities (true), a model's raw output (false), or
-            # posted probabilities as given (null).
-            head["calibrated"] = None if target.model is None else target.model.calibrated
-            result = evaluate(target.labels, target.probabilities, self.matrix, margin=self.margin)
-            result.pop("warnings")
-            entries.append(head | result)
-        ranking = sorted(entries, key=lambda entry: -entry["expected_value"])
-        return {
-            "data": self.source,
-            "note": MULTICLASS_NOTES[self.source],
-            "cost_matrix": {**self.matrix.to_dict(), "orientation": ORIENTATION},
-            "margin": self.margin,
-            "margin_unit": "value (dollars per instance)",
-            "warnings": self.matrix.warnings(),
-            "results": entries,
-            "ranking": [
-                {
-                    "rank": rank,
-                    "model": entry["model"],
-                    "expected_value": entry["expected_value"],
-                    "total_value": entry["total_value"],
-                    "argmax_probability_expected_value": entry["argmax_probability"][
-                        "expected_value"
-                    ],
-                }
-                for rank, entry in enumerate(ranking, start=1)
-            ],
-            "best_model": ranking[0]["model"],
-        }
-
-
-def posted_probabilities(raw: Any, k: int, field: str = "scores") -> np.ndarray:
-    from costaware.multiclass import as_probabilities
-
-    if not isinstance(raw, list):
-        raise InvalidInputError(f"{field}: expected a list of rows of {k} class probabilities")
-    try:
-        return as_probabilities(raw, k, field)
-    except EconomicsError as exc:
-        raise InvalidInputError(str(exc)) from None
-
-
-def class_labels(raw: Any, classes: Sequence[str], n: int, what: str) -> np.ndarray:
-    from costaware.multiclass import as_class_labels
-
-    if raw is None:
-        raise InvalidInputError(f"labels: required with {what}")
-    try:
-        labels = as_class_labels(raw, classes, "labels")
-    except EconomicsError as exc:
-        raise InvalidInputError(str(exc)) from None
-    if len(labels) != n:
-        raise InvalidInputError(f"labels: has {len(labels)} labels but there are {n} {what}")
-    return labels
-
-
-def held_out_multiclass(model: LoadedModel) -> MulticlassTarget:
-    """The card's held-out split: its calibrated probabilities when it has a map."""
-    card = model.card
-    assert isinstance(card, MulticlassCard)
-    calibrated = card.held_out.calibrated_probabilities
-    return MulticlassTarget(
-        model=model,
-        labels=np.asarray(card.held_out.labels, dtype=np.int64),
-        probabilities=np.asarray(
-            card.held_out.probabilities if calibrated is None else calibrated, dtype=np.float64
-        ),
-    )
-
-
-def normalised(probabilities: np.ndarray) -> np.ndarray:
-    """A model's class probabilities (already checked to be finite numbers in [0, 1]) in
-    float64, each row summing to 1: float32 softmax rows sum to 1 only within float32
-    rounding."""
-    out = probabilities.astype(np.float64)
-    return out / out.sum(axis=1, keepdims=True)

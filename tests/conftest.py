@@ -17,9 +17,9 @@ os.environ.setdefault("COSTAWARE_STATE_DIR", tempfile.mkdtemp(prefix="costaware-
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[object]:
     """A real Dask LocalCluster of two worker processes (one thread each), started once per
-    session by the batch engine's own ``connect``: the batch tests and the distributed
-    tuning test share it."""
-    from service.batch.engine import connect
+    session by ``costaware.cluster.connect`` (the batch engine's and ``tune``'s): the batch
+    tests and the distributed tuning test share it."""
+    from costaware.cluster import connect
 
     with connect(workers=2) as client:
         yield client

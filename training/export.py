@@ -14,10 +14,11 @@ import datetime as dt
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -61,6 +62,7 @@ OPSET = 17
 PARITY_TOLERANCE = 1e-5
 # The card's optional free-form sections other features may add at export time.
 EXTRA_SECTIONS = ("subsample", "tuning")
+CardT = TypeVar("CardT")
 _LIBRARIES = ("numpy", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "scikit-learn")
 
 
@@ -123,6 +125,10 @@ def function_to_onnx(function: Any) -> bytes:
     # tf2onnx names the batch dimension unk__N; give it a readable, stable name
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "N"
+    # tf2onnx writes the traced function's name here, which carries TensorFlow's
+    # process-wide trace counter (``__inference_score_689``): the same model exported
+    # after other traces would get other bytes, another sha256 and another card version.
+    proto.graph.doc_string = "converted by tf2onnx from the model's scoring tf.function"
     return proto.SerializeToString()
 
 
@@ -177,6 +183,69 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class CheckedGraph:
+    """A graph's held-out outputs from onnxruntime, once both parity checks passed."""
+
+    raw: np.ndarray  # the raw output, shaped like the Keras reference
+    calibrated: np.ndarray | None  # the calibrated output (None without a map)
+
+
+def export_graph(
+    name: str,
+    model_bytes: bytes,
+    x_test: np.ndarray,
+    keras: np.ndarray,
+    models_dir: Path,
+    card: Callable[[dict[str, Any], CheckedGraph], CardT],
+    *,
+    output: str,
+    what: str,
+    calibration: FittedCalibration | None = None,
+    calibrated_output: str | None = None,
+) -> tuple[Path, CardT, CheckedGraph]:
+    """The one exporter of binary and multiclass graphs: check, then write.
+
+    onnxruntime's ``output`` on the held-out split must equal ``keras`` (the Keras
+    model's, ``what`` in the message) within :data:`PARITY_TOLERANCE`, and with a
+    ``calibration`` its ``calibrated_output`` the fitted map's
+    (:func:`training.calibrate.check_parity`), or nothing is written. Then
+    ``models_dir/<name>/model.onnx`` and the card ``card(header, graph)`` builds from the
+    fields every card shares (``name``, ``version``, ``created_at``, ``onnx``), each
+    written atomically.
+    """
+    outputs = onnx_outputs(model_bytes, x_test)
+    shape = np.shape(keras)
+    raw = outputs[output].reshape(shape)
+    gap = float(np.max(np.abs(raw - keras)))
+    if not gap <= PARITY_TOLERANCE:
+        raise ExportError(
+            f"{name}: onnxruntime {what} differ from Keras by {gap:.3g} "
+            f"(> {PARITY_TOLERANCE:g}) on the held-out split; not exported"
+        )
+    calibrated = None
+    if calibration is not None:
+        assert calibrated_output is not None
+        calibrated = outputs[calibrated_output].reshape(shape)
+        check_parity(calibration, raw, calibrated, name)
+    graph = CheckedGraph(raw=raw, calibrated=calibrated)
+
+    folder = models_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = folder / MODEL_FILENAME
+    write_atomically(model_path, model_bytes)
+    header = {
+        "name": name,
+        "version": sha256_file(model_path)[:12],
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "onnx": onnx_spec(model_path, output),
+    }
+    written = card(header, graph)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
+        os.replace(write_card(Path(tmp), written), folder / CARD_FILENAME)
+    return folder, written, graph
+
+
 def export_model(
     fitted: FittedModel,
     dataset: Dataset,
@@ -212,82 +281,78 @@ def export_model(
     model_bytes = to_onnx(fitted, beta=beta)
     if calibration is not None:
         model_bytes = with_map(model_bytes, OUTPUT_NAME, calibration.map, BINARY_OUTPUT)
-    outputs = onnx_outputs(model_bytes, data.x_test)
-    scores = outputs[OUTPUT_NAME].reshape(-1)
-    expected = correct_scores(fitted.predict(data.x_test), beta)
-    gap = float(np.max(np.abs(scores - expected)))
-    if not gap <= PARITY_TOLERANCE:
-        raise ExportError(
-            f"{spec.name}: onnxruntime scores differ from Keras by {gap:.3g} "
-            f"(> {PARITY_TOLERANCE:g}) on the held-out split; not exported"
-        )
-    probabilities = None
-    if calibration is not None:
-        probabilities = outputs[BINARY_OUTPUT].reshape(-1)
-        check_parity(calibration, scores, probabilities, spec.name)
-
-    folder = models_dir / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    model_path = folder / MODEL_FILENAME
-    write_atomically(model_path, model_bytes)
-
     if cost_matrix is None:
         cost_matrix = spec.cost_matrix
     if cost_matrix is None and dataset.source == REFERENCE_SOURCE:
         cost_matrix = REFERENCE_QALY_VALUES
-    card = ModelCard(
-        name=spec.name,
-        version=sha256_file(model_path)[:12],
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        description=spec.description,
-        loss=LossSpec(
-            type=spec.loss,
-            fn_cost=spec.fn_cost if spec.loss == "custom" else 1.0,
-            fp_cost=spec.fp_cost if spec.loss == "custom" else 1.0,
-        ),
-        cost_matrix=(
-            OutcomeValues(**{k: float(v) for k, v in cost_matrix.to_dict().items()})
-            if cost_matrix is not None
-            else None
-        ),
-        threshold=threshold,
-        margin=margin,
-        features=list(dataset.feature_names),
-        onnx=onnx_spec(model_path, OUTPUT_NAME),
-        training=training_spec(
-            spec,
-            type(fitted.model.optimizer).__name__,
-            dataset,
-            data,
-            n_train=len(data.y_train) if n_train is None else n_train,
-        ),
-        metrics=held_out_metrics(data.y_test, scores, threshold),
-        held_out=HeldOut(
-            scores=[float(s) for s in scores],
-            labels=[int(v) for v in data.y_test],
-            probabilities=None if probabilities is None else [float(p) for p in probabilities],
-        ),
-        score_correction=ScoreCorrection(kind="none" if beta == 1.0 else "prior_shift", beta=beta),
-        # The whole training split, also for a model fitted on a subsample of it: the
-        # split is what the data says the model is meant for.
-        feature_ranges=feature_ranges(data.x_train, list(dataset.feature_names)),
-        calibration=(
-            None
-            if calibration is None or probabilities is None
-            else section(
-                calibration,
-                BINARY_OUTPUT,
-                data.y_test,
-                scores,
-                probabilities,
-                prior_shift_weight=prior_shift_weight(spec),
-            )
-        ),
-        **(extra_sections or {}),
+
+    def card(header: dict[str, Any], graph: CheckedGraph) -> ModelCard:
+        scores, probabilities = graph.raw, graph.calibrated
+        return ModelCard(
+            **header,
+            description=spec.description,
+            loss=LossSpec(
+                type=spec.loss,
+                fn_cost=spec.fn_cost if spec.loss == "custom" else 1.0,
+                fp_cost=spec.fp_cost if spec.loss == "custom" else 1.0,
+            ),
+            cost_matrix=(
+                OutcomeValues(**{k: float(v) for k, v in cost_matrix.to_dict().items()})
+                if cost_matrix is not None
+                else None
+            ),
+            threshold=threshold,
+            margin=margin,
+            features=list(dataset.feature_names),
+            training=training_spec(
+                spec,
+                type(fitted.model.optimizer).__name__,
+                dataset,
+                data,
+                n_train=len(data.y_train) if n_train is None else n_train,
+            ),
+            metrics=held_out_metrics(data.y_test, scores, threshold),
+            held_out=HeldOut(
+                scores=[float(s) for s in scores],
+                labels=[int(v) for v in data.y_test],
+                probabilities=None if probabilities is None else [float(p) for p in probabilities],
+            ),
+            score_correction=ScoreCorrection(
+                kind="none" if beta == 1.0 else "prior_shift", beta=beta
+            ),
+            # The whole training split, also for a model fitted on a subsample of it: the
+            # split is what the data says the model is meant for.
+            feature_ranges=feature_ranges(data.x_train, list(dataset.feature_names)),
+            calibration=(
+                None
+                if calibration is None or probabilities is None
+                else section(
+                    calibration,
+                    BINARY_OUTPUT,
+                    data.y_test,
+                    scores,
+                    probabilities,
+                    prior_shift_weight=prior_shift_weight(spec),
+                )
+            ),
+            **(extra_sections or {}),
+        )
+
+    folder, written, graph = export_graph(
+        spec.name,
+        model_bytes,
+        data.x_test,
+        correct_scores(fitted.predict(data.x_test), beta),
+        models_dir,
+        card,
+        output=OUTPUT_NAME,
+        what="scores",
+        calibration=calibration,
+        calibrated_output=BINARY_OUTPUT,
     )
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
-        os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)
-    return ExportResult(folder=folder, card=card, scores=scores, probabilities=probabilities)
+    return ExportResult(
+        folder=folder, card=written, scores=graph.raw, probabilities=graph.calibrated
+    )
 
 
 def prior_shift_weight(spec: Any) -> float | None:

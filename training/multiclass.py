@@ -19,10 +19,7 @@ values[i][j]`` (``costaware.multiclass.decide``), whatever the loss.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,37 +29,25 @@ import numpy as np
 
 from costaware.calibration import MULTICLASS_OUTPUT
 from costaware.card import (
-    CARD_FILENAME,
-    MODEL_FILENAME,
     MulticlassCard,
     MulticlassHeldOut,
     MulticlassLoss,
     MulticlassMetrics,
     ValueMatrixSpec,
     feature_ranges,
-    sha256_file,
-    write_card,
 )
+from costaware.core import ValueMatrix, decide, default_margin, realised_values
 from costaware.economics import EconomicsError
-from costaware.multiclass import (
-    ValueMatrix,
-    class_labels_from_text,
-    decide,
-    default_margin,
-    realised_values,
-)
+from costaware.multiclass import class_labels_from_text
 from costaware.tabular import TabularError, data_line_numbers, parse_numeric_csv, take_text_column
-from training.calibrate import FittedCalibration, check_parity, section, with_map
+from training.calibrate import FittedCalibration, section, with_map
 from training.data import MIN_ROWS, DataError, Split, data_sha256, read_text
 from training.export import (
-    PARITY_TOLERANCE,
-    ExportError,
+    CheckedGraph,
+    export_graph,
     function_to_onnx,
     onnx_output,
-    onnx_outputs,
-    onnx_spec,
     training_spec,
-    write_atomically,
 )
 from training.fit import (
     STEPS_PER_EXECUTION,
@@ -423,79 +408,74 @@ def export_multiclass(
     model_bytes = to_onnx(fitted)
     if calibration is not None:
         model_bytes = with_map(model_bytes, OUTPUT_NAME, calibration.map, MULTICLASS_OUTPUT)
-    outputs = onnx_outputs(model_bytes, split.x_test)
-    probabilities = outputs[OUTPUT_NAME]
-    calibrated = None
-    if calibration is not None:
-        calibrated = outputs[MULTICLASS_OUTPUT]
-        check_parity(calibration, probabilities, calibrated, spec.name)
-    gap = float(np.max(np.abs(probabilities - fitted.predict(split.x_test))))
-    if not gap <= PARITY_TOLERANCE:
-        raise ExportError(
-            f"{spec.name}: onnxruntime probabilities differ from Keras by {gap:.3g} "
-            f"(> {PARITY_TOLERANCE:g}) on the held-out split; not exported"
-        )
     if margin is None:
         margin = default_margin(matrix)
-    folder = models_dir / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    model_path = folder / MODEL_FILENAME
-    write_atomically(model_path, model_bytes)
     y = split.y_test
-    p64 = probabilities.astype(np.float64)
-    decided = decide(p64, matrix, margin=margin).index
     k = matrix.k
-    outcome = held_out_outcome(y, p64, matrix)
-    card = MulticlassCard(
-        name=spec.name,
-        version=sha256_file(model_path)[:12],
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        description=spec.description,
-        classes=list(matrix.classes),
-        value_matrix=ValueMatrixSpec(
+
+    def card(header: dict[str, Any], graph: CheckedGraph) -> MulticlassCard:
+        probabilities, calibrated = graph.raw, graph.calibrated
+        p64 = probabilities.astype(np.float64)
+        decided = decide(p64, matrix, margin=margin).index
+        outcome = held_out_outcome(y, p64, matrix)
+        return MulticlassCard(
+            **header,
+            description=spec.description,
             classes=list(matrix.classes),
-            values=matrix.values.tolist(),
-            illustrative=illustrative,
-            note=note,
-        ),
-        loss=MulticlassLoss(type=spec.loss, regret_scale=fitted.regret_scale),
-        margin=float(margin),
-        features=list(data.feature_names),
-        onnx=onnx_spec(model_path, OUTPUT_NAME),
-        training=training_spec(
-            spec,
-            type(fitted.model.optimizer).__name__,
-            data,
-            split,
-            n_train=len(split.y_train)
-            - (calibration.rows if calibration and calibration.fitted_on == "held_back" else 0),
-            positive_label=None,
-        ),
-        metrics=MulticlassMetrics(
-            accuracy=outcome.accuracy_min_cost,
-            expected_value=outcome.expected_value_min_cost,
-            total_value=float(realised_values(y, decided, matrix).sum()),
-            argmax_accuracy=outcome.accuracy_argmax,
-            argmax_expected_value=outcome.expected_value_argmax,
-            confusion=np.bincount(y * k + decided, minlength=k * k).reshape(k, k).tolist(),
-        ),
-        held_out=MulticlassHeldOut(
-            probabilities=[[float(v) for v in row] for row in probabilities],
-            labels=[int(v) for v in y],
-            calibrated_probabilities=(
-                None if calibrated is None else [[float(v) for v in row] for row in calibrated]
+            value_matrix=ValueMatrixSpec(
+                classes=list(matrix.classes),
+                values=matrix.values.tolist(),
+                illustrative=illustrative,
+                note=note,
             ),
-        ),
-        comparison=comparison,
-        feature_ranges=feature_ranges(split.x_train, list(data.feature_names)),
-        calibration=(
-            None
-            if calibration is None or calibrated is None
-            else section(calibration, MULTICLASS_OUTPUT, y, probabilities, calibrated)
-        ),
+            loss=MulticlassLoss(type=spec.loss, regret_scale=fitted.regret_scale),
+            margin=float(margin),
+            features=list(data.feature_names),
+            training=training_spec(
+                spec,
+                type(fitted.model.optimizer).__name__,
+                data,
+                split,
+                n_train=len(split.y_train)
+                - (calibration.rows if calibration and calibration.fitted_on == "held_back" else 0),
+                positive_label=None,
+            ),
+            metrics=MulticlassMetrics(
+                accuracy=outcome.accuracy_min_cost,
+                expected_value=outcome.expected_value_min_cost,
+                total_value=float(realised_values(y, decided, matrix).sum()),
+                argmax_accuracy=outcome.accuracy_argmax,
+                argmax_expected_value=outcome.expected_value_argmax,
+                confusion=np.bincount(y * k + decided, minlength=k * k).reshape(k, k).tolist(),
+            ),
+            held_out=MulticlassHeldOut(
+                probabilities=[[float(v) for v in row] for row in probabilities],
+                labels=[int(v) for v in y],
+                calibrated_probabilities=(
+                    None if calibrated is None else [[float(v) for v in row] for row in calibrated]
+                ),
+            ),
+            comparison=comparison,
+            feature_ranges=feature_ranges(split.x_train, list(data.feature_names)),
+            calibration=(
+                None
+                if calibration is None or calibrated is None
+                else section(calibration, MULTICLASS_OUTPUT, y, probabilities, calibrated)
+            ),
+        )
+
+    folder, written, graph = export_graph(
+        spec.name,
+        model_bytes,
+        split.x_test,
+        fitted.predict(split.x_test),
+        models_dir,
+        card,
+        output=OUTPUT_NAME,
+        what="probabilities",
+        calibration=calibration,
+        calibrated_output=MULTICLASS_OUTPUT,
     )
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".card.") as tmp:
-        os.replace(write_card(Path(tmp), card), folder / CARD_FILENAME)
     return MulticlassExport(
-        folder=folder, card=card, probabilities=probabilities, calibrated=calibrated
+        folder=folder, card=written, probabilities=graph.raw, calibrated=graph.calibrated
     )

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from costaware.core import ValueMatrix
 from costaware.economics import EconomicsError
-from costaware.multiclass import ValueMatrix
 from costaware.tabular import TabularError
 from training import calibrate
 from training.calibrate import (

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from costaware.decision import DEFAULT_MARGIN
-from costaware.economics import CostMatrix, best_threshold, elkan_threshold, outcome_values
+from costaware.economics import CostMatrix, best_threshold, elkan_threshold, expected_value
 from training.calibrate import fit_binary, make_plan
 from training.data import Dataset, Split
 from training.fit import FittedModel, Progress, fit_variant
@@ -363,7 +363,7 @@ def default_rules(costs: CostMatrix) -> list[ThresholdRule]:
 
 
 # ---------------------------------------------------------------------------
-# Thresholds and values
+# Thresholds
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, costs: CostMatrix) -> float:
@@ -382,11 +382,6 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, costs: CostMatrix) 
     below = scores[scores < best.threshold]
     lower = float(below.max()) if below.size else 0.0
     return (best.threshold + lower) / 2.0
-
-
-def value_at(labels: np.ndarray, scores: np.ndarray, threshold: float, costs: CostMatrix) -> float:
-    """Expected value per instance of deciding ``score >= threshold``."""
-    return float(outcome_values(labels, np.asarray(scores) >= threshold, costs).mean())
 
 
 # ---------------------------------------------------------------------------
@@ -595,81 +590,95 @@ def evaluate_fold(
     val_scores = fitted.predict(x_train[val_index])
     y_fit, y_val = y_train[train_index], y_train[val_index]
     thresholds = {r.name: r.threshold(y_fit, train_scores, costs) for r in rules}
+    ts = thresholds.items()
     return FoldResult(
         fold=fold,
         train_index=train_index,
         val_index=val_index,
         thresholds=thresholds,
-        train_values={n: value_at(y_fit, train_scores, t, costs) for n, t in thresholds.items()},
-        val_values={n: value_at(y_val, val_scores, t, costs) for n, t in thresholds.items()},
+        train_values={n: expected_value(y_fit, train_scores, t, costs) for n, t in ts},
+        val_values={n: expected_value(y_val, val_scores, t, costs) for n, t in ts},
         train_scores=train_scores,
         val_scores=val_scores,
     )
 
 
-def search(
-    grid: Sequence[LossSetting],
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    costs: CostMatrix,
-    *,
-    rules: Sequence[ThresholdRule] | None = None,
-    selection: str | None = None,
-    k: int = DEFAULT_K,
-    seed: int = DEFAULT_SEED,
-    epochs: int = DEFAULT_EPOCHS,
-    on_fit: FitCallback | None = None,
-    map_fn: MapFunction = map,
-) -> SearchResult:
-    """Cross-validate every (setting, rule) pair of ``grid`` x ``rules`` on the training
-    rows it is given (``rules`` defaults to :func:`default_rules`).
+@dataclass(frozen=True)
+class CostSearch:
+    """The search's parameters, given once (like a scikit-learn estimator's): the cost
+    matrix, the loss settings (``grid``, default :func:`default_grid`), the threshold rules
+    (``rules``, default :func:`default_rules`), the ``selection`` (default: see
+    :func:`resolve_selection`), K folds, the seed of the folds and of every fit, the epochs
+    per fit; ``on_fit`` is called after every fit and ``map_fn`` runs the fold fits.
 
-    All settings share the folds and the fit seed, so they differ only in the loss;
-    all rules of a setting share its fits, so they differ only in the threshold.
-    ``map_fn`` runs the fold fits (``map`` here; ``client.map`` on a Dask cluster, see
-    :func:`training.tuning_cli.dask_map`): every fit seeds itself, so where it runs does
-    not change its result.
+    :meth:`run` searches, :func:`choose` also refits the winner, :func:`tune` also exports.
     """
-    if not grid:
-        raise TuningError("--grid: no loss settings to search")
-    rules = tuple(rules if rules is not None else default_rules(costs))
-    if not rules:
-        raise TuningError("--thresholds: no threshold rules to search")
-    selection = resolve_selection(selection, rules, costs)
-    y_train = np.asarray(y_train)
-    folds = cv_folds(y_train, k, seed)
-    total = len(grid) * len(folds)
-    specs = [setting.spec(f"cv-{s}", epochs=epochs, seed=seed) for s, setting in enumerate(grid)]
-    jobs = [(s, f) for s in range(len(grid)) for f in range(len(folds))]
-    fits = map_fn(
-        evaluate_fold,
-        [specs[s] for s, _ in jobs],
-        [x_train] * total,
-        [y_train] * total,
-        [f + 1 for _, f in jobs],
-        [folds[f][0] for _, f in jobs],
-        [folds[f][1] for _, f in jobs],
-        [costs] * total,
-        [rules] * total,
-    )
-    by_setting: list[list[FoldResult]] = [[] for _ in grid]
-    for done, ((s, f), fold_result) in enumerate(zip(jobs, fits, strict=True), start=1):
-        by_setting[s].append(fold_result)
-        if on_fit:
-            on_fit(done, total, grid[s], f + 1)
-    results = [
-        SettingResult(setting, rules, tuple(found))
-        for setting, found in zip(grid, by_setting, strict=True)
-    ]
-    return SearchResult(
-        costs=costs,
-        k=k,
-        seed=seed,
-        epochs=epochs,
-        rules=rules,
-        settings=tuple(results),
-        selection=selection,
-    )
+
+    costs: CostMatrix
+    grid: Sequence[LossSetting] | None = None
+    rules: Sequence[ThresholdRule] | None = None
+    selection: str | None = None
+    k: int = DEFAULT_K
+    seed: int = DEFAULT_SEED
+    epochs: int = DEFAULT_EPOCHS
+    on_fit: FitCallback | None = None
+    map_fn: MapFunction = map
+
+    def run(self, x_train: np.ndarray, y_train: np.ndarray) -> SearchResult:
+        """Cross-validate every (setting, rule) pair of the grid x the rules on the training
+        rows it is given.
+
+        All settings share the folds and the fit seed, so they differ only in the loss;
+        all rules of a setting share its fits, so they differ only in the threshold.
+        ``map_fn`` runs the fold fits (``map`` here; ``client.map`` on a Dask cluster, see
+        :func:`training.tuning_cli.dask_map`): every fit seeds itself, so where it runs does
+        not change its result.
+        """
+        costs = self.costs
+        grid = tuple(self.grid if self.grid is not None else default_grid(costs))
+        if not grid:
+            raise TuningError("--grid: no loss settings to search")
+        rules = tuple(self.rules if self.rules is not None else default_rules(costs))
+        if not rules:
+            raise TuningError("--thresholds: no threshold rules to search")
+        selection = resolve_selection(self.selection, rules, costs)
+        y_train = np.asarray(y_train)
+        folds = cv_folds(y_train, self.k, self.seed)
+        total = len(grid) * len(folds)
+        specs = [
+            setting.spec(f"cv-{s}", epochs=self.epochs, seed=self.seed)
+            for s, setting in enumerate(grid)
+        ]
+        jobs = [(s, f) for s in range(len(grid)) for f in range(len(folds))]
+        fits = self.map_fn(
+            evaluate_fold,
+            [specs[s] for s, _ in jobs],
+            [x_train] * total,
+            [y_train] * total,
+            [f + 1 for _, f in jobs],
+            [folds[f][0] for _, f in jobs],
+            [folds[f][1] for _, f in jobs],
+            [costs] * total,
+            [rules] * total,
+        )
+        by_setting: list[list[FoldResult]] = [[] for _ in grid]
+        for done, ((s, f), fold_result) in enumerate(zip(jobs, fits, strict=True), start=1):
+            by_setting[s].append(fold_result)
+            if self.on_fit:
+                self.on_fit(done, total, grid[s], f + 1)
+        results = [
+            SettingResult(setting, rules, tuple(found))
+            for setting, found in zip(grid, by_setting, strict=True)
+        ]
+        return SearchResult(
+            costs=costs,
+            k=self.k,
+            seed=self.seed,
+            epochs=self.epochs,
+            rules=rules,
+            settings=tuple(results),
+            selection=selection,
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -724,7 +733,7 @@ def fit_winner(
         search=result,
         fitted=fitted,
         threshold=threshold,
-        train_value=value_at(y_train, scores, threshold, result.costs),
+        train_value=expected_value(y_train, scores, threshold, result.costs),
         train_scores=scores,
     )
 
@@ -747,57 +756,28 @@ class TuneOutcome:
 
 
 def choose(
+    search: CostSearch,
     x_train: np.ndarray,
     y_train: np.ndarray,
-    costs: CostMatrix,
     *,
-    grid: Sequence[LossSetting] | None = None,
-    rules: Sequence[ThresholdRule] | None = None,
-    selection: str | None = None,
-    k: int = DEFAULT_K,
-    seed: int = DEFAULT_SEED,
-    epochs: int = DEFAULT_EPOCHS,
     name: str = DEFAULT_NAME,
-    on_fit: FitCallback | None = None,
     progress: Progress | None = None,
-    map_fn: MapFunction = map,
 ) -> TunedFit:
-    """The whole choice on the training rows: the search (``grid`` defaults to
-    :func:`default_grid`), then the winner refitted with its threshold. :func:`tune` exports
-    it; bench/tuning.py scores it on random splits."""
-    result = search(
-        grid if grid is not None else default_grid(costs),
-        x_train,
-        y_train,
-        costs,
-        rules=rules,
-        selection=selection,
-        k=k,
-        seed=seed,
-        epochs=epochs,
-        on_fit=on_fit,
-        map_fn=map_fn,
-    )
+    """The whole choice on the training rows: the search, then the winner refitted with its
+    threshold. :func:`tune` exports it; bench/tuning.py scores it on random splits."""
+    result = search.run(x_train, y_train)
     return fit_winner(result, x_train, y_train, name=name, progress=progress)
 
 
 def tune(
     dataset: Dataset,
     data: Split | SealedSplit,
-    costs: CostMatrix,
+    search: CostSearch,
     models_dir: Path,
     *,
-    grid: Sequence[LossSetting] | None = None,
-    rules: Sequence[ThresholdRule] | None = None,
-    selection: str | None = None,
-    k: int = DEFAULT_K,
-    seed: int = DEFAULT_SEED,
-    epochs: int = DEFAULT_EPOCHS,
     name: str = DEFAULT_NAME,
     margin: float = DEFAULT_MARGIN,
-    on_fit: FitCallback | None = None,
     progress: Progress | None = None,
-    map_fn: MapFunction = map,
     calibration: str = "sigmoid",
 ) -> TuneOutcome:
     """Search, refit the winner, then (and only then) unseal the held-out split to export.
@@ -808,22 +788,8 @@ def tune(
     from training.export import export_model
 
     sealed = data if isinstance(data, SealedSplit) else SealedSplit(data)
-    tuned = choose(
-        sealed.x_train,
-        sealed.y_train,
-        costs,
-        grid=grid,
-        rules=rules,
-        selection=selection,
-        k=k,
-        seed=seed,
-        epochs=epochs,
-        name=name,
-        on_fit=on_fit,
-        progress=progress,
-        map_fn=map_fn,
-    )
-    plan = make_plan(calibration, "binary", folds=k)
+    tuned = choose(search, sealed.x_train, sealed.y_train, name=name, progress=progress)
+    plan = make_plan(calibration, "binary", folds=search.k)
     calibrator = None
     if plan.enabled:
         calibrator = fit_binary(plan, winner_out_of_fold(tuned.search), sealed.y_train)
@@ -835,7 +801,7 @@ def tune(
         models_dir,
         threshold=tuned.threshold,
         margin=margin,
-        cost_matrix=costs,
+        cost_matrix=search.costs,
         extra_sections={"tuning": tuned.card_section()},
         calibration=calibrator,
     )

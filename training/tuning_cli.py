@@ -20,6 +20,7 @@ from costaware.economics import (
     CostMatrix,
     EconomicsError,
     elkan_threshold,
+    expected_value,
     threshold_sweep,
 )
 from costaware.figures import new_figure, to_png
@@ -47,6 +48,7 @@ from training.tuning import (
     DEFAULT_RATIOS,
     DEFAULT_RULES_TEXT,
     SELECTIONS,
+    CostSearch,
     LossSetting,
     MapFunction,
     SearchResult,
@@ -59,7 +61,6 @@ from training.tuning import (
     parse_rules,
     resolve_selection,
     tune,
-    value_at,
 )
 from training.variants import DEFAULT_EPOCHS, DEFAULT_SEED, NAME_PATTERN, VariantError
 
@@ -172,7 +173,7 @@ def fit_map(args: argparse.Namespace) -> Iterator[MapFunction]:
         yield map
         return
     try:
-        from service.batch.engine import connect
+        from costaware.cluster import connect
     except ImportError as exc:
         raise TuningError(
             f"--workers/--scheduler need dask.distributed (the batch extra): {exc}"
@@ -279,7 +280,7 @@ def compare_with_models(card: ModelCard, models_dir: Path, costs: CostMatrix) ->
             mine.split_seed,
         ) and other.held_out.labels == card.held_out.labels
         if same_split:
-            value = value_at(labels, np.asarray(other.held_out.scores), other.threshold, costs)
+            value = expected_value(labels, other.held_out.scores, other.threshold, costs)
             found.append(Comparison(other.name, other.threshold, value))
     return found
 
@@ -289,7 +290,7 @@ def format_outcome(outcome: TuneOutcome, others: Sequence[Comparison]) -> str:
     tuned = outcome.tuned
     costs = tuned.search.costs
     labels = np.asarray(card.held_out.labels)
-    held_out = value_at(labels, np.asarray(card.held_out.scores), card.threshold, costs)
+    held_out = expected_value(labels, card.held_out.scores, card.threshold, costs)
     c = card.metrics.confusion
     lines = [
         f"{card.name}: loss {tuned.search.winner.setting.label}, threshold rule "
@@ -392,7 +393,7 @@ def threshold_figure_png(outcome: TuneOutcome) -> bytes:
         sweep = threshold_sweep(y, s, costs)
         (line,) = ax.plot(sweep.thresholds, sweep.expected_value, label=label)
         # a marker, because a chosen threshold of 0 sits on the axis edge
-        at = value_at(y, s, card.threshold, costs)
+        at = expected_value(y, s, card.threshold, costs)
         ax.plot([card.threshold], [at], "o", color=line.get_color())
     ax.axvline(card.threshold, color="#d62728", linestyle=":", label=f"chosen {card.threshold:.4g}")
     elkan = elkan_threshold(costs)
@@ -436,7 +437,7 @@ def write_tuning_report(
         for c in r.candidates
     ]
     labels = np.asarray(card.held_out.labels)
-    held_out = value_at(labels, np.asarray(card.held_out.scores), card.threshold, result.costs)
+    held_out = expected_value(labels, card.held_out.scores, card.threshold, result.costs)
     compare_rows = [(card.name, f"{card.threshold:.4g}", money(held_out), "")] + [
         (
             o.name,
@@ -546,21 +547,24 @@ def _run(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     with fit_map(args) as map_fn:
-        outcome = tune(
-            dataset,
-            data,
+        search = CostSearch(
             costs,
-            args.models_dir,
             grid=grid,
             rules=rules,
             selection=selection,
             k=args.k,
             seed=args.seed,
             epochs=args.epochs,
-            name=args.name,
-            margin=args.margin,
             on_fit=ProgressBar(),
             map_fn=map_fn,
+        )
+        outcome = tune(
+            dataset,
+            data,
+            search,
+            args.models_dir,
+            name=args.name,
+            margin=args.margin,
             calibration=args.calibration,
         )
     others = compare_with_models(outcome.export.card, args.models_dir, costs)

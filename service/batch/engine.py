@@ -1,5 +1,6 @@
-"""The engine: a dask.distributed client on a LocalCluster of worker processes or on an
-existing scheduler, and a bounded stream of partition tasks with a progress bar.
+"""The engine: a bounded stream of partition tasks with a progress bar, on the client of
+:func:`costaware.cluster.connect` (a LocalCluster of worker processes or an existing
+scheduler).
 
 At most a few tasks per worker thread are submitted at a time and each finished task's
 result is consumed at once, so neither the workers nor the client ever hold more than a
@@ -8,36 +9,10 @@ few partitions, whatever the input size.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import IO, Any
-
-
-@contextmanager
-def connect(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A dask.distributed Client: on ``scheduler`` (an address) or on a new LocalCluster of
-    ``workers`` processes with one thread each, closed on exit."""
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        with Client(scheduler, timeout="30s") as client:
-            yield client
-        return
-    with (
-        LocalCluster(
-            n_workers=workers or 1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 class Progress:

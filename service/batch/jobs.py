@@ -12,10 +12,11 @@ from typing import Any
 
 import fsspec
 
-from costaware.economics import CostMatrix, EconomicsError
+from costaware.cluster import connect
+from costaware.economics import CostMatrix, EconomicsError, evaluate_counts
 from service.batch import adapter, partials
 from service.batch.adapter import BatchInputError
-from service.batch.engine import Progress, connect, stream
+from service.batch.engine import Progress, stream
 from service.batch.sources import Partition, expand, plan
 from service.batch.tasks import (
     EvaluateResult,
@@ -286,7 +287,7 @@ def run_evaluate(
         threshold = model.card.threshold if inputs.threshold is None else inputs.threshold
         margin = model.card.margin if inputs.margin is None else inputs.margin
         try:
-            result = partials.evaluate(
+            result = evaluate_counts(
                 mergers[model.name].result(),
                 costs,
                 threshold,

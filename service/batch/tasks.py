@@ -13,9 +13,9 @@ from typing import Any, Literal
 import fsspec
 import numpy as np
 
+from costaware.core import ScoreCounts
 from service.batch import adapter
 from service.batch.adapter import BatchInputError, LoadedModel
-from service.batch.partials import ScoreCounts
 from service.batch.sources import Partition, read
 
 OutputFormat = Literal["parquet", "csv"]

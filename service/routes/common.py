@@ -4,14 +4,15 @@ and the one way a prediction request is decoded, run through the data plane and 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope
 
 from service.dataplane import DataPlane
@@ -114,8 +115,60 @@ HeaderGetter = Callable[[str], str | None]
 # the overrides of the body's choices.
 Formats = tuple[str, str, Overrides | None]
 # A prediction endpoint called by service.middleware without a Request: the encoded answer
-# and its media type (200), or a ServiceError.
-DirectEndpoint = Callable[[Scope, Receive], Awaitable[tuple[bytes, str]]]
+# and its media type (200), and optionally more response headers, or a ServiceError. The
+# route's path parameters are in ``scope["path_params"]``.
+DirectAnswer = tuple[bytes, str] | tuple[bytes, str, list[tuple[bytes, bytes]]]
+DirectEndpoint = Callable[[Scope, Receive], Awaitable[DirectAnswer]]
+
+# Each routed endpoint's direct twin (register_direct). service.middleware's table is built
+# from the app's routes (DirectLanes), so a direct path's methods and template are stated
+# once, in its route's decorator, and its metrics are labelled by that template.
+_DIRECT: dict[Callable[..., Any], DirectEndpoint] = {}
+_NO_PARAMS: dict[str, Any] = {}
+
+
+def register_direct(routed: Callable[..., Any], direct: DirectEndpoint) -> DirectEndpoint:
+    """Declare ``direct`` the twin of the route endpoint ``routed``: service.middleware
+    calls it for the route's methods and path (template), the router answers otherwise
+    (a ``root_path``, ``create_app(direct_routes=False)``)."""
+    _DIRECT[routed] = direct
+    return direct
+
+
+class DirectLanes:
+    """The direct endpoints of an app's routes, found by method and path: an exact path
+    by one dict lookup (the hot ``/predict``), a path template by its route's pattern."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self.exact: dict[tuple[str, str], tuple[str, DirectEndpoint]] = {}
+        self.templated: list[tuple[str, Any, DirectEndpoint]] = []
+        # Each route as the app matches it (FastAPI resolves included routers lazily).
+        for route in iter_route_contexts(list(routes)):
+            direct = _DIRECT.get(route.endpoint)  # type: ignore[arg-type]
+            if direct is None or not isinstance(route.original_route, APIRoute):
+                continue
+            for method in sorted(route.methods or ()):
+                if route.param_convertors:
+                    self.templated.append((method, route, direct))
+                else:
+                    self.exact[(method, route.path)] = (route.path, direct)
+
+    def find(self, method: str, path: str) -> tuple[str, DirectEndpoint, Mapping[str, Any]] | None:
+        """The route's path template, its direct endpoint and the path parameters."""
+        found = self.exact.get((method, path))
+        if found is not None:
+            return found[0], found[1], _NO_PARAMS
+        for route_method, route, direct in self.templated:
+            if route_method != method:
+                continue
+            match = route.path_regex.match(path)
+            if match is not None:
+                convertors = route.param_convertors
+                params = {
+                    key: convertors[key].convert(value) for key, value in match.groupdict().items()
+                }
+                return route.path, direct, params
+        return None
 
 
 async def answer_predictions(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -27,10 +28,19 @@ def error_response(status: int, kind: str, detail: str) -> Response:
     return Response(error_body(kind, detail), status_code=status, media_type="application/json")
 
 
-def service_error_response(exc: ServiceError) -> Response:
+# A protocol's own error answer (status and JSON body) for a refusal, for the paths under
+# its prefix (service.middleware, a protocol's routes); the service's is the default.
+ErrorShape = Callable[[ServiceError], tuple[int, bytes]]
+
+
+def service_error_response(exc: ServiceError, shape: ErrorShape | None = None) -> Response:
     """The answer to a refused request; the app's handler and the direct routes
-    (service.middleware) both answer with this."""
-    response = error_response(exc.status, exc.kind, exc.detail)
+    (service.middleware) both answer with this; ``shape``: a protocol's error answer."""
+    if shape is None:
+        response = error_response(exc.status, exc.kind, exc.detail)
+    else:
+        status, body = shape(exc)
+        response = Response(body, status_code=status, media_type="application/json")
     if exc.headers:
         response.headers.update(exc.headers)
     return response

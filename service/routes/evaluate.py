@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from costaware import figures
+from costaware.core import ValueMatrix
 from costaware.economics import CostMatrix, EconomicsError
-from costaware.multiclass import ValueMatrix
 from costaware.tabular import data_line_numbers
 from service.codecs import (
     CSV,

@@ -14,6 +14,7 @@ from service.routes.common import (
     HeaderGetter,
     answer_predictions,
     direct_endpoint,
+    register_direct,
 )
 from service.schemas import ERROR_RESPONSES, PredictResponse, ValuedPredictResponse
 
@@ -49,4 +50,4 @@ async def predict(request: Request) -> Response:
 
 
 # ``predict`` as service.middleware calls it, without FastAPI's router.
-predict_direct = direct_endpoint(predict_formats)
+predict_direct = register_direct(predict, direct_endpoint(predict_formats))

@@ -24,6 +24,7 @@ from service.routes.common import (
     SettingsDep,
     answer_predictions,
     direct_endpoint,
+    register_direct,
 )
 from service.routes.errors import error_response
 from service.schemas import ERROR_RESPONSES, ExecutionParameters
@@ -84,4 +85,4 @@ def invocations_formats(header: HeaderGetter) -> Formats:
 
 
 # ``invocations`` as service.middleware calls it, without FastAPI's router.
-invocations_direct = direct_endpoint(invocations_formats)
+invocations_direct = register_direct(invocations, direct_endpoint(invocations_formats))

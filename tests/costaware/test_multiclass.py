@@ -3,17 +3,9 @@
 import numpy as np
 import pytest
 
-from costaware.cost_decision import decide_binary
+from costaware.core import ValueMatrix, ValueMatrixError, decide, evaluate
 from costaware.economics import CostMatrix, EconomicsError
-from costaware.multiclass import (
-    ValueMatrix,
-    ValueMatrixError,
-    as_class_labels,
-    as_probabilities,
-    class_labels_from_text,
-    decide,
-    evaluate,
-)
+from costaware.multiclass import as_class_labels, as_probabilities, class_labels_from_text
 
 
 def random_case(rng, k, n, per_instance):
@@ -61,9 +53,10 @@ def test_two_classes_equal_the_binary_rule(seed):
     matrix = ValueMatrix(("0", "1"), [[tn, fp], [fn, tp]])
     s = rng.uniform(0, 1, 300)
     multi = decide(np.c_[1 - s, s], matrix, score_margin=0.1)
-    binary = decide_binary(s, CostMatrix(tp=tp, fp=fp, tn=tn, fn=fn), margin=0.0)
-    np.testing.assert_array_equal(multi.index == 1, binary.treat)
-    np.testing.assert_allclose(multi.expected_values[:, 1], binary.value_treat)
+    costs = CostMatrix(tp=tp, fp=fp, tn=tn, fn=fn)
+    binary = decide(np.c_[1 - s, s], costs.value_matrix(), margin=0.0)
+    np.testing.assert_array_equal(multi.index, binary.index)
+    np.testing.assert_allclose(multi.expected_values, binary.expected_values)
     # score_margin * gap width is the binary |p - t*| < margin in value units
     t = (tn - fp) / ((tn - fp) + (tp - fn))
     if 0 < t < 1:

@@ -32,6 +32,7 @@ What is configured, and why:
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from service.inference import (
     target_model_name,
 )
 from service.openapi import OUTCOMES_CSV_PATTERN
+from service.protocols.v2.tensors import available_outputs
 
 JSONLINES = "application/jsonlines"
 REFUSAL_KINDS = {"non_finite_score", "out_of_range"}
@@ -160,6 +162,14 @@ class Served:
     held_out_sizes: dict[str, int]
     value_matrices: dict[str, dict[str, Any]] = field(default_factory=dict)
     calibrated: frozenset[str] = frozenset()
+    versions: dict[str, str] = field(default_factory=dict)
+    has_ranges: frozenset[str] = frozenset()
+
+    def v2_outputs(self, name: str, valued: bool) -> list[str]:
+        """The V2 outputs an answer of model ``name`` holds."""
+        return available_outputs(
+            name in self.multiclass, name in self.calibrated, name in self.has_ranges, valued
+        )
 
     @classmethod
     def read(cls, folder: Path, default: str = "medical") -> Served:
@@ -179,6 +189,8 @@ class Served:
                 if isinstance(card, MulticlassCard)
             },
             calibrated=frozenset(n for n, c in cards.items() if c.calibrated),
+            versions={name: card.version for name, card in cards.items()},
+            has_ranges=frozenset(n for n, c in cards.items() if c.feature_ranges is not None),
         )
 
     def shape(self, name: str) -> tuple[tuple[str, ...], bool]:
@@ -215,6 +227,9 @@ def install_rules(schema: Any, served: Served) -> None:
             # Likewise: the reliability diagram's name lists the calibrated models only.
             if (case.path_parameters or {}).get("name") not in served.calibrated:
                 case.path_parameters["name"] = min(served.calibrated)
+            return case
+        if case.path.startswith("/v2/models/{name}"):
+            _fit_v2(case, served)
             return case
         if case.method.upper() != "POST":
             return case
@@ -288,6 +303,74 @@ def install_rules(schema: Any, served: Served) -> None:
                 query["models"] = models[:1] if isinstance(models, list) else [models]
             case.query = query
         return case
+
+
+# Feature values a generated V2 tensor is clipped to: no graph overflows on them, so a
+# positive case is never refused for a non-finite score (a 400 in the V2 protocol, where
+# /predict's 422 is a documented refusal).
+_V2_CLIP = 1e6
+
+
+def _fit_v2(case: Any, served: Served) -> None:
+    """A V2 path of the model it names: the served version, and for infer a features tensor
+    of that model's width (N x F values), the parameters and outputs the model's answer
+    takes (see the operation's description); instances are flagged, never refused."""
+    params = case.path_parameters or {}
+    name = params.get("name")
+    if name not in served.features:
+        return
+    if "version" in params:
+        params["version"] = served.versions[name]
+    if case.method.upper() != "POST" or not isinstance(case.body, dict):
+        return
+    # A copy: the coverage phase's cases may share one body (fitted for another model).
+    body = case.body = copy.deepcopy(case.body)
+    width = len(served.features[name])
+    for tensor in body.get("inputs") or []:
+        flat: list[Any] = []
+        stack = [tensor.get("data")]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(reversed(item))
+            else:
+                flat.append(item)
+        flat = [min(max(value, -_V2_CLIP), _V2_CLIP) for value in flat] or [0]
+        n = max(1, len(flat) // width)
+        tensor["data"] = (flat * width * n)[: n * width]
+        tensor["shape"] = [n, width]
+        (tensor.get("parameters") or {}).pop("binary_data_size", None)
+    parameters = body.get("parameters")
+    multiclass = name in served.multiclass
+    costs = {
+        key for key in ("cost_tp", "cost_fp", "cost_tn", "cost_fn") if key in (parameters or {})
+    }
+    valued = multiclass
+    if isinstance(parameters, dict):
+        if parameters.get("on_out_of_range") == "refuse":
+            del parameters["on_out_of_range"]
+        if multiclass or len(costs) < 4:
+            for key in costs:
+                del parameters[key]
+        else:
+            matrix = {key.removeprefix("cost_"): parameters[key] for key in costs}
+            _fit_lists(matrix, None)
+            parameters.update({f"cost_{key}": value for key, value in matrix.items()})
+            valued = True
+        if valued:
+            parameters.pop("threshold", None)
+        elif parameters.get("margin") is not None:
+            parameters["margin"] = min(parameters["margin"], 1)
+    available = served.v2_outputs(name, valued)
+    outputs = body.get("outputs")
+    if isinstance(outputs, list):
+        seen: set[str] = set()
+        kept = []
+        for output in outputs:
+            if output.get("name") in available and output["name"] not in seen:
+                seen.add(output["name"])
+                kept.append(output)
+        body["outputs"] = kept or [{"name": available[0]}]
 
 
 def _fit_multiclass_query(case: Any, query: dict[str, Any], served: Served) -> bool:

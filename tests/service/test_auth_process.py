@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from _servicekit import DATA, SHIPPED, csv_body, running_serve, serve_command
 
+from costaware.card import read_any_card
+
 INFERENCE_KEYS = ("inference-key-7Gq2", "second.inference~key+/=")
 ADMIN_KEY = "admin-key-Zx81_p"
 WRONG_KEY = "inference-key-7Gq3"
@@ -36,7 +38,40 @@ GUARDED = [
     ("POST", "/outcomes", {"json": {"outcomes": [{"id": "nobody", "label": 1}]}}),
     ("GET", "/models/medical/value", {}),
 ]
-OPEN = ["/ping", "/health/live", "/health/ready", "/docs", "/openapi.json", "/explorer"]
+# The Open Inference Protocol's paths (service.routes.v2), the medical model's.
+V2_INFER = {
+    "json": {
+        "inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 30], "data": ROW.tolist()}]
+    }
+}
+V2_MODEL = f"/v2/models/medical/versions/{read_any_card(SHIPPED / 'medical').version}"
+GUARDED += [
+    ("GET", "/v2", {}),
+    ("GET", "/v2/models/medical", {}),
+    ("GET", "/v2/models/medical/ready", {}),
+    ("GET", V2_MODEL, {}),
+    ("GET", f"{V2_MODEL}/ready", {}),
+    ("POST", "/v2/models/medical/infer", V2_INFER),
+    ("POST", f"{V2_MODEL}/infer", V2_INFER),
+]
+V2_TEMPLATED = {
+    "/v2/models/{name}",
+    "/v2/models/{name}/ready",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}",
+    "/v2/models/{name}/versions/{version}/ready",
+    "/v2/models/{name}/versions/{version}/infer",
+}
+OPEN = [
+    "/ping",
+    "/health/live",
+    "/health/ready",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/docs",
+    "/openapi.json",
+    "/explorer",
+]
 ADMIN = ["/models/builtin/load", "/models/custom-5to1/unload", "/models/custom-5to1/load"]
 
 
@@ -69,7 +104,11 @@ def assert_unauthorized(response: httpx.Response, invalid: bool) -> None:
     assert challenge.startswith("Bearer ")
     assert ('error="invalid_token"' in challenge) == invalid
     body = response.json()
-    assert set(body) == {"error", "detail"} and body["error"] == "unauthorized"
+    if response.request.url.path.startswith("/v2"):
+        # The Open Inference Protocol's error body, with the same message.
+        assert set(body) == {"error"} and "API key" in body["error"]
+    else:
+        assert set(body) == {"error", "detail"} and body["error"] == "unauthorized"
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), GUARDED, ids=[p for _, p, _ in GUARDED])
@@ -192,7 +231,7 @@ def test_paths_in_the_document_match_the_matrix():
         "/models/{name}/value",
     }
     documented = set(document["paths"])
-    assert documented - tested - admin - templated == set()
+    assert documented - tested - admin - templated - V2_TEMPLATED == set()
 
 
 def test_no_key_reaches_the_log(server):

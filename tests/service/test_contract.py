@@ -45,6 +45,9 @@ def assert_found_nothing(outcome, *, min_cases: int) -> None:
     answered = {(method, path) for method, path, status in outcome.statuses if status == 200}
     for operation in PREDICTIONS:
         assert operation in answered, sorted(answered)
+    # The Open Inference Protocol's infer answered too (the binary and multiclass models).
+    v2_answered = {path.split("/")[3] for method, path in answered if path.endswith("/infer")}
+    assert {"wine", SERVED.default} <= v2_answered, sorted(answered)
     scored = {(model, matrix) for path, model, matrix in outcome.scored if path == "/predict"}
     binary = sorted(set(SERVED.features) - SERVED.multiclass)
     for model in ("wine", *binary):

@@ -3,7 +3,7 @@ and the shipped multiclass model (models/wine), on /predict, /invocations and /e
 
 Expected figures are computed here with numpy from the graph's own outputs (onnxruntime on
 models/<name>/model.onnx) or the card's held-out rows, independently of
-costaware.multiclass and costaware.cost_decision. The shipped models are calibrated: every
+costaware.core (binary and K-class decisions). The shipped models are calibrated: every
 decision by expected value is taken on the calibrated probability output, the threshold
 label on the raw score."""
 

@@ -14,7 +14,7 @@ from sklearn.metrics import (
 )
 
 from costaware.card import read_card, verify_model_file
-from training.export import PARITY_TOLERANCE, ExportError, export_model
+from training.export import PARITY_TOLERANCE, ExportError, export_model, to_onnx
 from training.subsample import correct_scores
 
 
@@ -167,3 +167,40 @@ def test_card_records_which_rows_were_held_out(card, reference, reference_split)
     swapped = data.model_dump() | {"test_rows": data.test_rows[::-1]}
     with pytest.raises(ValueError, match="not the sha256"):
         DataSpec.model_validate(swapped)
+
+
+@pytest.mark.parametrize("off_by", [2 * PARITY_TOLERANCE, float("nan")])
+def test_a_graph_that_disagrees_with_keras_is_not_written(
+    exported, reference_split, tmp_path, off_by
+):
+    """export_graph, the one exporter of binary and multiclass graphs: onnxruntime's output
+    against a Keras reference off by more than the tolerance (or not a number) is refused,
+    naming the model and the output, and no file is written."""
+    from training.export import OUTPUT_NAME, export_graph
+
+    graph = (exported.folder / "model.onnx").read_bytes()
+    keras = exported.scores.astype(np.float64) + off_by
+
+    def card(header, checked):  # never reached
+        raise AssertionError("a card was built for a refused graph")
+
+    with pytest.raises(ExportError, match=r"^refused: onnxruntime scores differ from Keras"):
+        export_graph(
+            "refused",
+            graph,
+            reference_split.x_test,
+            keras,
+            tmp_path,
+            card,
+            output=OUTPUT_NAME,
+            what="scores",
+        )
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_same_model_exports_to_the_same_bytes_within_one_process(fitted):
+    # Each export traces the scoring function again, which advances TensorFlow's trace
+    # counter; the graph's bytes (so its sha256 and the card's version) must not follow it.
+    first = to_onnx(fitted)
+    second = to_onnx(fitted)
+    assert first == second

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from costaware.card import CardError, MulticlassCard, read_any_card, read_card
-from costaware.multiclass import ValueMatrix, decide, realised_values
+from costaware.core import ValueMatrix, decide, realised_values
 from training.cli import main
 from training.multiclass import (
     WINE_VALUES,

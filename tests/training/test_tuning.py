@@ -18,6 +18,7 @@ from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix
 from training.tuning import (
     BUILTIN,
     IN_SAMPLE,
+    CostSearch,
     HeldOutAccessError,
     SealedSplit,
     TuningError,
@@ -70,17 +71,10 @@ def outcome(reference, guard, tiny_grid, sealed_during_fits, tmp_path_factory):
     def on_fit(done, total, setting, fold):
         sealed_during_fits.append(guard.sealed)
 
-    return tune(
-        reference,
-        guard,
-        REFERENCE_QALY_VALUES,
-        tmp_path_factory.mktemp("tuned-models"),
-        grid=tiny_grid,
-        k=TINY_K,
-        seed=1,
-        epochs=TINY_EPOCHS,
-        on_fit=on_fit,
+    search = CostSearch(
+        REFERENCE_QALY_VALUES, grid=tiny_grid, k=TINY_K, seed=1, epochs=TINY_EPOCHS, on_fit=on_fit
     )
+    return tune(reference, guard, search, tmp_path_factory.mktemp("tuned-models"))
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +141,43 @@ def test_each_fold_in_sample_threshold_is_best_on_its_training_part(search, refe
             achieved = hand_ev(y_fit, fold.train_scores, fold.thresholds[IN_SAMPLE])
             assert achieved == pytest.approx(best, rel=1e-12)
             assert fold.train_values[IN_SAMPLE] == pytest.approx(achieved, rel=1e-12)
+
+
+def test_fold_values_compare_float32_scores_with_the_threshold_as_the_service_does(monkeypatch):
+    """The in-sample cut lies midway between two adjacent float32 scores; as a float32 it
+    would round onto the lower one. The fold's values must treat that row as the served
+    model does (the service compares the float32 score, as a Python float, with the card's
+    float64 threshold), i.e. leave it untreated, so the in-sample value is the best one."""
+    from training import tuning
+
+    low = np.float32(0.3)
+    high = np.nextafter(low, np.float32(1.0))
+    scores = np.array([0.1, low, high, 0.9], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    t = tuning.choose_threshold(labels, scores, REFERENCE_QALY_VALUES)
+    assert float(low) < t < float(high) and np.float32(t) == low  # the case this test is about
+
+    class GivenScores:  # the fit's stand-in: row i scores scores[i]
+        def predict(self, x):
+            return scores[x[:, 0].astype(int)]
+
+    monkeypatch.setattr(tuning, "fit_variant", lambda *args, **kwargs: GivenScores())
+    rows = np.arange(len(labels))
+    fold = tuning.evaluate_fold(
+        BUILTIN.spec("stub", epochs=1, seed=1),
+        rows.reshape(-1, 1).astype(np.float64),
+        labels,
+        1,
+        rows,
+        rows,
+        REFERENCE_QALY_VALUES,
+        [tuning.IN_SAMPLE_BEST],
+    )
+    assert fold.thresholds[IN_SAMPLE] == t
+    best = brute_force_best(labels, scores)
+    assert hand_ev(labels, scores, t) == best
+    assert fold.train_values[IN_SAMPLE] == best
+    assert fold.val_values[IN_SAMPLE] == best
 
 
 def test_fixed_rules_are_the_same_on_every_fold_and_elkan_is_the_matrix_t_star(search):
@@ -473,17 +504,15 @@ def test_tuning_on_a_dask_cluster_gives_the_local_winner_and_card(
     the search, the winner, the card and the exported graph are the local run's."""
     from training.tuning_cli import dask_map
 
-    on_cluster = tune(
-        reference,
-        SealedSplit(reference_split),
+    search = CostSearch(
         REFERENCE_QALY_VALUES,
-        tmp_path,
         grid=tiny_grid,
         k=TINY_K,
         seed=1,
         epochs=TINY_EPOCHS,
         map_fn=dask_map(cluster),
     )
+    on_cluster = tune(reference, SealedSplit(reference_split), search, tmp_path)
     assert on_cluster.tuned.search.winner.label == outcome.tuned.search.winner.label
     assert on_cluster.tuned.search.to_dict() == outcome.tuned.search.to_dict()
     for mine, theirs in zip(

@@ -1,10 +1,43 @@
-"""Per-instance binary decisions against a brute-force search over the two actions."""
+"""The core's decision rule on a binary matrix (K = 2, treat on a tie) against a
+brute-force search over the two actions."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from costaware.cost_decision import decide_binary, value_margin_from_score_margin
-from costaware.economics import REFERENCE_QALY_VALUES, CostMatrix, EconomicsError, elkan_threshold
+from costaware.core import (
+    ScoreCounts,
+    ValueMatrix,
+    as_scores,
+    binary_probabilities,
+    decide,
+    value_margin,
+)
+from costaware.economics import (
+    REFERENCE_QALY_VALUES,
+    CostMatrix,
+    EconomicsError,
+    elkan_threshold,
+    evaluate,
+    evaluate_counts,
+)
+
+
+def decide_binary(scores, costs, margin):
+    """The core's decision on the scores as P(positive), with both actions' values."""
+    got = decide(binary_probabilities(as_scores(scores)), costs.value_matrix(), margin=margin)
+    return SimpleNamespace(
+        treat=got.index == 1,
+        value_treat=got.expected_values[:, 1],
+        value_not_treat=got.expected_values[:, 0],
+        close=got.close,
+    )
+
+
+def value_margin_from_score_margin(score_margin, costs, n):
+    return value_margin(score_margin, costs.value_matrix(), n)
+
 
 OUTCOMES = ("tp", "fp", "tn", "fn")
 
@@ -85,3 +118,37 @@ def test_bad_input_names_the_field(scores, margin, field):
     with pytest.raises(EconomicsError) as info:
         decide_binary(scores, REFERENCE_QALY_VALUES, margin=margin)
     assert info.value.field == field
+
+
+def test_the_one_tie_rule_treats_a_binary_tie_and_takes_the_earlier_of_k_classes():
+    # v_tp - v_fn = v_tn - v_fp = 1: at p = 0.5 both actions are worth exactly the same.
+    costs = CostMatrix(tp=1.0, fp=0.0, tn=1.0, fn=0.0)
+    rows = np.array([[0.5, 0.5]])
+    binary = decide(rows, costs.value_matrix(), margin=0.0)
+    k_class = decide(rows, ValueMatrix(("a", "b"), costs.as_value_matrix()), margin=0.0)
+    assert binary.expected_values[0, 0] == binary.expected_values[0, 1]
+    assert binary.index.tolist() == [1]  # binary: treat
+    assert k_class.index.tolist() == [0]  # K classes: the earlier class
+
+
+@pytest.mark.parametrize("prevalence", [None, 0.2])
+def test_evaluation_of_score_counts_equals_the_evaluation_of_the_rows(prevalence):
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 2, 3000)
+    scores = np.round(rng.uniform(0, 1, 3000), 3)  # many ties
+    costs = CostMatrix(tp=120.0, fp=-15.0, tn=0.0, fn=-480.0)
+    rows = evaluate(labels, scores, costs, 0.3, 0.05, prevalence=prevalence, curve=True)
+    counted = evaluate_counts(
+        ScoreCounts.of(labels, scores), costs, 0.3, 0.05, prevalence=prevalence, curve=True
+    )
+    rows.pop("warnings")
+    assert counted.keys() == rows.keys()
+    for key in ("n", "confusion", "rates", "per_class", "close_confusions", "threshold"):
+        assert counted[key] == rows[key], key
+    assert counted["best_threshold"]["threshold"] == rows["best_threshold"]["threshold"]
+    assert counted["curve"]["thresholds"] == rows["curve"]["thresholds"]
+    for key in ("expected_value", "total_value", "auc"):
+        assert counted[key] == pytest.approx(rows[key], rel=1e-9), key
+    np.testing.assert_allclose(
+        counted["curve"]["expected_value"], rows["curve"]["expected_value"], rtol=1e-9
+    )
