@@ -11,6 +11,9 @@ What varies from run to run, and only that, is normalised (``normalise``):
 - ``pid`` in ``/health/live`` and ``/models``' ``worker`` (the process; and so the
   content-length of those answers);
 - ``loaded_at`` in ``/models`` and ``/models/{name}`` (when the app started; same length);
+- generated prediction ids (UUIDv7: the clock and random bits) become the nil-like UUID
+  ``00000000-0000-7000-8000-000000000000`` of the same length; ids the client gave (its own,
+  or from ``X-Request-ID``) are kept;
 - ``/metrics``: its body counts the requests sent before it in this process, so only its
   status, content type and the sorted set of metric names are kept (without the
   ``*_created`` families, which appear once a labelled series has been observed).
@@ -36,6 +39,8 @@ ANSWERS = HERE / "answers.jsonl"
 VARYING_HEADERS = {"date", "etag", "last-modified"}
 PID = re.compile(rb'"pid":\d+')
 LOADED_AT = re.compile(rb'"loaded_at":"[^"]*"')
+UUID7 = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+GENERATED_ID = b"00000000-0000-7000-8000-000000000000"
 
 
 @contextmanager
@@ -76,6 +81,7 @@ def normalise(request: Request, response: Any) -> dict[str, Any]:
     if pids:
         headers.pop("content-length", None)
     content = LOADED_AT.sub(b'"loaded_at":"<loaded_at>"', content)
+    content = UUID7.sub(GENERATED_ID, content)
     answer["headers"] = headers
     if headers.get("content-type", "").startswith("image/"):
         answer["body_sha256"] = hashlib.sha256(content).hexdigest()
