@@ -54,6 +54,8 @@ def rows(
 ) -> list[dict[str, Any]]:
     """The log's rows of one answer: ``card_matrix`` is the binary card's cost matrix (the
     one a threshold decision is valued under), None when it has none."""
+    if not (isinstance(predictions, ValuedPredictions) and predictions.multiclass):
+        return _binary_rows(predictions, ids, time_ms, card_matrix)
     n = len(predictions)
     p = probabilities_of(predictions)
     if isinstance(predictions, ValuedPredictions):
@@ -88,3 +90,56 @@ def rows(
         }
         for i in range(n)
     ]
+
+
+def _binary_rows(
+    predictions: Predictions | ValuedPredictions,
+    ids: list[str],
+    time_ms: int,
+    card_matrix: Any,
+) -> list[dict[str, Any]]:
+    """:func:`rows` for a binary answer, on Python floats: the writer thread holds the GIL
+    the event loop needs, and on the usual one-instance answer the numpy calls of the
+    general path cost several times the arithmetic (about 136 us a request against
+    ~20). The same operations in the same order as
+    :func:`costaware.realized.decision_moments`, so the same float64 results."""
+    if isinstance(predictions, ValuedPredictions):
+        decided = predictions.outputs if predictions.calibrated is None else predictions.calibrated
+        decisions = [int(d) for d in predictions.decisions]
+        scores = np.asarray(predictions.outputs, np.float64).tolist()
+    else:
+        decided = predictions.scores if predictions.probability is None else predictions.probability
+        decisions = [int(d) for d in predictions.labels]
+        scores = np.asarray(predictions.scores, np.float64).tolist()
+    matrix, source = value_matrices(predictions, card_matrix)
+    positive = _shortest(decided)
+    per_instance = None if matrix is None else np.asarray(matrix).tolist()
+    flagged = predictions.out_of_range or {}
+    out = []
+    for i, p1 in enumerate(positive):
+        p0 = 1.0 - p1
+        d = decisions[i]
+        if per_instance is None:
+            m = expected = variance = None
+        else:
+            m = per_instance[i]
+            a, b = m[0][d], m[1][d]
+            expected = p0 * a + p1 * b
+            variance = max(p0 * (a * a) + p1 * (b * b) - expected * expected, 0.0)
+        out.append(
+            {
+                "id": ids[i],
+                "time_ms": time_ms,
+                "model": predictions.model,
+                "version": predictions.version,
+                "score": scores[i],
+                "probabilities": [p0, p1],
+                "decision": d,
+                "matrix": m,
+                "matrix_source": source,
+                "expected_value": expected,
+                "variance": variance,
+                "out_of_range": bool(flagged.get(i)),
+            }
+        )
+    return out
