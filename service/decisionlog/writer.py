@@ -11,6 +11,7 @@ is queued before it returns (the app's lifespan calls it on SIGTERM).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -38,6 +39,12 @@ class Pending:
     predictions: Any
     ids: list[str]
     card_matrix: Any
+    # The first instance not yet written: a large answer (a 25,000-row CSV) is written
+    # batch_rows at a time, so that its rows are never all built at once.
+    start: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.start
 
 
 class DecisionLog:
@@ -143,17 +150,27 @@ class DecisionLog:
         """Write up to ``batch_rows`` instances from the head of the queue; False when the
         store refused (the entries stay queued unless past their bound)."""
         taken: list[Pending] = []
+        rows: list[dict[str, Any]] = []
         count = 0
+        split = False
         while self._queue and count < self.batch_rows:
             item = self._queue.popleft()
             taken.append(item)
-            count += len(item.ids)
-        rows: list[dict[str, Any]] = []
-        for item in taken:
-            rows.extend(entries.rows(item.predictions, item.ids, item.time_ms, item.card_matrix))
+            stop = min(len(item.ids), item.start + self.batch_rows - count)
+            if stop < len(item.ids):  # the rest of a large answer waits for the next batch
+                self._queue.appendleft(dataclasses.replace(item, start=stop))
+                split = True
+            rows.extend(
+                entries.rows(
+                    item.predictions, item.ids, item.time_ms, item.card_matrix, item.start, stop
+                )
+            )
+            count += stop - item.start
         try:
             self.store.insert_decisions(rows)
         except Exception as exc:  # any failure of the store: keep serving, keep counting
+            if split:
+                self._queue.popleft()  # the split rest: the whole item goes back instead
             self._queue.extendleft(reversed(taken))
             self._failed(exc)
             return False
@@ -187,7 +204,7 @@ class DecisionLog:
             )
         expired = 0
         while self._queue and now - self._queue[0].queued_at > self.max_wait_seconds:
-            expired += len(self._queue.popleft().ids)
+            expired += len(self._queue.popleft())
         if expired:
             with self._lock:
                 self._queued -= expired

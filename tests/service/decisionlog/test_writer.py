@@ -98,3 +98,37 @@ def test_postgres_down_past_the_bound_counts_dropped(postgres):
     wait_for(lambda: log.written == 5)
     log.stop()
     assert store.count() == 5
+
+
+def test_a_large_answer_is_written_a_batch_at_a_time_and_whole(tmp_path):
+    # A 2,500-instance answer with batches of 1,000 rows: three inserts, every row once, in
+    # order, and never more rows built at once than a batch holds.
+    store = DecisionStore.open(f"sqlite+pysqlite:///{tmp_path / 'decisions.sqlite'}")
+    inserted: list[int] = []
+    insert = store.insert_decisions
+
+    def counting(rows):
+        inserted.append(len(rows))
+        insert(rows)
+
+    store.insert_decisions = counting
+    writer = DecisionLog(store, batch_rows=1000)
+    n = 2500
+    scores = np.linspace(0, 1, n, dtype=np.float32)
+    answer = Predictions(
+        model="m",
+        version="v1",
+        threshold=0.5,
+        margin=0.1,
+        scores=scores,
+        labels=(scores >= 0.5).tolist(),
+        close=[False] * n,
+        out_of_range={7: ["f"], 2400: ["g"]},
+    )
+    ids = [f"big-{i}" for i in range(n)]
+    writer.record(answer, ids, None)
+    writer.flush()
+    assert inserted == [1000, 1000, 500]
+    logged = store.logged(ids)
+    assert set(logged) == set(ids)
+    assert writer.written == n and writer._queued == 0
