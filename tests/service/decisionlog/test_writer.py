@@ -114,19 +114,8 @@ def test_a_large_answer_is_written_a_batch_at_a_time_and_whole(tmp_path):
     store.insert_decisions = counting
     writer = DecisionLog(store, batch_rows=1000)
     n = 2500
-    scores = np.linspace(0, 1, n, dtype=np.float32)
-    answer = Predictions(
-        model="m",
-        version="v1",
-        threshold=0.5,
-        margin=0.1,
-        scores=scores,
-        labels=(scores >= 0.5).tolist(),
-        close=[False] * n,
-        out_of_range={7: ["f"], 2400: ["g"]},
-    )
-    ids = [f"big-{i}" for i in range(n)]
-    writer.record(answer, ids, None)
+    predictions, ids = answer(n)
+    writer.record(predictions, ids, None)
     writer.flush()
     assert inserted == [1000, 1000, 500]
     logged = store.logged(ids)
