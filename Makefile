@@ -80,17 +80,16 @@ chromium:
 		fi; \
 	fi
 
-# The decision-log tests start a throw-away cluster of Debian's postgresql 15
-# (tests/service/_postgres.py); installed like chromium when missing.
-PG_BIN ?= /usr/lib/postgresql/15/bin
+# The decision-log tests start a throw-away cluster of Debian's postgresql (any major
+# version, tests/service/_postgres.py); installed like chromium when missing.
 postgresql:
-	@if [ ! -x "$(PG_BIN)/initdb" ]; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing postgresql for the decision-log tests (apt-get install postgresql)"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
 				|| { echo "apt-get could not install postgresql"; exit 1; }; \
 		else \
-			echo "postgresql is missing for the decision-log tests: install it with 'sudo apt-get install postgresql' ($(PG_BIN))"; \
+			echo "postgresql is missing for the decision-log tests: install it with 'sudo apt-get install postgresql' (Debian's package)"; \
 			exit 1; \
 		fi; \
 	fi

@@ -1,6 +1,6 @@
-"""A throw-away PostgreSQL cluster for the decision-log tests: Debian's postgresql 15
-(``make test`` installs it when missing), initdb and pg_ctl as the ``postgres`` user in a
-temporary folder, on a free port, removed afterwards."""
+"""A throw-away PostgreSQL cluster for the decision-log tests: Debian's postgresql, the
+newest major version installed (``make test`` installs it when missing), initdb and pg_ctl
+as the ``postgres`` user in a temporary folder, on a free port, removed afterwards."""
 
 from __future__ import annotations
 
@@ -16,7 +16,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-BIN = Path(os.environ.get("COSTAWARE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _newest_bin() -> Path:
+    """Debian installs each major version under /usr/lib/postgresql/<major>/bin (15 on
+    Debian 12, 17 on Debian 13): the newest one present, else 15's path (for the message)."""
+    found = [path.parent for path in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
+    found.sort(key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else -1)
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+BIN = Path(os.environ["COSTAWARE_PG_BIN"]) if "COSTAWARE_PG_BIN" in os.environ else _newest_bin()
 USER = "postgres"
 
 
