@@ -131,7 +131,12 @@ def clients():
 
 
 # Samples that depend on timing or on when a series was created.
-_TIMING = re.compile(r"^costaware_request_duration_seconds_(bucket|sum)|_created\b")
+# What depends on time, not on the path a request took: latencies, creation stamps, and
+# the decision log's written/queued counts (its writer thread flushes on its own clock).
+_TIMING = re.compile(
+    r"^costaware_request_duration_seconds_(bucket|sum)|_created\b"
+    r"|^costaware_decision_log_(written_total|queued)\b"
+)
 
 
 def comparable_metrics(text: str) -> list[str]:

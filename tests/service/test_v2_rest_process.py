@@ -10,6 +10,8 @@ clients send."""
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -349,3 +351,27 @@ def test_metrics_are_labelled_by_template(served, client) -> None:
     assert 'endpoint="/v2/models/{name}/infer"' in metrics
     assert "random-a" not in metrics and "random-b" not in metrics
     assert 'endpoint="/v2/models/{name}/infer",model="builtin"' in metrics
+
+
+def test_each_instance_has_a_prediction_id_the_outcomes_take_back(served, client) -> None:
+    # The ids are the decision log's keys: generated per instance (a V2 request id is
+    # often reused by clients), and POST /outcomes finds the logged decisions by them.
+    x = _rows("builtin")
+    ids = []
+    for _ in range(2):  # the same request id twice: the prediction ids still differ
+        result = client.infer("builtin", [_input(x)], request_id="1", headers=auth())
+        ids += _text(result.as_numpy("prediction_id"))
+    assert len(ids) == 2 * len(x) == len(set(ids))
+    assert all(
+        re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i)
+        for i in ids
+    )
+    body = {"outcomes": [{"id": i, "label": 1} for i in ids]}
+    deadline = time.monotonic() + 20
+    while True:  # a decision is in the log one flush interval after its answer
+        answer = httpx.post(f"{served}/outcomes", json=body, headers=auth(), timeout=30)
+        assert answer.status_code == 200, answer.text
+        if not answer.json()["unknown"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer.json()["unknown"] == []

@@ -199,6 +199,12 @@ def served_model(dataplane: DataPlane, name: str, version: str | None = None) ->
     return model
 
 
+# The output holding each instance's prediction id (docs/REALIZED.md): generated per
+# instance (UUIDv7), not derived from the request's ``id``, which V2 clients reuse freely
+# ("1", "bench") and which would then collide in the decision log.
+PREDICTION_ID = "prediction_id"
+
+
 def _tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": shape}
 
@@ -227,6 +233,7 @@ def output_metadata(model: LoadedModel) -> list[dict[str, Any]]:
     outputs.append(_tensor("close_confusion", "BOOL", [-1]))
     if model.card.feature_ranges is not None:
         outputs.append(_tensor("out_of_range", "BYTES", [-1]))
+    outputs.append(_tensor(PREDICTION_ID, "BYTES", [-1]))
     return outputs
 
 
@@ -474,6 +481,7 @@ def available_outputs(
     names.append("close_confusion")
     if has_ranges:
         names.append("out_of_range")
+    names.append(PREDICTION_ID)
     return names
 
 
@@ -569,6 +577,8 @@ def _outputs(found: Predictions | ValuedPredictions) -> dict[str, Callable[[], O
         built["out_of_range"] = lambda: OutputTensor(
             "out_of_range", "BYTES", [n], _out_of_range(found)
         )
+    # Each instance's prediction id (the decision log's key; POST /outcomes takes it back).
+    built[PREDICTION_ID] = lambda: OutputTensor(PREDICTION_ID, "BYTES", [n], list(found.ids or ()))
     return built
 
 
