@@ -30,17 +30,28 @@ def post_many(base: str, prefix: str, requests: int, per_request: int, threads: 
     """``requests`` predictions of ``per_request`` instances each, ``threads`` at a time,
     with ids ``<prefix><request>-<index>``; the statuses."""
     body_rows = rows(per_request, 1)
+    # One client per thread: a client shared by 32 threads raced on its connection pool
+    # (one thread read a socket another had just closed: EBADF on the client's side).
+    local = threading.local()
+    clients: list[httpx.Client] = []
 
-    def one(client: httpx.Client, index: int) -> int:
-        answer = client.post(
+    def one(index: int) -> int:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(timeout=60)
+            clients.append(local.client)
+        answer = local.client.post(
             f"{base}/predict",
             json={"model": "medical", "instances": body_rows},
             headers={"X-Request-ID": f"{prefix}{index}"},
         )
         return answer.status_code
 
-    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda i: one(client, i), range(requests)))
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(one, range(requests)))
+    finally:
+        for client in clients:
+            client.close()
 
 
 def wait_for(condition, seconds: float = 60) -> None:
